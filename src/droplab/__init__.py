@@ -1,0 +1,7 @@
+"""droplab: dropout, from the lecture's ten-line formula to a reproducible research tool.
+
+Dropout: A Simple Way to Prevent Neural Networks from Overfitting
+    N. Srivastava, G. Hinton, A. Krizhevsky, I. Sutskever, R. Salakhutdinov, JMLR 15 (2014).
+"""
+
+__version__ = "0.1.0"

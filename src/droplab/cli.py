@@ -1,0 +1,237 @@
+"""The ``droplab`` command: ``check``, ``train``, ``compare``.
+
+Every option is checked before any work; a bad value ends with a message naming the
+option, the value and what is accepted, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Sequence
+
+import torch
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from . import __version__
+from .data import DataError, load_fashion_mnist
+from .functional import dropout
+from .models import MODEL_NAMES
+from .rundir import RunDirError
+from .train import OPTIMIZERS, ConfigError, TrainConfig
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def _print_table(console: Console, rows: list[list[str]], title: str | None = None) -> None:
+    table = Table(*map(escape, rows[0]), title=title and escape(title), title_justify="left")
+    for row in rows[1:]:
+        table.add_row(*map(escape, row))
+    console.print(table)
+
+
+# --- check ------------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace, console: Console) -> int:
+    torch.manual_seed(args.seed)
+    x = torch.arange(16, dtype=torch.float32).reshape(2, 8)
+    console.print("The lecture's quick check: X = arange(16).reshape(2, 8)")
+    for p in (0.0, 0.5, 1.0):
+        console.print(f"dropout(X, p={p}):\n{dropout(x, p)}")
+    n = args.draws
+    console.print(
+        f"\nEmpirical check over {n:,} draws per p (input of ones, seed {args.seed}); "
+        "bounds are 5 binomial standard deviations:"
+    )
+    rows = [["p", "kept fraction", "expected", "5σ bound", "E[h']/h", "5σ bound", "result"]]
+    ok = True
+    for p in (0.1, 0.5, 0.9):
+        out = dropout(torch.ones(n), p)
+        kept = (out != 0).double().mean().item()
+        ratio = out.double().mean().item()
+        kept_bound = 5 * math.sqrt(p * (1 - p) / n)
+        ratio_bound = 5 * math.sqrt(p / (1 - p) / n)  # std of h' for h = 1 is sqrt(p / (1 - p))
+        good = abs(kept - (1 - p)) <= kept_bound and abs(ratio - 1) <= ratio_bound
+        ok &= good
+        rows.append([
+            f"{p}", f"{kept:.5f}", f"{1 - p:.5f}", f"±{kept_bound:.5f}",
+            f"{ratio:.5f}", f"±{ratio_bound:.5f}", "ok" if good else "FAIL",
+        ])  # fmt: skip
+    _print_table(console, rows)
+    console.print("all within bounds" if ok else "OUTSIDE the 5σ bounds: dropout is biased")
+    return 0 if ok else 1
+
+
+# --- train / compare --------------------------------------------------------------------
+
+
+def _config(args: argparse.Namespace, model: str = "scratch") -> TrainConfig:
+    cfg = TrainConfig(
+        model=getattr(args, "model", model),
+        hidden=tuple(args.hidden),
+        dropout=tuple(args.dropout),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        val_size=args.val_size,
+        split_seed=args.split_seed,
+        threads=args.threads,
+    )
+    try:
+        return cfg.validate()
+    except ConfigError as err:
+        raise UsageError(_option_message(str(err))) from None
+
+
+def _option_message(message: str) -> str:
+    """Name the CLI option rather than the config field: 'batch_size = 0' -> '--batch-size 0'."""
+    field, sep, rest = message.partition(" = ")
+    if not sep:
+        return message
+    value, _, accepted = rest.partition(" is invalid: ")
+    return f"--{field.replace('_', '-')} {value}: invalid, expected {accepted}"
+
+
+def _load(args: argparse.Namespace, cfg: TrainConfig):
+    data = load_fashion_mnist(
+        args.data_dir, val_size=cfg.val_size, split_seed=cfg.split_seed, verify=not args.no_verify
+    )
+    if cfg.batch_size > len(data.train_x):
+        raise UsageError(
+            f"--batch-size {cfg.batch_size}: invalid, expected at most the "
+            f"{len(data.train_x)} training images"
+        )
+    return data
+
+
+def cmd_train(args: argparse.Namespace, console: Console) -> int:
+    from .train import run
+
+    cfg = _config(args)
+    data = _load(args, cfg)
+    start = time.perf_counter()
+    result = run(cfg, data, out=args.out, runs_root=args.runs_root)
+    s = result.summary
+    rows = [["epoch", "train loss", "train acc", "val loss", "val acc"]]
+    rows += [
+        [str(h["epoch"]), f"{h['train_loss']:.4f}", f"{h['train_acc']:.4f}",
+         f"{h['val_loss']:.4f}", f"{h['val_acc']:.4f}"]
+        for h in result.history
+    ]  # fmt: skip
+    _print_table(console, rows, title=f"{cfg.model}: hidden {list(cfg.hidden)}, dropout {list(cfg.dropout)}")
+    console.print(
+        f"test loss {s['test_loss']:.4f}, test acc {s['test_acc']:.4f}; "
+        f"training {s['seconds']:.1f} s ({s['threads']} threads), "
+        f"total {time.perf_counter() - start:.1f} s"
+    )
+    console.print(f"run directory: {result.directory}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from .compare import claims, compare, format_table
+
+    cfg = _config(args)
+    if args.seeds < 1:
+        raise UsageError(f"--seeds {args.seeds}: invalid, expected an integer >= 1")
+    data = _load(args, cfg)
+    result = compare(data, seeds=args.seeds, base=cfg, out=args.out, runs_root=args.runs_root)
+    _print_table(
+        console, format_table(result),
+        title=f"mean ± std over {len(result.seeds)} seed(s), {cfg.epochs} epochs",
+    )  # fmt: skip
+    console.print("gap = val loss − train loss, both in eval mode")
+    for line in claims(result):
+        console.print(line, highlight=False)
+    console.print(f"results: {result.directory}/compare.md, compare.json, compare.png")
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------
+
+
+def _training_options(p: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    p.add_argument("--hidden", type=int, nargs="+", default=list(d.hidden), metavar="N",
+                   help="hidden layer widths (default: 256 256)")
+    p.add_argument("--dropout", type=float, nargs="+", default=list(d.dropout), metavar="P",
+                   help="dropout probability per hidden layer (default: 0.5 0.5)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
+    p.add_argument("--lr", type=float, default=d.lr, help="learning rate (default: %(default)s)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
+    p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
+    p.add_argument("--val-size", type=int, default=d.val_size,
+                   help="training images held out for validation (default: %(default)s)")
+    p.add_argument("--split-seed", type=int, default=d.split_seed,
+                   help="seed of the validation split (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--data-dir", default=None,
+                   help="directory with the four Fashion-MNIST .gz files (default: search)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the SHA-256 check (for data other than the official release)")
+    p.add_argument("--out", default=None, help="output directory (must not hold results)")
+    p.add_argument("--runs-root", default="runs",
+                   help="where fresh run directories go when --out is not given")  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="droplab", description="Dropout on Fashion-MNIST: check it, train with it, compare."
+    )
+    parser.add_argument("--version", action="version", version=f"droplab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check", help="the lecture's quick check and an empirical check")
+    check.add_argument("--draws", type=int, default=1_000_000, help="draws per p (default: 10^6)")
+    check.add_argument("--seed", type=int, default=0)
+    check.set_defaults(func=cmd_check)
+
+    train = sub.add_parser("train", help="train one model (default: the lecture's run)")
+    train.add_argument("--model", choices=MODEL_NAMES, default="scratch",
+                       help="scratch (lecture's DropoutMLPScratch), concise (nn.Dropout), plain")
+    _training_options(train)
+    train.set_defaults(func=cmd_train)
+
+    comp = sub.add_parser("compare", help="plain vs scratch vs concise over several seeds")
+    comp.add_argument("--seeds", type=int, default=3, help="number of seeds (default: 3)")
+    _training_options(comp)
+    comp.set_defaults(func=cmd_compare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    console = Console(highlight=False)
+    try:
+        if args.command == "check" and args.draws < 1:
+            raise UsageError(f"--draws {args.draws}: invalid, expected an integer >= 1")
+        return args.func(args, console)
+    except UsageError as err:
+        parser.exit(EXIT_USAGE, f"droplab {args.command}: error: {err}\n")
+    except RunDirError as err:
+        parser.exit(EXIT_USAGE, f"droplab {args.command}: error: {err}\n")
+    except DataError as err:
+        parser.exit(1, f"droplab {args.command}: error: {err}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, f"droplab {args.command}: interrupted\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""The lecture's headline: the plain MLP against the scratch and concise dropout MLPs.
+
+Every model is trained on the same seeds (for one seed all three start from the same
+weights and see the minibatches in the same order), so differences are paired by seed.
+Writes ``compare.json`` (``{model: {metric: [value per seed]}}``), ``compare.png`` (the
+curves of the three models, mean ± std over seeds) and ``compare.md``, and keeps every
+run's own directory under ``runs/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import plots, rundir
+from .data import FashionMNIST
+from .models import MODEL_NAMES
+from .stats import mean_std, paired_interval, verdict
+from .train import TrainConfig, run
+
+__all__ = ["TABLE_METRICS", "CompareResult", "compare", "format_table", "claims"]
+
+# (key, heading, scale, unit digits)
+TABLE_METRICS = [
+    ("train_loss", "train loss", 1.0, 4),
+    ("train_loss_eval", "train loss (eval)", 1.0, 4),
+    ("val_loss", "val loss", 1.0, 4),
+    ("val_acc", "val acc %", 100.0, 2),
+    ("test_acc", "test acc %", 100.0, 2),
+    ("gap", "gap", 1.0, 4),
+    ("seconds", "seconds", 1.0, 1),
+]
+
+
+@dataclass
+class CompareResult:
+    directory: Path
+    results: dict[str, dict[str, list[float]]]  # model -> metric -> per seed
+    curves: dict[str, dict[str, np.ndarray]]  # model -> metric -> (seeds, epochs)
+    seeds: list[int]
+
+
+def compare(
+    data: FashionMNIST,
+    seeds: int = 3,
+    base: TrainConfig | None = None,
+    out: str | Path | None = None,
+    runs_root: str | Path = "runs",
+    models: tuple[str, ...] = ("plain", "scratch", "concise"),
+) -> CompareResult:
+    """Train each of ``models`` on seeds ``base.seed .. base.seed + seeds - 1``; write the files."""
+    base = (base or TrainConfig()).validate()
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds = {seeds!r} is invalid: expected an integer >= 1")
+    unknown = [m for m in models if m not in MODEL_NAMES]
+    if unknown:
+        raise ValueError(f"unknown model {unknown[0]!r}: expected one of {', '.join(MODEL_NAMES)}")
+    directory = rundir.claim_dir(out) if out is not None else rundir.new_run_dir(runs_root, "compare")
+    seed_list = [base.seed + k for k in range(seeds)]
+    rundir.write_json(
+        directory / "config.json",
+        {"seeds": seed_list, "models": list(models), "base": base.to_dict(), "data": data.source},
+    )
+    keys = [key for key, *_ in TABLE_METRICS] + ["train_acc", "test_loss"]
+    results = {m: {key: [] for key in keys} for m in models}
+    histories: dict[str, list[list[dict]]] = {m: [] for m in models}
+    for seed in seed_list:
+        for model in models:
+            cfg = dataclasses.replace(base, model=model, seed=seed)
+            res = run(cfg, data, out=directory / "runs" / f"{model}-seed{seed}", label=f"{model} s{seed}")
+            for key in results[model]:
+                results[model][key].append(res.summary[key])
+            histories[model].append(res.history)
+    curves = {
+        m: {k: np.array([[h[k] for h in hist] for hist in hs]) for k in ("train_loss", "val_loss", "val_acc")}
+        for m, hs in histories.items()
+    }
+    result = CompareResult(directory, results, curves, seed_list)
+    rundir.write_json(directory / "compare.json", results)
+    title = f"Fashion-MNIST, {base.epochs} epochs, {len(seed_list)} seed(s), hidden {list(base.hidden)}"
+    rundir.save_figure(directory / "compare.png", plots.compare_curves(curves, title=title))
+    rundir.write_text(directory / "compare.md", markdown(result, base))
+    return result
+
+
+def _cell(values: list[float], scale: float, digits: int) -> str:
+    mean, std = mean_std([v * scale for v in values])
+    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def format_table(result: CompareResult) -> list[list[str]]:
+    """Rows of [model, metric cells...]: mean ± std over seeds."""
+    header = ["model"] + [heading for _, heading, *_ in TABLE_METRICS]
+    rows = [header]
+    for model, res in result.results.items():
+        rows.append([model] + [_cell(res[key], s, d) for key, _, s, d in TABLE_METRICS])
+    return rows
+
+
+def claims(result: CompareResult) -> list[str]:
+    """The lecture's claims, checked against these runs, paired by seed (95% t intervals)."""
+    if "plain" not in result.results:
+        return []
+    plain = result.results["plain"]
+    lines = []
+    for model in (m for m in result.results if m != "plain"):
+        r = result.results[model]
+        acc = paired_interval([100 * v for v in r["val_acc"]], [100 * v for v in plain["val_acc"]])
+        gap = paired_interval(r["gap"], plain["gap"])
+        lines.append(_claim(f"{model} dropout raises val accuracy over plain", acc, "pp", True))
+        lines.append(_claim(f"{model} dropout shrinks the val-train loss gap", gap, "", False))
+    return lines
+
+
+def _claim(text: str, iv, unit: str, expect_positive: bool) -> str:
+    u = f" {unit}" if unit else ""
+    bounds = "n/a with 1 seed" if math.isnan(iv.low) else f"[{iv.low:+.4g}, {iv.high:+.4g}]"
+    return f"claim: {text} — {iv.mean:+.4g}{u} {bounds}, {iv.n} seeds — {verdict(iv, expect_positive)}"
+
+
+def markdown(result: CompareResult, base: TrainConfig) -> str:
+    rows = format_table(result)
+    lines = [
+        "# Dropout vs plain MLP on Fashion-MNIST",
+        "",
+        f"Hidden layers {list(base.hidden)}, dropout {list(base.dropout)} (plain: none), "
+        f"{base.optimizer.upper()} lr {base.lr}, batch {base.batch_size}, {base.epochs} epochs, "
+        f"seeds {result.seeds}. Mean ± std over seeds. *gap* = val loss − train loss, both in "
+        "eval mode (dropout off); *train loss* is the mean over the last epoch's minibatches "
+        "with dropout on.",
+        "",
+        "| " + " | ".join(rows[0]) + " |",
+        "|" + "---|" * len(rows[0]),
+    ]
+    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    lines += ["", "## The lecture's claims, as measured here", ""]
+    lines += [f"- {c}" for c in claims(result)]
+    lines += [
+        "",
+        "Differences are paired by seed; the brackets are 95% t intervals. *supported*: the "
+        "interval lies on the claimed side of 0; *not supported*: on the other side; "
+        "*inconclusive*: it straddles 0.",
+        "",
+        "![curves](compare.png)",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,270 @@
+"""Fashion-MNIST from the four official IDX ``.gz`` files, verified and held in memory.
+
+Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine Learning Algorithms
+    H. Xiao, K. Rasul, R. Vollgraf, arXiv:1708.07747 (2017).
+
+Where the files are looked for, in order:
+
+1. ``data_dir`` (the CLI's ``--data-dir``), else the ``DROPLAB_DATA`` environment variable:
+   when given, the files must be there;
+2. the user cache, ``$XDG_CACHE_HOME/droplab/fashion-mnist`` (``~/.cache/droplab/fashion-mnist``);
+3. ``/usr/share/datasets/fashion-mnist`` (Debian's ``dataset-fashion-mnist`` package);
+4. otherwise the official files are downloaded into the user cache.
+
+The SHA-256 of every decompressed file is checked against the official release; a download
+that does not match is deleted, never kept.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import struct
+import tempfile
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CLASS_NAMES",
+    "FILES",
+    "SHA256",
+    "DataError",
+    "FashionMNIST",
+    "find_data_dir",
+    "load_fashion_mnist",
+    "read_idx",
+    "parse_idx",
+]
+
+CLASS_NAMES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+# name -> (file, number of dimensions)
+FILES = {
+    "train_images": ("train-images-idx3-ubyte.gz", 3),
+    "train_labels": ("train-labels-idx1-ubyte.gz", 1),
+    "test_images": ("t10k-images-idx3-ubyte.gz", 3),
+    "test_labels": ("t10k-labels-idx1-ubyte.gz", 1),
+}
+
+# SHA-256 of the decompressed files of the official release.
+SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+
+URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+NUM_CLASSES = 10
+MAX_PAYLOAD = 1 << 28  # no IDX file of this data set comes near 256 MiB; refuse larger headers
+
+
+class DataError(ValueError):
+    """A data file is missing, damaged, or not what it claims to be."""
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "droplab" / "fashion-mnist"
+
+
+def _has_all(directory: Path) -> bool:
+    return all((directory / file).is_file() for file, _ in FILES.values())
+
+
+def _how_to_get(looked: list[Path], reason: str) -> str:
+    return (
+        "Fashion-MNIST not found (looked in: " + ", ".join(str(p) for p in looked) + "). "
+        "Get it one of three ways:\n"
+        "  1. Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist "
+        f"(puts the files in {DEBIAN_DIR});\n"
+        "  2. download the four .gz files from https://github.com/zalandoresearch/fashion-mnist "
+        f"into {cache_dir()};\n"
+        "  3. pass --data-dir DIR (or set DROPLAB_DATA=DIR) for a directory holding "
+        + ", ".join(f for f, _ in FILES.values())
+        + f".\n{reason}"
+    )
+
+
+def find_data_dir(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """The directory holding the four files, downloading them into the cache if needed."""
+    explicit = data_dir if data_dir is not None else os.environ.get("DROPLAB_DATA") or None
+    if explicit is not None:
+        directory = Path(explicit).expanduser()
+        if _has_all(directory):
+            return directory
+        missing = [f for f, _ in FILES.values() if not (directory / f).is_file()]
+        raise DataError(_how_to_get([directory], f"Missing in {directory}: {', '.join(missing)}."))
+    looked = [cache_dir(), DEBIAN_DIR]
+    for directory in looked:
+        if _has_all(directory):
+            return directory
+    if not download:
+        raise DataError(_how_to_get(looked, "Automatic download is off."))
+    try:
+        _download(cache_dir())
+    except (OSError, DataError) as err:
+        raise DataError(_how_to_get(looked, f"Automatic download from {URL} failed: {err}")) from None
+    return cache_dir()
+
+
+def _download(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for file, ndim in FILES.values():
+        target = directory / file
+        if target.is_file():
+            continue
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=file + ".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(URL + file, timeout=30) as r:
+                while chunk := r.read(1 << 20):
+                    out.write(chunk)
+            read_idx(tmp, ndim, expected_sha256=SHA256[file[:-3]], name=file)  # verify first
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def parse_idx(raw: bytes, ndim: int, name: str = "<bytes>") -> np.ndarray:
+    """Parse decompressed IDX bytes of unsigned bytes with ``ndim`` dimensions.
+
+    Raises :class:`DataError` naming ``name`` on a wrong magic number, wrong number of
+    dimensions, or a size that does not match the header.
+    """
+    if len(raw) < 4:
+        raise DataError(f"{name}: not an IDX file: {len(raw)} bytes, shorter than the 4-byte magic")
+    zero, dtype, dims = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype != 0x08:
+        raise DataError(
+            f"{name}: wrong magic number 0x{raw[:4].hex()}: expected 0x000008{ndim:02x} "
+            "(IDX of unsigned bytes)"
+        )
+    if dims != ndim:
+        raise DataError(f"{name}: IDX file has {dims} dimensions, expected {ndim}")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{name}: truncated header: {len(raw)} bytes, expected at least {header}")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    size = int(np.prod(shape, dtype=np.int64))
+    if size > MAX_PAYLOAD:
+        raise DataError(f"{name}: header claims shape {shape} ({size} bytes), over the limit")
+    if len(raw) - header != size:
+        what = "truncated" if len(raw) - header < size else "trailing bytes"
+        raise DataError(
+            f"{name}: {what}: header claims shape {shape} = {size} bytes of data, "
+            f"file holds {len(raw) - header}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _gunzip(path: str | os.PathLike, limit: int) -> bytes:
+    """Decompress in chunks, stopping one byte past ``limit`` (a gzip bomb costs nothing)."""
+    chunks, total = [], 0
+    with gzip.open(path, "rb") as f:
+        while total <= limit and (chunk := f.read(1 << 20)):
+            chunks.append(chunk)
+            total += len(chunk)
+    return b"".join(chunks)
+
+
+def read_idx(
+    path: str | os.PathLike, ndim: int, expected_sha256: str | None = None, name: str | None = None
+) -> np.ndarray:
+    """Read a gzip-compressed IDX file; optionally check the SHA-256 of its decompressed bytes."""
+    name = name or str(path)
+    try:
+        raw = _gunzip(path, limit=MAX_PAYLOAD + 4 + 4 * ndim)
+    except FileNotFoundError:
+        raise DataError(f"{name}: no such file") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as err:
+        raise DataError(f"{name}: damaged gzip stream ({err or type(err).__name__})") from None
+    if expected_sha256 is not None:
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest != expected_sha256:
+            raise DataError(
+                f"{name}: SHA-256 of the decompressed file is {digest}, expected {expected_sha256} "
+                "(the official Fashion-MNIST release); the file is damaged or not Fashion-MNIST"
+            )
+    return parse_idx(raw, ndim, name)
+
+
+@dataclass
+class FashionMNIST:
+    """Fashion-MNIST in memory: images as float32 in [0, 1] of shape (N, 784), labels int64."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    source: str
+    class_names: tuple[str, ...] = CLASS_NAMES
+
+
+def _load_pair(directory: Path, split: str, verify: bool) -> tuple[np.ndarray, np.ndarray]:
+    arrays = []
+    for kind in ("images", "labels"):
+        file, ndim = FILES[f"{split}_{kind}"]
+        sha = SHA256[file[:-3]] if verify else None
+        arrays.append(read_idx(directory / file, ndim, sha, name=str(directory / file)))
+    images, labels = arrays
+    if len(images) != len(labels):
+        raise DataError(f"{directory}: {split} set has {len(images)} images but {len(labels)} labels")
+    if labels.size and labels.max() >= NUM_CLASSES:
+        raise DataError(
+            f"{directory / FILES[split + '_labels'][0]}: label {int(labels.max())} "
+            f"outside 0..{NUM_CLASSES - 1}"
+        )
+    return images, labels
+
+
+def load_fashion_mnist(
+    data_dir: str | os.PathLike | None = None,
+    val_size: int = 5000,
+    split_seed: int = 0,
+    verify: bool = True,
+    download: bool = True,
+) -> FashionMNIST:
+    """Load, verify and split Fashion-MNIST.
+
+    Args:
+        data_dir: directory holding the four ``.gz`` files (default: search, see module doc).
+        val_size: images held out of the 60,000 training images for validation.
+        split_seed: seed of the permutation choosing the validation images.
+        verify: check the SHA-256 of each decompressed file against the official release.
+        download: download into the user cache when no copy is found.
+    """
+    directory = find_data_dir(data_dir, download=download)
+    train_images, train_labels = _load_pair(directory, "train", verify)
+    test_images, test_labels = _load_pair(directory, "test", verify)
+    if not 1 <= val_size < len(train_images):
+        raise DataError(
+            f"val_size must be between 1 and {len(train_images) - 1} (training images in "
+            f"{directory}), got {val_size}"
+        )
+
+    def to_x(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a.reshape(len(a), -1).astype(np.float32) / 255.0)
+
+    def to_y(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a.astype(np.int64))
+
+    x, y = to_x(train_images), to_y(train_labels)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(split_seed))
+    val, train = perm[:val_size], perm[val_size:]
+    return FashionMNIST(
+        train_x=x[train], train_y=y[train], val_x=x[val], val_y=y[val],
+        test_x=to_x(test_images), test_y=to_y(test_labels), source=str(directory),
+    )  # fmt: skip

@@ -1,0 +1,144 @@
+"""The lecture's models: multilayer perceptrons with dropout after each hidden ReLU.
+
+Linear -> ReLU -> Dropout(p1) -> Linear -> ReLU -> Dropout(p2) -> Linear
+
+``DropoutMLPScratch`` calls the functional dropout itself, only while ``self.training``;
+``DropoutMLP`` is the concise version built from the stock ``torch.nn.Dropout`` layer,
+whose train/eval switch turns it off. ``MLP`` is the general form (any depth), and the
+plain MLP of the comparison is an ``MLP`` without dropout layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from . import functional
+from . import nn as dnn
+
+__all__ = ["DropoutMLPScratch", "DropoutMLP", "MLP", "MODEL_NAMES", "build_model"]
+
+NUM_INPUTS = 28 * 28
+NUM_OUTPUTS = 10
+MODEL_NAMES = ("scratch", "concise", "plain")
+
+
+def _check_lengths(hidden: Sequence[int], dropout: Sequence[float]) -> None:
+    if len(hidden) != len(dropout):
+        raise ValueError(
+            f"need one dropout probability per hidden layer: got {len(hidden)} hidden "
+            f"sizes {tuple(hidden)} and {len(dropout)} probabilities {tuple(dropout)}"
+        )
+
+
+class DropoutMLPScratch(nn.Module):
+    """Two hidden layers; dropout written out in ``forward``, active only while training."""
+
+    def __init__(
+        self,
+        num_outputs: int,
+        num_hiddens_1: int,
+        num_hiddens_2: int,
+        dropout_1: float,
+        dropout_2: float,
+        num_inputs: int = NUM_INPUTS,
+    ) -> None:
+        super().__init__()
+        self.dropout_1 = functional.check_probability(dropout_1)
+        self.dropout_2 = functional.check_probability(dropout_2)
+        self.lin1 = nn.Linear(num_inputs, num_hiddens_1)
+        self.lin2 = nn.Linear(num_hiddens_1, num_hiddens_2)
+        self.lin3 = nn.Linear(num_hiddens_2, num_outputs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h1 = torch.relu(self.lin1(x.reshape(x.shape[0], -1)))
+        if self.training:
+            h1 = functional.dropout(h1, self.dropout_1)
+        h2 = torch.relu(self.lin2(h1))
+        if self.training:
+            h2 = functional.dropout(h2, self.dropout_2)
+        return self.lin3(h2)
+
+
+class DropoutMLP(nn.Module):
+    """Two hidden layers; the concise version with ``torch.nn.Dropout`` in an ``nn.Sequential``."""
+
+    def __init__(
+        self,
+        num_outputs: int,
+        num_hiddens_1: int,
+        num_hiddens_2: int,
+        dropout_1: float,
+        dropout_2: float,
+        num_inputs: int = NUM_INPUTS,
+    ) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(num_inputs, num_hiddens_1),
+            nn.ReLU(),
+            nn.Dropout(dropout_1),
+            nn.Linear(num_hiddens_1, num_hiddens_2),
+            nn.ReLU(),
+            nn.Dropout(dropout_2),
+            nn.Linear(num_hiddens_2, num_outputs),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class MLP(nn.Module):
+    """An MLP of any depth: ``Linear -> ReLU -> Dropout(p_i)`` per hidden layer, then ``Linear``.
+
+    Args:
+        hidden: widths of the hidden layers.
+        dropout: one probability per hidden layer; a layer with ``p = 0`` gets no dropout module.
+        impl: ``"scratch"`` for :class:`droplab.nn.Dropout`, ``"torch"`` for ``torch.nn.Dropout``.
+        num_inputs, num_outputs: sizes of input and output (Fashion-MNIST: 784 and 10).
+    """
+
+    def __init__(
+        self,
+        hidden: Sequence[int] = (256, 256),
+        dropout: Sequence[float] = (0.5, 0.5),
+        impl: str = "scratch",
+        num_inputs: int = NUM_INPUTS,
+        num_outputs: int = NUM_OUTPUTS,
+    ) -> None:
+        super().__init__()
+        _check_lengths(hidden, dropout)
+        layers = {"scratch": dnn.Dropout, "torch": nn.Dropout}
+        if impl not in layers:
+            raise ValueError(f"impl must be one of {sorted(layers)}, got {impl!r}")
+        modules: list[nn.Module] = [nn.Flatten()]
+        width = num_inputs
+        for size, p in zip(hidden, dropout):
+            drop = layers[impl](p)  # checks p even where it is 0
+            modules += [nn.Linear(width, size), nn.ReLU()] + ([drop] if p > 0 else [])
+            width = size
+        modules.append(nn.Linear(width, num_outputs))
+        self.net = nn.Sequential(*modules)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+def build_model(name: str, hidden: Sequence[int], dropout: Sequence[float]) -> nn.Module:
+    """The model the CLI calls ``name``: ``scratch``, ``concise`` or ``plain``.
+
+    With two hidden layers, ``scratch`` and ``concise`` are the lecture's classes; other depths
+    use :class:`MLP`. ``plain`` ignores ``dropout``. For one seed, all three start from the
+    same weights (their linear layers are created in the same order).
+    """
+    if name not in MODEL_NAMES:
+        raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}; got {name!r}")
+    if name == "plain":
+        return MLP(hidden, [0.0] * len(hidden))
+    _check_lengths(hidden, dropout)
+    if len(hidden) == 2:
+        cls = DropoutMLPScratch if name == "scratch" else DropoutMLP
+        return cls(NUM_OUTPUTS, hidden[0], hidden[1], dropout[0], dropout[1])
+    return MLP(hidden, dropout, impl="scratch" if name == "scratch" else "torch")

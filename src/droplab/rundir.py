@@ -1,0 +1,157 @@
+"""Run directories and atomic writes: a result file is either whole or absent.
+
+Every file is written to a temporary name in the same directory, flushed to disk, then
+renamed over its target (``os.replace`` is atomic on POSIX). A run directory is claimed
+when it is created; an existing, non-empty directory is never written into.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+
+__all__ = [
+    "RunDirError",
+    "atomic_write",
+    "write_json",
+    "write_text",
+    "write_csv",
+    "save_weights",
+    "save_figure",
+    "load_weights",
+    "claim_dir",
+    "new_run_dir",
+]
+
+
+class RunDirError(OSError):
+    """An output directory cannot be used (exists, not writable)."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's files are 0600
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+    """Call ``write(f)`` on a temporary file next to ``path``, then rename it to ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    try:
+        os.fchmod(fd, _FILE_MODE)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None  # JSON has no NaN/inf; null says "not measured"
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return write_text(path, json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
+
+
+def write_csv(path: str | os.PathLike, fieldnames: list[str], rows: Iterable[Mapping]) -> Path:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fieldnames, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    return write_text(path, buf.getvalue())
+
+
+def save_weights(path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor]) -> Path:
+    return atomic_write(path, lambda f: torch.save(dict(state_dict), f))
+
+
+def save_figure(path: str | os.PathLike, fig, dpi: int = 120) -> Path:
+    """Save a matplotlib figure as PNG, atomically, and close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+    finally:
+        plt.close(fig)
+
+
+def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load weights saved by :func:`save_weights`; never executes code from the file."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def claim_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` for a run (or accept it if it exists and is empty); refuse otherwise.
+
+    The claim is a ``.droplab`` marker created with ``O_EXCL``, so of two processes racing
+    for the same directory exactly one wins.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunDirError(f"cannot create output directory {path}: {err.strerror}") from None
+    if not path.is_dir():
+        raise RunDirError(f"output path {path} exists and is not a directory")
+    if any(p.name != ".droplab" for p in path.iterdir()):
+        raise RunDirError(
+            f"output directory {path} already holds results; droplab never overwrites a run "
+            "(choose a new --out, or leave --out unset for a fresh timestamped directory)"
+        )
+    try:
+        fd = os.open(path / ".droplab", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        raise RunDirError(f"output directory {path} is already in use by another run") from None
+    except OSError as err:
+        raise RunDirError(f"output directory {path} is not writable: {err.strerror}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(f"pid {os.getpid()} started {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+    return path
+
+
+def new_run_dir(root: str | os.PathLike, name: str) -> Path:
+    """Claim a fresh ``root/<name>-<YYYYmmdd-HHMMSS>`` (suffixed ``-2``, ``-3``… if taken)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{name}-{stamp}"
+    for i in range(1, 1000):
+        candidate = base if i == 1 else base.with_name(f"{base.name}-{i}")
+        if candidate.exists():
+            continue
+        try:
+            return claim_dir(candidate)
+        except RunDirError:
+            if not os.access(candidate.parent, os.W_OK):
+                raise
+            continue
+    raise RunDirError(f"could not find a free run directory under {root}")

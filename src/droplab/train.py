@@ -1,0 +1,255 @@
+"""Training: the fit loop, per-epoch metrics, and the files of a run directory.
+
+The lecture's run is the default ``TrainConfig``: two hidden layers of 256, dropout 0.5
+after each, SGD with learning rate 0.1, batch 256, 10 epochs (as d2l runs it).
+
+Per epoch: the mean training loss with dropout active (over the minibatches, as d2l plots
+it), then accuracy and loss on the training set in eval mode, and on the validation split.
+The test set is evaluated once, at the end. The same seed and thread count give the same
+numbers bit for bit: the model's initial weights and the dropout masks come from torch's
+global generator seeded with ``seed``; the minibatch order from a generator of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import __version__, plots, rundir
+from .data import FashionMNIST
+from .models import MODEL_NAMES, build_model
+from .progress import TrainProgress
+
+__all__ = ["ConfigError", "TrainConfig", "RunResult", "fit", "evaluate", "run", "METRICS"]
+
+METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
+OPTIMIZERS = ("sgd", "adam")
+_SHUFFLE_STREAM = 0x5DEECE66D  # offsets the shuffling seed from the global generator's
+
+
+class ConfigError(ValueError):
+    """A configuration value outside what is accepted; the message names both."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a run. Defaults: the lecture's run."""
+
+    model: str = "scratch"
+    hidden: tuple[int, ...] = (256, 256)
+    dropout: tuple[float, ...] = (0.5, 0.5)
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 0.1
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    seed: int = 0
+    val_size: int = 5000
+    split_seed: int = 0
+    threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    eval_batch_size: int = 8192
+
+    def validate(self) -> TrainConfig:
+        """Check every field; raise :class:`ConfigError` naming the first bad one."""
+
+        def bad(name: str, accepted: str) -> ConfigError:
+            return ConfigError(f"{name} = {getattr(self, name)!r} is invalid: expected {accepted}")
+
+        def is_int(v) -> bool:
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+        def is_real(v) -> bool:
+            return isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
+
+        if self.model not in MODEL_NAMES:
+            raise bad("model", "one of " + ", ".join(MODEL_NAMES))
+        if not self.hidden or not all(is_int(h) and h >= 1 for h in self.hidden):
+            raise bad("hidden", "one or more layer widths, each an integer >= 1")
+        if not all(is_real(p) and 0.0 <= p <= 1.0 for p in self.dropout):  # NaN fails too
+            raise bad("dropout", "probabilities in [0, 1]")
+        if self.model != "plain" and len(self.dropout) != len(self.hidden):
+            raise bad("dropout", f"one probability per hidden layer ({len(self.hidden)})")
+        if not is_int(self.epochs) or self.epochs < 1:
+            raise bad("epochs", "an integer >= 1")
+        if not is_int(self.batch_size) or self.batch_size < 1:
+            raise bad("batch_size", "an integer >= 1")
+        if not is_real(self.lr) or not math.isfinite(self.lr) or self.lr <= 0:
+            raise bad("lr", "a finite number > 0")
+        if self.optimizer not in OPTIMIZERS:
+            raise bad("optimizer", "one of " + ", ".join(OPTIMIZERS))
+        if not is_real(self.momentum) or not 0.0 <= self.momentum < 1.0:
+            raise bad("momentum", "a number in [0, 1)")
+        if not is_real(self.weight_decay) or not 0.0 <= self.weight_decay < math.inf:
+            raise bad("weight_decay", "a finite number >= 0")
+        if not is_int(self.seed) or not 0 <= self.seed < 2**63:
+            raise bad("seed", "an integer in [0, 2**63)")
+        if not is_int(self.val_size) or self.val_size < 1:
+            raise bad("val_size", "an integer >= 1")
+        if not is_int(self.split_seed) or self.split_seed < 0:
+            raise bad("split_seed", "an integer >= 0")
+        if self.threads is not None and (not is_int(self.threads) or self.threads < 1):
+            raise bad("threads", "an integer >= 1")
+        if not is_int(self.eval_batch_size) or self.eval_batch_size < 1:
+            raise bad("eval_batch_size", "an integer >= 1")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class RunResult:
+    history: list[dict]
+    summary: dict
+    model: nn.Module
+    directory: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 8192):
+    """Mean cross-entropy and accuracy of ``model`` in eval mode (its mode is restored)."""
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        logits = model(x[i : i + batch_size])
+        target = y[i : i + batch_size]
+        loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
+        correct += (logits.argmax(dim=1) == target).sum().item()
+    model.train(was_training)
+    return loss_sum / len(x), correct / len(x)
+
+
+def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def fit(
+    cfg: TrainConfig,
+    data: FashionMNIST,
+    on_batch: Callable[[float], None] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> RunResult:
+    """Train the model ``cfg`` describes on ``data``; return per-epoch history and a summary."""
+    cfg.validate()
+    n = len(data.train_x)
+    if cfg.batch_size > n:
+        raise ConfigError(
+            f"batch_size = {cfg.batch_size} is invalid: expected at most the {n} training images"
+        )
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, cfg.hidden, cfg.dropout)
+    optimizer = _optimizer(cfg, model.parameters())
+    shuffle = torch.Generator().manual_seed((cfg.seed + _SHUFFLE_STREAM) % 2**63)
+    history = []
+    start = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        order = torch.randperm(n, generator=shuffle)
+        loss_sum = 0.0
+        for i in range(0, n, cfg.batch_size):
+            idx = order[i : i + cfg.batch_size]
+            loss = F.cross_entropy(model(data.train_x[idx]), data.train_y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            batch_loss = loss.item()
+            loss_sum += batch_loss * len(idx)
+            if on_batch is not None:
+                on_batch(batch_loss)
+        train_loss_eval, train_acc = evaluate(model, data.train_x, data.train_y, cfg.eval_batch_size)
+        val_loss, val_acc = evaluate(model, data.val_x, data.val_y, cfg.eval_batch_size)
+        row = dict(
+            epoch=epoch, train_loss=loss_sum / n, train_acc=train_acc,
+            val_loss=val_loss, val_acc=val_acc, train_loss_eval=train_loss_eval,
+        )  # fmt: skip
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
+    train_seconds = time.perf_counter() - start
+    test_loss, test_acc = evaluate(model, data.test_x, data.test_y, cfg.eval_batch_size)
+    last = history[-1]
+    summary = {
+        **{k: last[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc")},
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "train_loss_eval": last["train_loss_eval"],
+        "gap": last["val_loss"] - last["train_loss_eval"],
+        "seconds": train_seconds,
+        "epochs": cfg.epochs,
+        "seed": cfg.seed,
+        "threads": torch.get_num_threads(),
+        "data": data.source,
+        "versions": {
+            "droplab": __version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+        "machine": f"{platform.machine()} {platform.system()}, {_cpu_name()}",
+    }
+    return RunResult(history=history, summary=summary, model=model)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def write_run(directory: Path, cfg: TrainConfig, result: RunResult) -> None:
+    """Write a finished run's files into its (already claimed) directory, each atomically."""
+    rundir.write_csv(
+        directory / "metrics.csv", METRICS, [{k: h[k] for k in METRICS} for h in result.history]
+    )
+    rundir.save_weights(directory / "model.pt", result.model.state_dict())
+    fig = plots.run_curves(result.history, title=f"{cfg.model}, seed {cfg.seed}")
+    rundir.save_figure(directory / "curves.png", fig)
+    rundir.write_json(directory / "summary.json", result.summary)
+
+
+def run(
+    cfg: TrainConfig,
+    data: FashionMNIST,
+    out: str | Path | None = None,
+    runs_root: str | Path = "runs",
+    label: str | None = None,
+) -> RunResult:
+    """Train and write a run directory: ``config.json`` first, the results when done.
+
+    ``out`` (default: a fresh ``runs_root/<model>-<timestamp>``) is claimed before training
+    starts, so an unusable or already used directory is an error before any work.
+    """
+    cfg.validate()
+    directory = rundir.claim_dir(out) if out is not None else rundir.new_run_dir(runs_root, cfg.model)
+    rundir.write_json(
+        directory / "config.json",
+        {**cfg.to_dict(), "data": data.source, "command": " ".join(sys.argv)},
+    )
+    batches = math.ceil(len(data.train_x) / cfg.batch_size)
+    with TrainProgress(cfg.epochs, batches, label or cfg.model) as progress:
+        result = fit(cfg, data, on_batch=progress.batch, on_epoch=progress.epoch)
+    write_run(directory, cfg, result)
+    result.directory = directory
+    return result
