@@ -155,7 +155,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     )  # fmt: skip
     console.print("gap = val loss − train loss, both in eval mode")
     for line in claims(result):
-        console.print(line, highlight=False)
+        console.print(line, markup=False, soft_wrap=True)
     console.print(f"results: {result.directory}/compare.md, compare.json, compare.png")
     return 0
 
@@ -219,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=160)  # logs and pipes: keep table rows whole
     try:
         if args.command == "check" and args.draws < 1:
             raise UsageError(f"--draws {args.draws}: invalid, expected an integer >= 1")

@@ -111,15 +111,15 @@ def claims(result: CompareResult) -> list[str]:
         r = result.results[model]
         acc = paired_interval([100 * v for v in r["val_acc"]], [100 * v for v in plain["val_acc"]])
         gap = paired_interval(r["gap"], plain["gap"])
-        lines.append(_claim(f"{model} dropout raises val accuracy over plain", acc, "pp", True))
-        lines.append(_claim(f"{model} dropout shrinks the val-train loss gap", gap, "", False))
+        lines.append(_claim(f"{model} dropout raises val accuracy over plain", acc, " pp", 2, True))
+        lines.append(_claim(f"{model} dropout shrinks the val-train loss gap", gap, "", 4, False))
     return lines
 
 
-def _claim(text: str, iv, unit: str, expect_positive: bool) -> str:
-    u = f" {unit}" if unit else ""
-    bounds = "n/a with 1 seed" if math.isnan(iv.low) else f"[{iv.low:+.4g}, {iv.high:+.4g}]"
-    return f"claim: {text} — {iv.mean:+.4g}{u} {bounds}, {iv.n} seeds — {verdict(iv, expect_positive)}"
+def _claim(text: str, iv, unit: str, digits: int, expect_positive: bool) -> str:
+    d = digits
+    bounds = "[no interval from 1 seed]" if math.isnan(iv.low) else f"[{iv.low:+.{d}f}, {iv.high:+.{d}f}]"
+    return f"claim: {text} — {iv.mean:+.{d}f}{unit} {bounds}, {iv.n} seeds — {verdict(iv, expect_positive)}"
 
 
 def markdown(result: CompareResult, base: TrainConfig) -> str:

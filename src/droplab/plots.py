@@ -14,6 +14,7 @@ from matplotlib.figure import Figure  # noqa: E402
 __all__ = ["run_curves", "compare_curves"]
 
 COLORS = {"plain": "#7f7f7f", "scratch": "#1f77b4", "concise": "#ff7f0e"}
+LINESTYLES = {"plain": "-", "scratch": "-", "concise": "--"}  # concise often overlays scratch
 
 
 def _style(ax, title: str, ylabel: str) -> None:
@@ -53,7 +54,8 @@ def compare_curves(curves: Mapping[str, Mapping[str, np.ndarray]], title: str = 
             epochs = np.arange(1, values.shape[1] + 1)
             mean = values.mean(axis=0)
             color = COLORS.get(model)
-            ax.plot(epochs, mean, color=color, lw=2, label=f"{model} (n={values.shape[0]})")
+            ax.plot(epochs, mean, LINESTYLES.get(model, "-"), color=color, lw=2,
+                    label=f"{model} (n={values.shape[0]})")
             if values.shape[0] > 1:
                 std = values.std(axis=0, ddof=1)
                 ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2, lw=0)
