@@ -93,16 +93,14 @@ def _config(args: argparse.Namespace, model: str = "scratch") -> TrainConfig:
     try:
         return cfg.validate()
     except ConfigError as err:
-        raise UsageError(_option_message(str(err))) from None
+        raise UsageError(_option_message(err)) from None
 
 
-def _option_message(message: str) -> str:
-    """Name the CLI option rather than the config field: 'batch_size = 0' -> '--batch-size 0'."""
-    field, sep, rest = message.partition(" = ")
-    if not sep:
-        return message
-    value, _, accepted = rest.partition(" is invalid: ")
-    return f"--{field.replace('_', '-')} {value}: invalid, expected {accepted}"
+def _option_message(err: ConfigError) -> str:
+    """Name the CLI option, as typed: 'batch_size = 0' -> '--batch-size 0'."""
+    value = err.value
+    shown = " ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+    return f"--{err.field.replace('_', '-')} {shown}: invalid, expected {err.accepted}"
 
 
 def _load(args: argparse.Namespace, cfg: TrainConfig):
@@ -110,10 +108,8 @@ def _load(args: argparse.Namespace, cfg: TrainConfig):
         args.data_dir, val_size=cfg.val_size, split_seed=cfg.split_seed, verify=not args.no_verify
     )
     if cfg.batch_size > len(data.train_x):
-        raise UsageError(
-            f"--batch-size {cfg.batch_size}: invalid, expected at most the "
-            f"{len(data.train_x)} training images"
-        )
+        err = ConfigError("batch_size", cfg.batch_size, f"at most the {len(data.train_x)} training images")
+        raise UsageError(_option_message(err))
     return data
 
 

@@ -118,12 +118,12 @@ def claim_dir(path: str | os.PathLike) -> Path:
     for the same directory exactly one wins.
     """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"output path {path} exists and is not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise RunDirError(f"cannot create output directory {path}: {err.strerror}") from None
-    if not path.is_dir():
-        raise RunDirError(f"output path {path} exists and is not a directory")
     if any(p.name != ".droplab" for p in path.iterdir()):
         raise RunDirError(
             f"output directory {path} already holds results; droplab never overwrites a run "

@@ -41,6 +41,10 @@ _SHUFFLE_STREAM = 0x5DEECE66D  # offsets the shuffling seed from the global gene
 class ConfigError(ValueError):
     """A configuration value outside what is accepted; the message names both."""
 
+    def __init__(self, field: str, value, accepted: str) -> None:
+        self.field, self.value, self.accepted = field, value, accepted
+        super().__init__(f"{field} = {value!r} is invalid: expected {accepted}")
+
 
 @dataclass
 class TrainConfig:
@@ -65,7 +69,7 @@ class TrainConfig:
         """Check every field; raise :class:`ConfigError` naming the first bad one."""
 
         def bad(name: str, accepted: str) -> ConfigError:
-            return ConfigError(f"{name} = {getattr(self, name)!r} is invalid: expected {accepted}")
+            return ConfigError(name, getattr(self, name), accepted)
 
         def is_int(v) -> bool:
             return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
@@ -149,9 +153,7 @@ def fit(
     cfg.validate()
     n = len(data.train_x)
     if cfg.batch_size > n:
-        raise ConfigError(
-            f"batch_size = {cfg.batch_size} is invalid: expected at most the {n} training images"
-        )
+        raise ConfigError("batch_size", cfg.batch_size, f"at most the {n} training images")
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

@@ -1,0 +1,149 @@
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from droplab.cli import main
+
+TINY = ["--hidden", "32", "16", "--batch-size", "50", "--val-size", "100", "--no-verify"]
+
+
+def run_cli(args, capsys):
+    try:
+        code = main(args)
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_check_prints_the_quick_check_and_passes(capsys):
+    code, out, _ = run_cli(["check", "--draws", "200000"], capsys)
+    assert code == 0
+    assert "dropout(X, p=0.0)" in out and "dropout(X, p=1.0)" in out
+    assert "[ 8.,  9., 10., 11., 12., 13., 14., 15.]" in out  # p = 0 leaves X as it is
+    assert "E[h']/h" in out and "all within bounds" in out and "FAIL" not in out
+
+
+def test_train_one_epoch_writes_a_complete_run(tiny_dir, tmp_path):
+    """The console entry point, as a user runs it, in a subprocess."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "droplab", "train", "--epochs", "1", "--data-dir", str(tiny_dir),
+         "--out", str(out), *TINY],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"run directory: {out}" in proc.stdout and "test acc" in proc.stdout
+    assert proc.stderr == ""  # no progress bar off a terminal
+    files = {p.name for p in out.iterdir()}
+    assert {"config.json", "metrics.csv", "summary.json", "curves.png", "model.pt"} <= files
+    assert not [f for f in files if ".tmp-" in f]
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"] and len(rows) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "seconds"):
+        assert isinstance(summary[key], float), key
+    assert summary["seed"] == 0 and "torch" in summary["versions"]
+    assert json.loads((out / "config.json").read_text())["hidden"] == [32, 16]
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_second_run_into_same_directory_refuses(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--epochs", "1", "--data-dir", str(tiny_dir), "--out", str(out), *TINY]
+    assert run_cli(args, capsys)[0] == 0
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "already holds results" in err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_default_run_directories_are_fresh(tiny_dir, tmp_path, capsys):
+    root = tmp_path / "runs"
+    args = ["train", "--epochs", "1", "--data-dir", str(tiny_dir), "--runs-root", str(root), *TINY]
+    assert run_cli(args, capsys)[0] == 0 and run_cli(args, capsys)[0] == 0
+    runs = sorted(p.name for p in root.iterdir())
+    assert len(runs) == 2 and all(r.startswith("scratch-") for r in runs)
+
+
+BAD = [
+    (["--dropout", "1.5", "0.5"], "--dropout 1.5 0.5: invalid, expected probabilities in [0, 1]"),
+    (["--dropout", "-0.1", "0.5"], "--dropout -0.1 0.5: invalid"),
+    (["--dropout", "nan", "0.5"], "--dropout nan 0.5: invalid"),
+    (["--dropout", "0.5"], "--dropout 0.5: invalid, expected one probability per hidden layer (2)"),
+    (["--epochs", "0"], "--epochs 0: invalid, expected an integer >= 1"),
+    (["--batch-size", "0"], "--batch-size 0: invalid, expected an integer >= 1"),
+    (["--batch-size", "501"], "--batch-size 501: invalid, expected at most the 500 training images"),
+    (["--hidden", "0", "16"], "--hidden 0 16: invalid, expected one or more layer widths"),
+    (["--lr", "0"], "--lr 0.0: invalid, expected a finite number > 0"),
+    (["--lr", "-1"], "--lr -1.0: invalid"),
+    (["--lr", "inf"], "--lr inf: invalid"),
+    (["--lr", "nan"], "--lr nan: invalid"),
+    (["--momentum", "1"], "--momentum 1.0: invalid, expected a number in [0, 1)"),
+    (["--weight-decay", "-0.1"], "--weight-decay -0.1: invalid"),
+    (["--seed", "-1"], "--seed -1: invalid"),
+    (["--val-size", "0"], "--val-size 0: invalid"),
+    (["--threads", "0"], "--threads 0: invalid"),
+]
+
+
+@pytest.mark.parametrize("extra, message", BAD)
+def test_bad_options_exit_2_with_message_and_write_nothing(extra, message, tiny_dir, tmp_path, capsys):
+    args = ["train", "--data-dir", str(tiny_dir), "--runs-root", str(tmp_path / "runs"), *TINY, *extra]
+    code, out, err = run_cli(args, capsys)
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--model", "big"], "invalid choice: 'big'"),
+        (["train", "--epochs", "ten"], "invalid int value: 'ten'"),
+        (["compare", "--seeds", "0"], "--seeds 0: invalid, expected an integer >= 1"),
+        (["check", "--draws", "0"], "--draws 0: invalid"),
+    ],
+)
+def test_other_bad_arguments(args, message, capsys, tmp_path):
+    code, _, err = run_cli([*args, "--runs-root", str(tmp_path)] if args[0] != "check" else args, capsys)
+    assert code == 2 and message in err
+
+
+def test_missing_data_says_how_to_get_it(tmp_path, capsys):
+    code, _, err = run_cli(["train", "--data-dir", str(tmp_path / "none"), "--runs-root", str(tmp_path / "r")], capsys)
+    assert code == 1 and "apt-get install dataset-fashion-mnist" in err and "--data-dir" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_corrupt_data_file_is_named(tiny_dir, tmp_path, capsys):
+    (tiny_dir / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+    code, _, err = run_cli(["train", "--data-dir", str(tiny_dir), *TINY], capsys)
+    assert code == 1 and "t10k-labels-idx1-ubyte.gz: damaged gzip stream" in err
+
+
+def test_compare_two_seeds_writes_json_figure_and_summary(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code, stdout, _ = run_cli(
+        ["compare", "--seeds", "2", "--epochs", "2", "--data-dir", str(tiny_dir), "--out", str(out), *TINY],
+        capsys,
+    )
+    assert code == 0
+    results = json.loads((out / "compare.json").read_text())
+    assert set(results) == {"plain", "scratch", "concise"}
+    for per_metric in results.values():
+        for key in ("train_loss", "val_loss", "val_acc", "test_acc", "gap"):
+            assert len(per_metric[key]) == 2
+    assert (out / "compare.png").stat().st_size > 0
+    md = (out / "compare.md").read_text()
+    assert "| plain |" in md and "claim: scratch dropout raises val accuracy" in md
+    assert "claim: concise dropout shrinks the val-train loss gap" in stdout
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [
+        f"{m}-seed{s}" for m in ("concise", "plain", "scratch") for s in (0, 1)
+    ]
+    assert "± " in stdout

@@ -1,0 +1,80 @@
+import json
+import os
+
+import pytest
+import torch
+
+from droplab.rundir import (
+    RunDirError, atomic_write, claim_dir, load_weights, new_run_dir, save_weights, write_csv, write_json,
+)
+
+
+def test_atomic_write_failure_leaves_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "summary.json"
+    write_json(target, {"a": 1})
+
+    def explode(f):
+        f.write(b"{half")
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, explode)
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    path = write_json(tmp_path / "x.json", {})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_json_has_no_nan(tmp_path):
+    path = write_json(tmp_path / "x.json", {"v": float("nan"), "w": [1.0, float("inf")]})
+    assert json.loads(path.read_text()) == {"v": None, "w": [1.0, None]}
+
+
+def test_csv_floats_roundtrip_exactly(tmp_path):
+    value = 0.1 + 0.2
+    path = write_csv(tmp_path / "m.csv", ["epoch", "loss"], [{"epoch": 1, "loss": value}])
+    assert path.read_text().splitlines() == ["epoch,loss", f"1,{value!r}"]
+    assert float(path.read_text().splitlines()[1].split(",")[1]) == value
+
+
+def test_weights_roundtrip(tmp_path):
+    state = {"w": torch.randn(3, 4)}
+    save_weights(tmp_path / "model.pt", state)
+    assert torch.equal(load_weights(tmp_path / "model.pt")["w"], state["w"])
+
+
+def test_claim_refuses_used_directory_and_second_claim(tmp_path):
+    run = claim_dir(tmp_path / "run")
+    with pytest.raises(RunDirError, match="already in use by another run"):
+        claim_dir(run)
+    (run / "metrics.csv").write_text("x")
+    with pytest.raises(RunDirError, match="already holds results; droplab never overwrites"):
+        claim_dir(run)
+    existing_empty = tmp_path / "empty"
+    existing_empty.mkdir()
+    assert claim_dir(existing_empty) == existing_empty
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunDirError, match="not a directory"):
+        claim_dir(tmp_path / "file")
+
+
+def test_unwritable_location(tmp_path):
+    if os.geteuid() == 0:
+        target = "/proc/droplab-cannot-exist"  # even root cannot create directories here
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        target = locked / "run"
+    with pytest.raises(RunDirError, match="cannot create output directory"):
+        claim_dir(target)
+
+
+def test_new_run_dirs_are_distinct(tmp_path):
+    a = new_run_dir(tmp_path, "scratch")
+    b = new_run_dir(tmp_path, "scratch")
+    assert a != b and a.name.startswith("scratch-") and b.exists()
