@@ -78,7 +78,7 @@ def cache_dir() -> Path:
     return Path(base) / "droplab" / "fashion-mnist"
 
 
-def _has_all(directory: Path) -> bool:
+def has_all(directory: Path) -> bool:
     return all((directory / file).is_file() for file, _ in FILES.values())
 
 
@@ -101,13 +101,13 @@ def find_data_dir(data_dir: str | os.PathLike | None = None, download: bool = Tr
     explicit = data_dir if data_dir is not None else os.environ.get("DROPLAB_DATA") or None
     if explicit is not None:
         directory = Path(explicit).expanduser()
-        if _has_all(directory):
+        if has_all(directory):
             return directory
         missing = [f for f, _ in FILES.values() if not (directory / f).is_file()]
         raise DataError(_how_to_get([directory], f"Missing in {directory}: {', '.join(missing)}."))
     looked = [cache_dir(), DEBIAN_DIR]
     for directory in looked:
-        if _has_all(directory):
+        if has_all(directory):
             return directory
     if not download:
         raise DataError(_how_to_get(looked, "Automatic download is off."))

@@ -1,0 +1,41 @@
+# droplab: `make demo` runs the lecture's comparison end to end; `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SEEDS ?= 3
+EPOCHS ?= 10
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test install data check bench clean
+
+demo: install data
+	$(BIN)/droplab check
+	$(BIN)/droplab compare --seeds $(SEEDS) --epochs $(EPOCHS)
+
+test: install data
+	$(BIN)/python -m pytest -q
+
+# The venv, with torch pinned to the CPU build (constraints.txt); redone when the deps change.
+install: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $@
+
+# Fashion-MNIST: use a copy droplab finds; otherwise try Debian's package. If that is not
+# possible either, droplab downloads the official files itself (or says how to get them).
+data: install
+	@$(BIN)/python -c "from droplab.data import find_data_dir as f; print('Fashion-MNIST:', f(download=False))" 2>/dev/null \
+	  || { command -v apt-get >/dev/null \
+	       && $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist >/dev/null \
+	       && echo "Fashion-MNIST: installed Debian's dataset-fashion-mnist"; } \
+	  || echo "Fashion-MNIST: not installed; droplab will try to download it"
+
+check: install
+	$(BIN)/droplab check
+
+bench: install data
+	$(BIN)/python benchmarks/train_seed.py
+
+clean:
+	rm -rf $(VENV) src/*.egg-info .pytest_cache
