@@ -71,6 +71,27 @@ def test_default_run_directories_are_fresh(tiny_dir, tmp_path, capsys):
     assert len(runs) == 2 and all(r.startswith("scratch-") for r in runs)
 
 
+def test_same_seed_and_threads_give_identical_files(tiny_dir, tmp_path, capsys):
+    import torch
+
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        args = ["train", "--epochs", "2", "--seed", "5", "--threads", "1", "--data-dir", str(tiny_dir),
+                "--out", str(out), *TINY]  # fmt: skip
+        assert run_cli(args, capsys)[0] == 0
+    a, b = ((o / "metrics.csv").read_bytes() for o in outs)
+    assert a == b
+    wa, wb = (torch.load(o / "model.pt", weights_only=True) for o in outs)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_plain_records_no_dropout(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "plain"
+    args = ["train", "--model", "plain", "--epochs", "1", "--data-dir", str(tiny_dir), "--out", str(out), *TINY]
+    assert run_cli(args, capsys)[0] == 0
+    assert json.loads((out / "config.json").read_text())["dropout"] == [0.0, 0.0]
+
+
 BAD = [
     (["--dropout", "1.5", "0.5"], "--dropout 1.5 0.5: invalid, expected probabilities in [0, 1]"),
     (["--dropout", "-0.1", "0.5"], "--dropout -0.1 0.5: invalid"),

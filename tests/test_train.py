@@ -82,6 +82,12 @@ def test_config_validation(change, message):
         dataclasses.replace(TrainConfig(), **change).validate()
 
 
+def test_plain_still_refuses_bad_probabilities():
+    with pytest.raises(ConfigError, match="dropout = "):
+        TrainConfig(model="plain", dropout=(1.5, 0.5)).validate()
+    assert TrainConfig(model="plain", dropout=(0.5, 0.5)).dropout == (0.0, 0.0)
+
+
 def test_batch_larger_than_training_set(tiny):
     with pytest.raises(ConfigError, match="batch_size = 501 is invalid: expected at most the 500"):
         fit(small(batch_size=501), tiny)

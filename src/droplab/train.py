@@ -65,6 +65,15 @@ class TrainConfig:
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
     eval_batch_size: int = 8192
 
+    def __post_init__(self) -> None:
+        self.hidden = tuple(self.hidden) if isinstance(self.hidden, list) else self.hidden
+        self.dropout = tuple(self.dropout) if isinstance(self.dropout, list) else self.dropout
+        # plain has no dropout layers: record that, not the probabilities given (bad ones
+        # are kept, for validate() to refuse)
+        valid = all(isinstance(p, (int, float)) and 0 <= p <= 1 for p in self.dropout)
+        if self.model == "plain" and valid and isinstance(self.hidden, tuple):
+            self.dropout = (0.0,) * len(self.hidden)
+
     def validate(self) -> TrainConfig:
         """Check every field; raise :class:`ConfigError` naming the first bad one."""
 
