@@ -1,15 +1,13 @@
 import gzip
 import hashlib
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import idx_bytes, make_images, write_dataset, write_gz
 
 from droplab import data
 from droplab.data import DataError, find_data_dir, load_fashion_mnist, parse_idx, read_idx
-
-from conftest import idx_bytes, make_images, write_dataset, write_gz
 
 
 def test_parse_generated_files_roundtrip(tmp_path):

@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from droplab.rundir import (
-    RunDirError, atomic_write, claim_dir, load_weights, new_run_dir, save_weights, write_csv, write_json,
+    RunDirError,
+    atomic_write,
+    claim_dir,
+    load_weights,
+    new_run_dir,
+    save_weights,
+    write_csv,
+    write_json,
 )
 
 
