@@ -34,7 +34,10 @@ def test_sha256_checked_on_decompressed_bytes(tmp_path):
         (struct.pack(">HBBI", 1, 0x08, 1, 3) + b"abc", 1, "wrong magic number"),
         (struct.pack(">HBBI", 0, 0x08, 1, 3) + b"abc", 3, "has 1 dimensions, expected 3"),
         (struct.pack(">HBB", 0, 0x08, 3) + b"\x00\x00", 3, "truncated header"),
-        (struct.pack(">HBBI", 0, 0x08, 1, 10) + b"abc", 1, r"truncated: header claims shape \(10,\) = 10 bytes of data, file holds 3"),
+        (
+            struct.pack(">HBBI", 0, 0x08, 1, 10) + b"abc", 1,
+            r"truncated: header claims shape \(10,\) = 10 bytes of data, file holds 3",
+        ),
         (struct.pack(">HBBI", 0, 0x08, 1, 2) + b"abc", 1, "trailing bytes"),
         (struct.pack(">HBB3I", 0, 0x08, 3, 60000, 60000, 60000), 3, "over the limit"),
     ],
