@@ -77,6 +77,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
 def _config(args: argparse.Namespace, model: str = "scratch") -> TrainConfig:
     cfg = TrainConfig(
         model=getattr(args, "model", model),
+        dropout_impl=args.dropout_impl,
         hidden=tuple(args.hidden),
         dropout=tuple(args.dropout),
         epochs=args.epochs,
@@ -165,6 +166,9 @@ def _training_options(p: argparse.ArgumentParser) -> None:
                    help="hidden layer widths (default: 256 256)")
     p.add_argument("--dropout", type=float, nargs="+", default=list(d.dropout), metavar="P",
                    help="dropout probability per hidden layer (default: 0.5 0.5)")
+    p.add_argument("--dropout-impl", choices=("fast", "reference"), default=d.dropout_impl,
+                   help="dropout of the scratch model: droplab's fast kernel (default) or the "
+                        "lecture's readable reference")
     p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
     p.add_argument("--lr", type=float, default=d.lr, help="learning rate (default: %(default)s)")

@@ -5,8 +5,12 @@ Dropout: A Simple Way to Prevent Neural Networks from Overfitting
 
 ``dropout_reference`` is the lecture's inverted dropout, written to be read: draw a
 Bernoulli keep-mask from uniform samples, multiply, rescale by :math:`1/(1-p)`.
-``dropout`` is the public entry point used by the layers and models; it has the same
-semantics as the reference and is where faster kernels go.
+``dropout`` is the fast path with the same semantics, used by the layers, models and
+training: a counter-based mask (a hash of seed and element index) computed by a compiled
+kernel, regenerated in backward instead of stored.
+
+Parallel random numbers: as easy as 1, 2, 3
+    J. Salmon, M. Moraes, R. Dror, D. Shaw, SC 2011 (counter-based generators).
 """
 
 from __future__ import annotations
@@ -17,7 +21,17 @@ from numbers import Real
 import torch
 from torch import Tensor
 
-__all__ = ["check_probability", "check_dropout_args", "dropout_reference", "dropout"]
+__all__ = [
+    "check_probability",
+    "check_dropout_args",
+    "dropout_reference",
+    "draw_seed",
+    "seeded_dropout",
+    "seeded_dropout_op",
+    "dropout",
+    "IMPLEMENTATIONS",
+    "check_impl",
+]
 
 
 def check_probability(p: float) -> float:
@@ -88,6 +102,99 @@ def dropout_reference(
     return mask * x / (1.0 - p)
 
 
+def draw_seed(generator: torch.Generator | None = None) -> int:
+    """One 64-bit seed from ``generator`` (default: torch's global CPU generator).
+
+    Advances the generator by one draw, so ``torch.manual_seed`` reproduces every mask.
+    """
+    return int(torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, generator=generator))
+
+
+def _kernel(x: Tensor, p: float, seed: int) -> Tensor:
+    """Dropout of ``x`` with the counter-based mask of ``seed``; ``0 < p < 1``. No autograd."""
+    src = x.detach().contiguous()
+    if src.device.type == "cuda":
+        from .kernels import cuda
+
+        return cuda.seeded_dropout(src, p, seed)
+    if src.device.type != "cpu":
+        raise NotImplementedError(f"droplab's fast dropout runs on CPU and CUDA, not {src.device.type}")
+    from .kernels import cpu
+
+    if src.dtype in (torch.float32, torch.float64):
+        out = torch.empty_like(src)
+        cpu.dropout_into(src.numpy(), out.numpy(), seed, p, torch.get_num_threads())
+        return out
+    # float16 / bfloat16: compute in float32 and round once, as torch does for these types
+    wide = src.float()
+    cpu.dropout_into(wide.numpy(), wide.numpy(), seed, p, torch.get_num_threads())
+    return wide.to(src.dtype)
+
+
+class _SeededDropout(torch.autograd.Function):
+    """Eager autograd for the kernel: saves two numbers (seed, p), never a mask.
+
+    Old-style (``forward(ctx, ...)``): it costs a few microseconds a call where the
+    ``setup_context`` style costs about 25. Inside torch.compile and torch.func transforms
+    ``dropout`` uses the custom op ``droplab::seeded_dropout`` below instead.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, p: float, seed: int) -> Tensor:
+        ctx.p, ctx.seed = p, seed
+        return _kernel(x, p, seed)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        # dropout is linear in x: the gradient is the same mask and scale applied to grad.
+        # Applying the Function again keeps it differentiable (double backward works).
+        return _SeededDropout.apply(grad, ctx.p, ctx.seed), None, None
+
+
+def seeded_dropout(x: Tensor, p: float, seed: int) -> Tensor:
+    """Dropout with the counter-based mask of ``seed`` (see :mod:`droplab.kernels.counter`).
+
+    ``0 < p < 1``. Kept elements are ``x / (1 - p)``, dropped ones ``x * 0``, exactly as
+    ``mask * x / (1 - p)`` computes them. Differentiable; the gradient is the same operation
+    on the incoming gradient with the same seed.
+    """
+    return _SeededDropout.apply(x, p, seed)
+
+
+# For torch.compile: the same kernel as an opaque custom op (no graph break). The seed is a
+# 0-dim int64 tensor so that drawing it stays inside the graph.
+@torch.library.custom_op("droplab::seeded_dropout", mutates_args=())
+def seeded_dropout_op(x: Tensor, p: float, seed: Tensor) -> Tensor:
+    return _kernel(x, p, int(seed))
+
+
+@seeded_dropout_op.register_fake
+def _(x: Tensor, p: float, seed: Tensor) -> Tensor:
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+def _op_setup_context(ctx, inputs, output) -> None:
+    _, ctx.p, seed = inputs
+    ctx.save_for_backward(seed)  # 8 bytes, whatever the size of x
+
+
+def _op_backward(ctx, grad: Tensor):
+    (seed,) = ctx.saved_tensors
+    return seeded_dropout_op(grad, ctx.p, seed), None, None
+
+
+seeded_dropout_op.register_autograd(_op_backward, setup_context=_op_setup_context)
+
+
+def _refuse_functorch(x: Tensor) -> None:
+    if torch._C._functorch.is_functorch_wrapped_tensor(x):
+        raise NotImplementedError(
+            "droplab.functional.dropout does not support torch.func transforms (grad, vmap, jvp, "
+            "jacrev...): use torch.autograd.grad or .backward(), which support double backward, "
+            "or droplab.functional.dropout_reference, which works under torch.func.grad"
+        )
+
+
 def dropout(
     x: Tensor,
     p: float = 0.5,
@@ -95,20 +202,25 @@ def dropout(
     inplace: bool = False,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    r"""Inverted dropout: the entry point the layers, models and training use.
+    r"""Inverted dropout, fast: the entry point the layers, models and training use.
 
-    Same semantics as :func:`dropout_reference` (see there for the math); with
-    ``inplace=True`` the result is written into ``x`` and ``x`` is returned.
+    The same semantics as :func:`dropout_reference` (see there for the math), computed by a
+    counter-based kernel: the keep bit of element ``i`` is a hash of ``(seed, i, p)``, with one
+    64-bit seed drawn per call from ``generator`` (default: torch's global generator). So
+
+    - ``torch.manual_seed`` reproduces every mask, and the mask does not depend on the number
+      of threads or on the device (CPU: numba; CUDA: Triton, the same hash);
+    - autograd saves no mask (0 bytes per element): backward regenerates it from the seed.
 
     Args:
-        x: input tensor of any shape and floating dtype.
+        x: input tensor of any shape and floating dtype (float16, bfloat16, float32, float64).
         p: probability of zeroing an element, in [0, 1]. Default: 0.5.
         training: apply dropout if ``True``; otherwise return ``x`` unchanged.
         inplace: write the result into ``x``.
-        generator: a ``torch.Generator`` for the random draws (default: torch's global one).
+        generator: a ``torch.Generator`` to draw the seed from.
 
     Shape:
-        - Input: :math:`(*)`. Output: :math:`(*)`, the same shape.
+        - Input: :math:`(*)`. Output: :math:`(*)`, the same shape (contiguous).
 
     Examples::
 
@@ -117,7 +229,25 @@ def dropout(
         >>> sorted(set(y.flatten().tolist())) in ([0.0, 4 / 3], [4 / 3])
         True
     """
-    out = dropout_reference(x, p, training=training, generator=generator)
-    if inplace and out is not x:
-        return x.copy_(out)
-    return out
+    check_dropout_args(x, p)
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        out = torch.where(torch.zeros_like(x, dtype=torch.bool), x, 0.0)
+    elif torch.compiler.is_compiling():
+        seed = torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, generator=generator)
+        out = seeded_dropout_op(x, float(p), seed)
+    else:
+        _refuse_functorch(x)
+        out = _SeededDropout.apply(x, float(p), draw_seed(generator))
+    return x.copy_(out) if inplace else out
+
+
+IMPLEMENTATIONS = {"fast": dropout, "reference": dropout_reference}
+
+
+def check_impl(impl: str) -> str:
+    """Return ``impl`` if it names a dropout implementation; raise ``ValueError`` otherwise."""
+    if impl not in IMPLEMENTATIONS:
+        raise ValueError(f"dropout impl must be one of {', '.join(IMPLEMENTATIONS)}; got {impl!r}")
+    return impl

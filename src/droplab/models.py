@@ -44,21 +44,24 @@ class DropoutMLPScratch(nn.Module):
         dropout_1: float,
         dropout_2: float,
         num_inputs: int = NUM_INPUTS,
+        impl: str = "fast",
     ) -> None:
         super().__init__()
         self.dropout_1 = functional.check_probability(dropout_1)
         self.dropout_2 = functional.check_probability(dropout_2)
+        self.impl = functional.check_impl(impl)  # "fast" kernel or the lecture's "reference"
         self.lin1 = nn.Linear(num_inputs, num_hiddens_1)
         self.lin2 = nn.Linear(num_hiddens_1, num_hiddens_2)
         self.lin3 = nn.Linear(num_hiddens_2, num_outputs)
 
     def forward(self, x: Tensor) -> Tensor:
+        dropout = functional.IMPLEMENTATIONS[self.impl]
         h1 = torch.relu(self.lin1(x.reshape(x.shape[0], -1)))
         if self.training:
-            h1 = functional.dropout(h1, self.dropout_1)
+            h1 = dropout(h1, self.dropout_1)
         h2 = torch.relu(self.lin2(h1))
         if self.training:
-            h2 = functional.dropout(h2, self.dropout_2)
+            h2 = dropout(h2, self.dropout_2)
         return self.lin3(h2)
 
 
@@ -97,6 +100,7 @@ class MLP(nn.Module):
         hidden: widths of the hidden layers.
         dropout: one probability per hidden layer; a layer with ``p = 0`` gets no dropout module.
         impl: ``"scratch"`` for :class:`droplab.nn.Dropout`, ``"torch"`` for ``torch.nn.Dropout``.
+        dropout_impl: with ``impl="scratch"``: ``"fast"`` or ``"reference"`` (see ``droplab.nn.Dropout``).
         num_inputs, num_outputs: sizes of input and output (Fashion-MNIST: 784 and 10).
     """
 
@@ -107,10 +111,11 @@ class MLP(nn.Module):
         impl: str = "scratch",
         num_inputs: int = NUM_INPUTS,
         num_outputs: int = NUM_OUTPUTS,
+        dropout_impl: str = "fast",
     ) -> None:
         super().__init__()
         _check_lengths(hidden, dropout)
-        layers = {"scratch": dnn.Dropout, "torch": nn.Dropout}
+        layers = {"scratch": lambda p: dnn.Dropout(p, impl=dropout_impl), "torch": nn.Dropout}
         if impl not in layers:
             raise ValueError(f"impl must be one of {sorted(layers)}, got {impl!r}")
         modules: list[nn.Module] = [nn.Flatten()]
@@ -126,19 +131,26 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-def build_model(name: str, hidden: Sequence[int], dropout: Sequence[float]) -> nn.Module:
+def build_model(
+    name: str, hidden: Sequence[int], dropout: Sequence[float], dropout_impl: str = "fast"
+) -> nn.Module:
     """The model the CLI calls ``name``: ``scratch``, ``concise`` or ``plain``.
 
     With two hidden layers, ``scratch`` and ``concise`` are the lecture's classes; other depths
     use :class:`MLP`. ``plain`` ignores ``dropout``. For one seed, all three start from the
-    same weights (their linear layers are created in the same order).
+    same weights (their linear layers are created in the same order). ``dropout_impl`` picks
+    the dropout function of ``scratch``: ``"fast"`` (default) or the lecture's ``"reference"``.
     """
     if name not in MODEL_NAMES:
         raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}; got {name!r}")
     if name == "plain":
         return MLP(hidden, [0.0] * len(hidden))
     _check_lengths(hidden, dropout)
+    functional.check_impl(dropout_impl)
+    if name == "concise":
+        if len(hidden) == 2:
+            return DropoutMLP(NUM_OUTPUTS, hidden[0], hidden[1], dropout[0], dropout[1])
+        return MLP(hidden, dropout, impl="torch")
     if len(hidden) == 2:
-        cls = DropoutMLPScratch if name == "scratch" else DropoutMLP
-        return cls(NUM_OUTPUTS, hidden[0], hidden[1], dropout[0], dropout[1])
-    return MLP(hidden, dropout, impl="scratch" if name == "scratch" else "torch")
+        return DropoutMLPScratch(NUM_OUTPUTS, *hidden, *dropout, impl=dropout_impl)
+    return MLP(hidden, dropout, impl="scratch", dropout_impl=dropout_impl)

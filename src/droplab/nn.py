@@ -22,6 +22,8 @@ class Dropout(nn.Module):
     Args:
         p: probability of an element to be zeroed, in [0, 1]. Default: 0.5.
         inplace: if ``True``, do the operation in place. Default: ``False``.
+        impl: ``"fast"`` (:func:`droplab.functional.dropout`, the counter-based kernel) or
+            ``"reference"`` (:func:`droplab.functional.dropout_reference`, the lecture's code).
 
     Shape:
         - Input: :math:`(*)`. Output: :math:`(*)`, the same shape.
@@ -34,13 +36,18 @@ class Dropout(nn.Module):
         >>> out = m(torch.randn(20, 16))
     """
 
-    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
+    def __init__(self, p: float = 0.5, inplace: bool = False, impl: str = "fast") -> None:
         super().__init__()
         self.p = F.check_probability(p)
         self.inplace = inplace
+        self.impl = F.check_impl(impl)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.impl == "reference":
+            out = F.dropout_reference(x, self.p, training=self.training)
+            return x.copy_(out) if self.inplace and out is not x else out
         return F.dropout(x, self.p, training=self.training, inplace=self.inplace)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, inplace={self.inplace}"
+        extra = f", impl={self.impl!r}" if self.impl != "fast" else ""  # as torch's when fast
+        return f"p={self.p}, inplace={self.inplace}{extra}"

@@ -28,6 +28,7 @@ from torch import nn
 
 from . import __version__, plots, rundir
 from .data import FashionMNIST
+from .functional import IMPLEMENTATIONS as DROPOUT_IMPLS
 from .models import MODEL_NAMES, build_model
 from .progress import TrainProgress
 
@@ -51,6 +52,7 @@ class TrainConfig:
     """Everything that determines a run. Defaults: the lecture's run."""
 
     model: str = "scratch"
+    dropout_impl: str = "fast"  # scratch model: droplab's fast kernel, or the lecture's "reference"
     hidden: tuple[int, ...] = (256, 256)
     dropout: tuple[float, ...] = (0.5, 0.5)
     epochs: int = 10
@@ -88,6 +90,8 @@ class TrainConfig:
 
         if self.model not in MODEL_NAMES:
             raise bad("model", "one of " + ", ".join(MODEL_NAMES))
+        if self.dropout_impl not in DROPOUT_IMPLS:
+            raise bad("dropout_impl", "one of " + ", ".join(DROPOUT_IMPLS))
         if not self.hidden or not all(is_int(h) and h >= 1 for h in self.hidden):
             raise bad("hidden", "one or more layer widths, each an integer >= 1")
         if not all(is_real(p) and 0.0 <= p <= 1.0 for p in self.dropout):  # NaN fails too
@@ -166,7 +170,7 @@ def fit(
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, cfg.hidden, cfg.dropout)
+    model = build_model(cfg.model, cfg.hidden, cfg.dropout, cfg.dropout_impl)
     optimizer = _optimizer(cfg, model.parameters())
     shuffle = torch.Generator().manual_seed((cfg.seed + _SHUFFLE_STREAM) % 2**63)
     history = []

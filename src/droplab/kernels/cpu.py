@@ -1,0 +1,97 @@
+"""The counter-based dropout mask on CPU, compiled with numba (parallel, vectorized).
+
+Computes ``out[i] = x[i] / keep`` where element i is kept, ``x[i] * 0`` where it is dropped
+(so NaN stays NaN, as in ``mask * x / (1 - p)``), with the mask of
+:mod:`droplab.kernels.counter`. Work is split over threads by whole blocks, so the result is
+the same for any number of threads. Compiled on first use and cached on disk (numba's cache:
+``__pycache__`` beside this file, or ``NUMBA_CACHE_DIR``).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange, uint64
+
+from .counter import GOLDEN, HALF, MASK64, MIX1, MIX2, threshold
+
+__all__ = ["dropout_into", "numba_threads"]
+
+_G, _M1, _M2 = uint64(GOLDEN), uint64(MIX1), uint64(MIX2)
+
+
+@njit(inline="always")
+def _mix(z):
+    z = (z ^ (z >> uint64(30))) * _M1
+    z = (z ^ (z >> uint64(27))) * _M2
+    return z ^ (z >> uint64(31))
+
+
+@njit(inline="always")
+def _apply(x, kept, keep):
+    return x / keep if kept else x * (keep - keep)
+
+
+@njit(nogil=True, cache=True)
+def _blocks(x, out, seed, thr, keep, first_block):
+    """x, out: 1-D slices starting at block ``first_block``; whole blocks, then a partial one.
+
+    ``u32 >= thr`` is tested in 64 bits without extracting the halves (faster, same bits):
+    low half ``(z << 32) >= thr << 32``, high half ``z >= thr << 32``.
+    """
+    n = x.size
+    cut = uint64(thr) << uint64(32)
+    full = n // (2 * HALF)
+    for b in range(full):
+        base = seed + uint64((first_block + b) * HALF + 1) * _G
+        xs = x[b * 2 * HALF : (b + 1) * 2 * HALF]  # slices keep indices non-negative: vectorizes
+        os = out[b * 2 * HALF : (b + 1) * 2 * HALF]
+        for k in range(HALF):
+            z = _mix(base + uint64(k) * _G)
+            os[k] = _apply(xs[k], (z << uint64(32)) >= cut, keep)
+            os[HALF + k] = _apply(xs[HALF + k], z >= cut, keep)
+    rest = n - full * 2 * HALF
+    if rest > 0:
+        base = seed + uint64((first_block + full) * HALF + 1) * _G
+        s = full * 2 * HALF
+        for k in range(rest):
+            if k < HALF:
+                kept = (_mix(base + uint64(k) * _G) << uint64(32)) >= cut
+            else:
+                kept = _mix(base + uint64(k - HALF) * _G) >= cut
+            out[s + k] = _apply(x[s + k], kept, keep)
+
+
+@njit(parallel=True, cache=True)
+def _parallel(x, out, seed, thr, keep, chunks):
+    nblocks = (x.size + 2 * HALF - 1) // (2 * HALF)
+    per = (nblocks + chunks - 1) // chunks
+    for c in prange(chunks):
+        b0 = c * per
+        b1 = min(b0 + per, nblocks)
+        if b0 < b1:
+            lo, hi = b0 * 2 * HALF, min(b1 * 2 * HALF, x.size)
+            _blocks(x[lo:hi], out[lo:hi], seed, thr, keep, b0)
+
+
+def numba_threads(requested: int) -> int:
+    """Use ``requested`` numba threads (capped at numba's pool size); return the number used."""
+    n = max(1, min(requested, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    return n
+
+
+PARALLEL_MIN = 1 << 15  # below this many elements one thread is faster than a hand-off
+
+
+def dropout_into(x: np.ndarray, out: np.ndarray, seed: int, p: float, threads: int) -> None:
+    """Write dropout of the contiguous float32/float64 array ``x`` into ``out`` (may be ``x``).
+
+    ``0 < p < 1``; ``threads`` is a request, the result does not depend on it.
+    """
+    x, out = x.reshape(-1), out.reshape(-1)
+    args = (np.uint64(seed & MASK64), np.uint32(threshold(p)), x.dtype.type(1.0 - p))
+    if threads > 1 and x.size >= PARALLEL_MIN:
+        _parallel(x, out, *args, numba_threads(threads))
+    else:
+        _blocks(x, out, *args, 0)
