@@ -1,0 +1,160 @@
+"""Dropout as an operation: droplab's fast kernel against PyTorch's, measured in one run.
+
+For 256x256, 1024x1024 and 4096x4096 float32 tensors, p = 0.5, training mode:
+
+- forward and forward+backward throughput (G elements/s) of ``torch.nn.functional.dropout``,
+  ``droplab.functional.dropout_reference`` (the lecture's code), ``droplab.functional.dropout``
+  (the fast kernel) and ``x.mul(2.0)`` (the memory-traffic baseline: one read, one write);
+- the ratios: droplab / torch, and droplab's time / ``x.mul(2.0)``'s time;
+- bytes per element that autograd saves for backward (``saved_tensors_hooks``);
+- the first call's latency with a cold and with a warm numba cache (fresh processes).
+
+Every figure is a median over interleaved rounds (each side measured in every round), so
+machine noise hits all sides alike. ``--quick`` runs fewer rounds.
+
+    python benchmarks/dropout_op.py [--rounds 5] [--threads N] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+from droplab.functional import dropout, dropout_reference
+
+SHAPES = [(256, 256), (1024, 1024), (4096, 4096)]
+P = 0.5
+SIDES = {
+    "torch F.dropout": lambda x: F.dropout(x, P, training=True),
+    "dropout_reference": lambda x: dropout_reference(x, P),
+    "droplab dropout": lambda x: dropout(x, P),
+    "x.mul(2.0)": lambda x: x.mul(2.0),
+}
+
+
+def time_once(fn, x, backward: bool, target_s: float) -> float:
+    """Seconds per call, over enough calls to last about ``target_s``."""
+    grad = torch.ones_like(x) if backward else None
+    xx = x.detach().requires_grad_(backward)
+
+    def call():
+        y = fn(xx)
+        if backward:
+            y.backward(grad)
+            xx.grad = None
+
+    call()  # warm (compiles the kernel on first use)
+    start = time.perf_counter()
+    call()
+    once = time.perf_counter() - start
+    reps = max(1, int(target_s / max(once, 1e-7)))
+    start = time.perf_counter()
+    for _ in range(reps):
+        call()
+    return (time.perf_counter() - start) / reps
+
+
+def saved_bytes_per_element(fn) -> float:
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    x = torch.randn(1024, 1024, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(x)
+    return total / x.numel()
+
+
+FIRST_CALL = """
+import time, torch
+t0 = time.perf_counter()
+from droplab.functional import dropout
+t1 = time.perf_counter()
+dropout(torch.ones(1 << 20), 0.5)
+t2 = time.perf_counter()
+dropout(torch.ones(1 << 20), 0.5)
+t3 = time.perf_counter()
+print(f"{t1 - t0:.3f} {t2 - t1:.3f} {t3 - t2:.4f}")
+"""
+
+
+def first_call_latency() -> list[tuple[str, list[float]]]:
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        rows = []
+        for label in ("cold cache", "warm cache"):
+            out = subprocess.run([sys.executable, "-c", FIRST_CALL], env=env, capture_output=True, text=True)
+            if out.returncode != 0:
+                raise RuntimeError(out.stderr)
+            rows.append((label, [float(v) for v in out.stdout.split()]))
+        return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--quick", action="store_true", help="3 rounds of shorter timings")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rounds, target = (3, 0.02) if args.quick else (args.rounds, 0.1)
+    print(
+        f"dropout p={P}, float32, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"median of {rounds} interleaved rounds"
+    )
+    results = {}
+    for shape in SHAPES:
+        x = torch.randn(shape)
+        for backward in (False, True):
+            times = {name: [] for name in SIDES}
+            for _ in range(rounds):
+                for name, fn in SIDES.items():
+                    times[name].append(time_once(fn, x, backward, target))
+            results[shape, backward] = {k: statistics.median(v) for k, v in times.items()}
+
+    for backward in (False, True):
+        print(f"\n{'forward+backward' if backward else 'forward'}: G elements/s")
+        print(f"{'shape':>11s} " + " ".join(f"{n:>18s}" for n in SIDES) + f" {'vs torch':>9s} {'vs mul2':>8s}")
+        for shape in SHAPES:
+            r = results[shape, backward]
+            n = shape[0] * shape[1]
+            cells = " ".join(f"{n / t / 1e9:18.3f}" for t in r.values())
+            speedup = r["torch F.dropout"] / r["droplab dropout"]
+            vs_mul = r["droplab dropout"] / r["x.mul(2.0)"]
+            print(f"{shape[0]:>5d}x{shape[1]:<5d} {cells} {speedup:8.1f}x {vs_mul:7.2f}x")
+
+    print("\ntargets (forward):")
+    fwd = {s: results[s, False] for s in SHAPES}
+    checks = [
+        ("droplab >= 20x torch at 256x256", fwd[SHAPES[0]]["torch F.dropout"] / fwd[SHAPES[0]]["droplab dropout"], 20, ">="),
+        ("droplab >= 10x torch at 4096x4096", fwd[SHAPES[2]]["torch F.dropout"] / fwd[SHAPES[2]]["droplab dropout"], 10, ">="),
+        ("droplab time <= 2x x.mul(2.0) at 1024x1024", fwd[SHAPES[1]]["droplab dropout"] / fwd[SHAPES[1]]["x.mul(2.0)"], 2, "<="),
+        ("droplab time <= 2x x.mul(2.0) at 4096x4096", fwd[SHAPES[2]]["droplab dropout"] / fwd[SHAPES[2]]["x.mul(2.0)"], 2, "<="),
+    ]  # fmt: skip
+    for text, value, bound, op in checks:
+        ok = value >= bound if op == ">=" else value <= bound
+        print(f"  {text}: {value:.2f} -> {'met' if ok else 'NOT met'}")
+
+    print("\nbytes per element saved by autograd for backward (1024x1024, float32):")
+    for name in ("torch F.dropout", "dropout_reference", "droplab dropout"):
+        print(f"  {name:18s} {saved_bytes_per_element(SIDES[name]):.2f}")
+
+    print("\nfirst call in a fresh process (seconds): import droplab.functional, first dropout, second")
+    for label, (imp, first, second) in first_call_latency():
+        print(f"  {label:10s} import {imp:.3f}  first call {first:.3f}  second call {second:.4f}")
+
+
+if __name__ == "__main__":
+    main()

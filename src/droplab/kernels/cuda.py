@@ -1,0 +1,68 @@
+"""The counter-based dropout mask on CUDA, in Triton: the same hash and layout as
+:mod:`droplab.kernels.counter`, so one seed gives the bit-identical mask on CPU and GPU.
+
+One program handles one block of ``2 * HALF`` elements: lane k computes the SplitMix64
+word of counter ``block * HALF + k``; its low 32 bits decide element k of the block, its
+high 32 bits element ``HALF + k``. Division is IEEE round-to-nearest (``div_rn``), as on
+the CPU, so the values match too, not only the mask.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .counter import GOLDEN, HALF, MASK64, MIX1, MIX2, threshold
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - CPU-only machines
+    triton = None
+
+
+if triton is not None:
+
+    @triton.jit
+    def _dropout_kernel(
+        x_ptr, out_ptr, keep_ptr, n, seed, cut, golden, mix1, mix2, HALF_: tl.constexpr
+    ):  # pragma: no cover - needs a GPU
+        block = tl.program_id(0).to(tl.uint64)
+        k = tl.arange(0, HALF_).to(tl.uint64)
+        z = seed.to(tl.uint64) + (block * HALF_ + k + 1) * golden.to(tl.uint64)
+        z = (z ^ (z >> 30)) * mix1.to(tl.uint64)
+        z = (z ^ (z >> 27)) * mix2.to(tl.uint64)
+        z = z ^ (z >> 31)
+        cut64 = cut.to(tl.uint64)
+        keep_lo = (z << 32) >= cut64
+        keep_hi = z >= cut64
+        i_lo = (block * (2 * HALF_) + k).to(tl.int64)
+        i_hi = i_lo + HALF_
+        keep = tl.load(keep_ptr)  # 1 - p in the compute dtype (float32, or float64)
+        x_lo = tl.load(x_ptr + i_lo, mask=i_lo < n, other=0.0).to(keep.dtype)
+        x_hi = tl.load(x_ptr + i_hi, mask=i_hi < n, other=0.0).to(keep.dtype)
+        y_lo = tl.where(keep_lo, tl.math.div_rn(x_lo, keep), x_lo * 0.0)
+        y_hi = tl.where(keep_hi, tl.math.div_rn(x_hi, keep), x_hi * 0.0)
+        tl.store(out_ptr + i_lo, y_lo.to(out_ptr.dtype.element_ty), mask=i_lo < n)
+        tl.store(out_ptr + i_hi, y_hi.to(out_ptr.dtype.element_ty), mask=i_hi < n)
+
+
+def seeded_dropout(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:  # pragma: no cover - GPU
+    """Dropout of the contiguous CUDA tensor ``x`` with the mask of ``seed``; ``0 < p < 1``."""
+    if triton is None:
+        raise RuntimeError(
+            "droplab's dropout on CUDA needs Triton (pip install triton): it computes the same "
+            "mask as the CPU kernel"
+        )
+    out = torch.empty_like(x)
+    n = x.numel()
+    if n == 0:
+        return out
+    # float16/bfloat16 compute in float32 and round once at the store, as the CPU path does;
+    # 1 - p is rounded to the compute dtype, as torch rounds the divisor.
+    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+    keep = torch.tensor([1.0 - p], dtype=compute, device=x.device)
+    grid = (triton.cdiv(n, 2 * HALF),)
+    _dropout_kernel[grid](
+        x, out, keep, n, seed & MASK64, threshold(p) << 32, GOLDEN, MIX1, MIX2, HALF_=HALF
+    )
+    return out
