@@ -83,6 +83,14 @@ def test_same_seed_and_threads_give_identical_files(tiny_dir, tmp_path, capsys):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_reference_dropout_impl_one_flag_away(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "ref"
+    args = ["train", "--dropout-impl", "reference", "--epochs", "1", "--data-dir", str(tiny_dir),
+            "--out", str(out), *TINY]  # fmt: skip
+    assert run_cli(args, capsys)[0] == 0
+    assert json.loads((out / "config.json").read_text())["dropout_impl"] == "reference"
+
+
 def test_plain_records_no_dropout(tiny_dir, tmp_path, capsys):
     out = tmp_path / "plain"
     args = ["train", "--model", "plain", "--epochs", "1", "--data-dir", str(tiny_dir), "--out", str(out), *TINY]
@@ -125,6 +133,7 @@ def test_bad_options_exit_2_with_message_and_write_nothing(extra, message, tiny_
     [
         (["train", "--model", "big"], "invalid choice: 'big'"),
         (["train", "--epochs", "ten"], "invalid int value: 'ten'"),
+        (["train", "--dropout-impl", "cuda"], "invalid choice: 'cuda'"),
         (["compare", "--seeds", "0"], "--seeds 0: invalid, expected an integer >= 1"),
         (["check", "--draws", "0"], "--draws 0: invalid"),
     ],

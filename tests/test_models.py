@@ -74,3 +74,16 @@ def test_bad_arguments():
         DropoutMLPScratch(10, 8, 8, 1.5, 0.5)
     with pytest.raises(ValueError, match="between 0 and 1, but got -0.1"):
         build_model("concise", (8, 8), (0.5, -0.1))
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_scratch_model_dropout_impls(impl):
+    torch.manual_seed(0)
+    model = build_model("scratch", (64, 32), (0.5, 0.5), dropout_impl=impl)
+    assert model.impl == impl
+    x = torch.rand(8, 784)
+    assert not torch.equal(model(x), model(x))
+    deep = build_model("scratch", (16, 16, 16), (0.5, 0.5, 0.5), dropout_impl=impl)
+    assert all(m.impl == impl for m in deep.modules() if hasattr(m, "impl"))
+    with pytest.raises(ValueError, match="dropout impl must be one of"):
+        build_model("scratch", (8, 8), (0.5, 0.5), dropout_impl="cuda")

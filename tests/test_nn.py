@@ -39,3 +39,15 @@ def test_in_sequential_gradients_flow():
     net = torch.nn.Sequential(torch.nn.Linear(8, 8), Dropout(0.3), torch.nn.Linear(8, 1))
     net(torch.randn(4, 8)).sum().backward()
     assert all(p.grad is not None for p in net.parameters())
+
+
+def test_reference_impl_layer():
+    m = Dropout(0.5, impl="reference")
+    assert repr(m) == "Dropout(p=0.5, inplace=False, impl='reference')"
+    torch.manual_seed(0)
+    y = m(torch.ones(50, 50))
+    assert set(y.unique().tolist()) == {0.0, 2.0}
+    x = torch.ones(10, 10)
+    assert Dropout(0.5, inplace=True, impl="reference")(x) is x
+    with pytest.raises(ValueError, match="dropout impl must be one of fast, reference; got 'numpy'"):
+        Dropout(0.5, impl="numpy")

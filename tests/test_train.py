@@ -75,6 +75,7 @@ def test_optimizers_run(tiny):
         (dict(seed=-1), "seed = -1"),
         (dict(val_size=0), "val_size = 0"),
         (dict(threads=0), "threads = 0"),
+        (dict(dropout_impl="cuda"), "dropout_impl = 'cuda' is invalid: expected one of fast, reference"),
     ],
 )
 def test_config_validation(change, message):
