@@ -110,24 +110,29 @@ def draw_seed(generator: torch.Generator | None = None) -> int:
     return int(torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, generator=generator))
 
 
+_cpu_kernels = None  # droplab.kernels.cpu, imported on first use (numba takes a moment)
+
+
 def _kernel(x: Tensor, p: float, seed: int) -> Tensor:
     """Dropout of ``x`` with the counter-based mask of ``seed``; ``0 < p < 1``. No autograd."""
-    src = x.detach().contiguous()
+    global _cpu_kernels
+    src = x.detach() if x.requires_grad else x
+    src = src if src.is_contiguous() else src.contiguous()
     if src.device.type == "cuda":
         from .kernels import cuda
 
         return cuda.seeded_dropout(src, p, seed)
     if src.device.type != "cpu":
         raise NotImplementedError(f"droplab's fast dropout runs on CPU and CUDA, not {src.device.type}")
-    from .kernels import cpu
-
+    if _cpu_kernels is None:
+        from .kernels import cpu as _cpu_kernels
     if src.dtype in (torch.float32, torch.float64):
-        out = torch.empty_like(src)
-        cpu.dropout_into(src.numpy(), out.numpy(), seed, p, torch.get_num_threads())
+        out = _cpu_kernels.empty_like(src)
+        _cpu_kernels.dropout_into(src.numpy(), out.numpy(), seed, p, torch.get_num_threads())
         return out
     # float16 / bfloat16: compute in float32 and round once, as torch does for these types
     wide = src.float()
-    cpu.dropout_into(wide.numpy(), wide.numpy(), seed, p, torch.get_num_threads())
+    _cpu_kernels.dropout_into(wide.numpy(), wide.numpy(), seed, p, torch.get_num_threads())
     return wide.to(src.dtype)
 
 
@@ -239,7 +244,11 @@ def dropout(
         out = seeded_dropout_op(x, float(p), seed)
     else:
         _refuse_functorch(x)
-        out = _SeededDropout.apply(x, float(p), draw_seed(generator))
+        seed = draw_seed(generator)
+        if x.requires_grad and torch.is_grad_enabled():
+            out = _SeededDropout.apply(x, float(p), seed)
+        else:  # nothing to differentiate: skip the autograd.Function's few microseconds
+            out = _kernel(x, float(p), seed)
     return x.copy_(out) if inplace else out
 
 

@@ -9,13 +9,17 @@ the same for any number of threads. Compiled on first use and cached on disk (nu
 
 from __future__ import annotations
 
+import ctypes
+import sys
+
 import numba
 import numpy as np
+import torch
 from numba import njit, prange, uint64
 
 from .counter import GOLDEN, HALF, MASK64, MIX1, MIX2, threshold
 
-__all__ = ["dropout_into", "numba_threads"]
+__all__ = ["dropout_into", "empty_like", "numba_threads"]
 
 _G, _M1, _M2 = uint64(GOLDEN), uint64(MIX1), uint64(MIX2)
 
@@ -79,6 +83,31 @@ def numba_threads(requested: int) -> int:
     n = max(1, min(requested, numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
     return n
+
+
+HUGE_PAGE = 1 << 21
+HUGE_MIN_BYTES = 8 << 20  # outputs this large are mapped fresh: ask for 2 MiB pages
+_MADV_HUGEPAGE = 14
+_libc = None
+
+
+def empty_like(src: torch.Tensor) -> torch.Tensor:
+    """``torch.empty_like(src)``; for a large output on Linux, backed by transparent huge pages.
+
+    A fresh 64 MiB output costs about 16,000 page faults when first written with 4 KiB pages
+    and about 32 with 2 MiB pages (``madvise(MADV_HUGEPAGE)``; harmless where unsupported).
+    """
+    global _libc
+    out = torch.empty_like(src)
+    nbytes = out.numel() * out.element_size()
+    if nbytes >= HUGE_MIN_BYTES and sys.platform == "linux":
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        start = (out.data_ptr() + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1)
+        end = (out.data_ptr() + nbytes) & ~(HUGE_PAGE - 1)
+        if end > start:
+            _libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_HUGEPAGE)
+    return out
 
 
 PARALLEL_MIN = 1 << 15  # below this many elements one thread is faster than a hand-off
