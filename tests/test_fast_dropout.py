@@ -233,3 +233,15 @@ def test_cuda_backward_regenerates_the_mask():
     y = seeded_dropout(x, 0.3, 99)
     y.backward(torch.ones_like(y))
     assert torch.equal(x.grad, (y != 0).float() / 0.7)
+
+
+def test_large_output_on_huge_pages_is_still_the_specified_mask():
+    n = 2048 * 1024 + 5  # over 8 MiB of float32: the huge-page allocation path
+    assert np.array_equal(keep_bits(21, (n,), 0.25), counter.keep_mask(21, n, 0.25))
+
+
+@pytest.mark.parametrize("shape", [(0,), (3, 0, 2), ()])
+def test_empty_and_zero_dim_tensors(shape):
+    x = torch.full(shape, 3.0)
+    out = dropout(x, 0.5)
+    assert out.shape == x.shape and set(out.flatten().tolist()) <= {0.0, 6.0}
