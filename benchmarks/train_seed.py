@@ -102,7 +102,10 @@ def main() -> None:
 
     def ratio(a, b):
         per_repeat = statistics.median(x / y for x, y in zip(a, b))
-        return f"{statistics.median(a) / statistics.median(b):.3f} (median of per-repeat ratios {per_repeat:.3f})"
+        return (
+            f"{statistics.median(a) / statistics.median(b):.3f} of medians, "
+            f"{min(a) / min(b):.3f} of minima, {per_repeat:.3f} median of per-repeat ratios"
+        )
 
     print(f"ratio droplab (p=0.5) / plain loop: {ratio(drop, loop)}")
     print(f"ratio droplab (p=0.5) / droplab (p=0): {ratio(drop, p0)}")
