@@ -13,6 +13,7 @@ import torch
 
 from droplab.functional import dropout, dropout_reference, seeded_dropout
 from droplab.kernels import counter
+from droplab.memory import saved_bytes
 
 CHI2_BOUND = 25.0
 P_VALUES = [0.001, 0.1, 0.5, 0.9, 0.999]
@@ -158,22 +159,10 @@ def test_gradcheck_and_gradgradcheck_float64():
 
 def test_autograd_saves_no_mask():
     """0 bytes per element saved by droplab's dropout; torch's CPU dropout saves a mask."""
-
-    def saved_bytes(fn) -> int:
-        total = 0
-
-        def pack(t):
-            nonlocal total
-            total += t.numel() * t.element_size()
-            return t
-
-        x = torch.randn(512, 512, requires_grad=True)
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            fn(x)
-        return total
-
-    assert saved_bytes(lambda x: dropout(x, 0.5)) == 0
-    assert saved_bytes(lambda x: torch.nn.functional.dropout(x, 0.5)) >= 512 * 512
+    x = torch.randn(512, 512, requires_grad=True)
+    assert saved_bytes(lambda t: dropout(t, 0.5), x) == 0
+    assert saved_bytes(lambda t: torch.nn.functional.dropout(t, 0.5), x) >= 512 * 512
+    assert saved_bytes(lambda t: t * t, x) == 2 * 4 * 512 * 512  # the hook counts what mul saves
 
 
 def test_inplace_on_non_leaf_backprops():
