@@ -140,8 +140,9 @@ class _SeededDropout(torch.autograd.Function):
     """Eager autograd for the kernel: saves two numbers (seed, p), never a mask.
 
     Old-style (``forward(ctx, ...)``): it costs a few microseconds a call where the
-    ``setup_context`` style costs about 25. Inside torch.compile and torch.func transforms
-    ``dropout`` uses the custom op ``droplab::seeded_dropout`` below instead.
+    ``setup_context`` style costs about 25, but torch.func cannot transform it (``dropout``
+    refuses torch.func with a clear error). Under torch.compile ``dropout`` uses the custom
+    op ``droplab::seeded_dropout`` below instead.
     """
 
     @staticmethod
