@@ -153,8 +153,10 @@ class _SeededDropout(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         # dropout is linear in x: the gradient is the same mask and scale applied to grad.
-        # Applying the Function again keeps it differentiable (double backward works).
-        return _SeededDropout.apply(grad, ctx.p, ctx.seed), None, None
+        # With create_graph (double backward) apply the Function again, so it is differentiable.
+        if torch.is_grad_enabled():
+            return _SeededDropout.apply(grad, ctx.p, ctx.seed), None, None
+        return _kernel(grad, ctx.p, ctx.seed), None, None
 
 
 def seeded_dropout(x: Tensor, p: float, seed: int) -> Tensor:
