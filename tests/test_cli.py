@@ -25,6 +25,8 @@ def test_check_prints_the_quick_check_and_passes(capsys):
     assert "dropout(X, p=0.0)" in out and "dropout(X, p=1.0)" in out
     assert "[ 8.,  9., 10., 11., 12., 13., 14., 15.]" in out  # p = 0 leaves X as it is
     assert "E[h']/h" in out and "all within bounds" in out and "FAIL" not in out
+    assert "dropout_reference (the lecture's code" in out and "droplab's fast kernel" in out
+    assert out.count("│ reference │") == 3 and out.count("│ fast      │") == 3
 
 
 def test_train_one_epoch_writes_a_complete_run(tiny_dir, tmp_path):

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from . import __version__
 from .data import DataError, load_fashion_mnist
-from .functional import dropout
+from .functional import IMPLEMENTATIONS
 from .models import MODEL_NAMES
 from .rundir import RunDirError
 from .train import OPTIMIZERS, ConfigError, TrainConfig
@@ -41,31 +41,43 @@ def _print_table(console: Console, rows: list[list[str]], title: str | None = No
 # --- check ------------------------------------------------------------------------------
 
 
+_IMPL_TITLES = {
+    "reference": "dropout_reference (the lecture's code: mask from uniform draws)",
+    "fast": "dropout (droplab's fast kernel: counter-based mask)",
+}
+
+
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
-    torch.manual_seed(args.seed)
     x = torch.arange(16, dtype=torch.float32).reshape(2, 8)
     console.print("The lecture's quick check: X = arange(16).reshape(2, 8)")
-    for p in (0.0, 0.5, 1.0):
-        console.print(f"dropout(X, p={p}):\n{dropout(x, p)}")
+    for name in _IMPL_TITLES:
+        fn = IMPLEMENTATIONS[name]
+        torch.manual_seed(args.seed)
+        console.print(f"\n{_IMPL_TITLES[name]}:")
+        for p in (0.0, 0.5, 1.0):
+            console.print(f"dropout(X, p={p}):\n{fn(x, p)}")
     n = args.draws
     console.print(
         f"\nEmpirical check over {n:,} draws per p (input of ones, seed {args.seed}); "
         "bounds are 5 binomial standard deviations:"
     )
-    rows = [["p", "kept fraction", "expected", "5σ bound", "E[h']/h", "5σ bound", "result"]]
+    rows = [["dropout", "p", "kept fraction", "expected", "5σ bound", "E[h']/h", "5σ bound", "result"]]
     ok = True
-    for p in (0.1, 0.5, 0.9):
-        out = dropout(torch.ones(n), p)
-        kept = (out != 0).double().mean().item()
-        ratio = out.double().mean().item()
-        kept_bound = 5 * math.sqrt(p * (1 - p) / n)
-        ratio_bound = 5 * math.sqrt(p / (1 - p) / n)  # std of h' for h = 1 is sqrt(p / (1 - p))
-        good = abs(kept - (1 - p)) <= kept_bound and abs(ratio - 1) <= ratio_bound
-        ok &= good
-        rows.append([
-            f"{p}", f"{kept:.5f}", f"{1 - p:.5f}", f"±{kept_bound:.5f}",
-            f"{ratio:.5f}", f"±{ratio_bound:.5f}", "ok" if good else "FAIL",
-        ])  # fmt: skip
+    for name in _IMPL_TITLES:
+        fn = IMPLEMENTATIONS[name]
+        torch.manual_seed(args.seed)
+        for p in (0.1, 0.5, 0.9):
+            out = fn(torch.ones(n), p)
+            kept = (out != 0).double().mean().item()
+            ratio = out.double().mean().item()
+            kept_bound = 5 * math.sqrt(p * (1 - p) / n)
+            ratio_bound = 5 * math.sqrt(p / (1 - p) / n)  # std of h' for h = 1 is sqrt(p / (1 - p))
+            good = abs(kept - (1 - p)) <= kept_bound and abs(ratio - 1) <= ratio_bound
+            ok &= good
+            rows.append([
+                name, f"{p}", f"{kept:.5f}", f"{1 - p:.5f}", f"±{kept_bound:.5f}",
+                f"{ratio:.5f}", f"±{ratio_bound:.5f}", "ok" if good else "FAIL",
+            ])  # fmt: skip
     _print_table(console, rows)
     console.print("all within bounds" if ok else "OUTSIDE the 5σ bounds: dropout is biased")
     return 0 if ok else 1
