@@ -10,7 +10,7 @@ by index, ``torch.nn.Dropout``. Data loading is outside the timings. Runs are in
 (loop, droplab, droplab p=0, then again...) so machine noise hits every side alike; the figure
 to read is the ratio, not the seconds.
 
-    python benchmarks/train_seed.py [--epochs 10] [--repeats 3] [--threads N]
+    python benchmarks/train_seed.py [--epochs 10] [--repeats 5] [--threads N]
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def plain_loop(data, epochs: int, seed: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
