@@ -35,6 +35,7 @@ check: install
 	$(BIN)/droplab check
 
 bench: install data
+	$(BIN)/python benchmarks/dropout_op.py
 	$(BIN)/python benchmarks/train_seed.py
 
 clean:
