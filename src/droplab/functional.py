@@ -118,11 +118,11 @@ def _kernel(x: Tensor, p: float, seed: int) -> Tensor:
     global _cpu_kernels
     src = x.detach() if x.requires_grad else x
     src = src if src.is_contiguous() else src.contiguous()
-    if src.device.type == "cuda":
-        from .kernels import cuda
+    if not src.is_cpu:
+        if src.is_cuda:
+            from .kernels import cuda
 
-        return cuda.seeded_dropout(src, p, seed)
-    if src.device.type != "cpu":
+            return cuda.seeded_dropout(src, p, seed)
         raise NotImplementedError(f"droplab's fast dropout runs on CPU and CUDA, not {src.device.type}")
     if _cpu_kernels is None:
         from .kernels import cpu as _cpu_kernels

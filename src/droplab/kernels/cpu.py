@@ -10,7 +10,9 @@ the same for any number of threads. Compiled on first use and cached on disk (nu
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
+import threading
 
 import numba
 import numpy as np
@@ -78,10 +80,15 @@ def _parallel(x, out, seed, thr, keep, chunks):
             _blocks(x[lo:hi], out[lo:hi], seed, thr, keep, b0)
 
 
+_threads = threading.local()  # numba's thread count is per calling thread; remember the last set
+
+
 def numba_threads(requested: int) -> int:
     """Use ``requested`` numba threads (capped at numba's pool size); return the number used."""
     n = max(1, min(requested, numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(n)
+    if getattr(_threads, "n", None) != n:
+        numba.set_num_threads(n)
+        _threads.n = n
     return n
 
 
@@ -119,8 +126,14 @@ def dropout_into(x: np.ndarray, out: np.ndarray, seed: int, p: float, threads: i
     ``0 < p < 1``; ``threads`` is a request, the result does not depend on it.
     """
     x, out = x.reshape(-1), out.reshape(-1)
-    args = (np.uint64(seed & MASK64), np.uint32(threshold(p)), x.dtype.type(1.0 - p))
+    thr, keep = _constants(p, x.dtype)
     if threads > 1 and x.size >= PARALLEL_MIN:
-        _parallel(x, out, *args, numba_threads(threads))
+        _parallel(x, out, np.uint64(seed & MASK64), thr, keep, numba_threads(threads))
     else:
-        _blocks(x, out, *args, 0)
+        _blocks(x, out, np.uint64(seed & MASK64), thr, keep, 0)
+
+
+@functools.lru_cache(maxsize=64)
+def _constants(p: float, dtype: np.dtype) -> tuple[np.uint32, np.floating]:
+    """The kernel's threshold and ``1 - p`` in the array's dtype (cached: p repeats)."""
+    return np.uint32(threshold(p)), dtype.type(1.0 - p)
