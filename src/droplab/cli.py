@@ -22,7 +22,7 @@ from .data import DataError, load_fashion_mnist
 from .functional import IMPLEMENTATIONS
 from .models import MODEL_NAMES
 from .rundir import RunDirError
-from .train import OPTIMIZERS, ConfigError, TrainConfig
+from .train import OPTIMIZERS, ConfigError, TrainConfig, check_batch_size
 
 EXIT_USAGE = 2
 
@@ -47,11 +47,15 @@ _IMPL_TITLES = {
 }
 
 
+def _implementations():
+    """(name, function) pairs, the lecture's reference first."""
+    return [(name, IMPLEMENTATIONS[name]) for name in _IMPL_TITLES]
+
+
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
     x = torch.arange(16, dtype=torch.float32).reshape(2, 8)
     console.print("The lecture's quick check: X = arange(16).reshape(2, 8)")
-    for name in _IMPL_TITLES:
-        fn = IMPLEMENTATIONS[name]
+    for name, fn in _implementations():
         torch.manual_seed(args.seed)
         console.print(f"\n{_IMPL_TITLES[name]}:")
         for p in (0.0, 0.5, 1.0):
@@ -63,8 +67,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     )
     rows = [["dropout", "p", "kept fraction", "expected", "5σ bound", "E[h']/h", "5σ bound", "result"]]
     ok = True
-    for name in _IMPL_TITLES:
-        fn = IMPLEMENTATIONS[name]
+    for name, fn in _implementations():
         torch.manual_seed(args.seed)
         for p in (0.1, 0.5, 0.9):
             out = fn(torch.ones(n), p)
@@ -86,9 +89,9 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
 # --- train / compare --------------------------------------------------------------------
 
 
-def _config(args: argparse.Namespace, model: str = "scratch") -> TrainConfig:
+def _config(args: argparse.Namespace) -> TrainConfig:
     cfg = TrainConfig(
-        model=getattr(args, "model", model),
+        model=getattr(args, "model", "scratch"),  # compare has no --model
         dropout_impl=args.dropout_impl,
         hidden=tuple(args.hidden),
         dropout=tuple(args.dropout),
@@ -120,9 +123,10 @@ def _load(args: argparse.Namespace, cfg: TrainConfig):
     data = load_fashion_mnist(
         args.data_dir, val_size=cfg.val_size, split_seed=cfg.split_seed, verify=not args.no_verify
     )
-    if cfg.batch_size > len(data.train_x):
-        err = ConfigError("batch_size", cfg.batch_size, f"at most the {len(data.train_x)} training images")
-        raise UsageError(_option_message(err))
+    try:
+        check_batch_size(cfg, data)
+    except ConfigError as err:
+        raise UsageError(_option_message(err)) from None
     return data
 
 
@@ -178,7 +182,7 @@ def _training_options(p: argparse.ArgumentParser) -> None:
                    help="hidden layer widths (default: 256 256)")
     p.add_argument("--dropout", type=float, nargs="+", default=list(d.dropout), metavar="P",
                    help="dropout probability per hidden layer (default: 0.5 0.5)")
-    p.add_argument("--dropout-impl", choices=("fast", "reference"), default=d.dropout_impl,
+    p.add_argument("--dropout-impl", choices=tuple(IMPLEMENTATIONS), default=d.dropout_impl,
                    help="dropout of the scratch model: droplab's fast kernel (default) or the "
                         "lecture's readable reference")
     p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")

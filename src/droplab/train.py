@@ -18,7 +18,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +132,12 @@ class RunResult:
     summary: dict
     model: nn.Module
     directory: Path | None = None
-    extra: dict = field(default_factory=dict)
+
+
+def check_batch_size(cfg: TrainConfig, data: FashionMNIST) -> None:
+    """The one check that needs the data: a batch no larger than the training set."""
+    if cfg.batch_size > len(data.train_x):
+        raise ConfigError("batch_size", cfg.batch_size, f"at most the {len(data.train_x)} training images")
 
 
 @torch.inference_mode()
@@ -164,9 +169,8 @@ def fit(
 ) -> RunResult:
     """Train the model ``cfg`` describes on ``data``; return per-epoch history and a summary."""
     cfg.validate()
+    check_batch_size(cfg, data)
     n = len(data.train_x)
-    if cfg.batch_size > n:
-        raise ConfigError("batch_size", cfg.batch_size, f"at most the {n} training images")
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
