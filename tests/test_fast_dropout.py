@@ -5,7 +5,11 @@ a chi-square statistic on 2x2 tables of keep bits (1 degree of freedom) below 25
 of 5 standard normal deviations (P(chi2_1 > 25) = 5.7e-7 under independence).
 """
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -222,6 +226,42 @@ def test_cuda_backward_regenerates_the_mask():
     y = seeded_dropout(x, 0.3, 99)
     y.backward(torch.ones_like(y))
     assert torch.equal(x.grad, (y != 0).float() / 0.7)
+
+
+# Triton's interpreter runs the CUDA kernel on CPU tensors: its arithmetic (hash, layout,
+# threshold, division, rounding) is checked here on every machine with Triton installed.
+_INTERPRET = """
+import json, sys, torch
+from droplab.functional import seeded_dropout
+from droplab.kernels import cuda
+rows = []
+for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+    for n in (1, 1023, 1025, 100_003):
+        x = torch.randn(n, generator=torch.Generator().manual_seed(n)).to(dtype)
+        for seed, p in ((0, 0.5), (-77, 0.1), (2**62, 0.9), (2**63 - 1, 0.999)):
+            cpu, tri = seeded_dropout(x, p, seed), cuda.seeded_dropout(x, p, seed)
+            ulps = ((tri.float() - cpu.float()).abs() / cpu.float().abs().clamp_min(1e-30)).max().item()
+            rows.append([str(dtype), n, seed, p, torch.equal(tri, cpu), torch.equal(tri == 0, cpu == 0), ulps])
+json.dump(rows, sys.stdout)
+"""
+
+
+def test_triton_kernel_in_the_interpreter_matches_the_cpu_kernel():
+    pytest.importorskip("triton", reason="needs Triton (pip install triton) to interpret the CUDA kernel")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    run = subprocess.run([sys.executable, "-c", _INTERPRET], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads(run.stdout)
+    assert len(rows) == 4 * 4 * 4
+    for dtype, n, seed, p, identical, same_mask, rel in rows:
+        assert same_mask, (dtype, n, seed, p)
+        if dtype == "torch.bfloat16":
+            # The interpreter rounds float32 -> bfloat16 toward zero; compiled Triton rounds to
+            # nearest even, as the CPU does (checked bit for bit by the GPU test above). So
+            # here: the same mask, values within one bfloat16 step (relative 2**-7).
+            assert rel <= 2.0**-7, (n, seed, p, rel)
+        else:
+            assert identical, (dtype, n, seed, p)
 
 
 def test_large_output_on_huge_pages_is_still_the_specified_mask():

@@ -5,6 +5,10 @@ One program handles one block of ``2 * HALF`` elements: lane k computes the Spli
 word of counter ``block * HALF + k``; its low 32 bits decide element k of the block, its
 high 32 bits element ``HALF + k``. Division is IEEE round-to-nearest (``div_rn``), as on
 the CPU, so the values match too, not only the mask.
+
+Without a GPU, Triton's interpreter (``TRITON_INTERPRET=1``, set before this module is
+imported) runs the same kernel on CPU tensors: the tests use it to check the kernel's
+arithmetic against the CPU kernel on machines without CUDA.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ if triton is not None:
 
     @triton.jit
     def _dropout_kernel(
-        x_ptr, out_ptr, keep_ptr, n, seed, cut, golden, mix1, mix2, HALF_: tl.constexpr
+        x_ptr, out_ptr, keep_ptr, n, seed, cut, golden, mix1, mix2, HALF_: tl.constexpr, F64: tl.constexpr
     ):  # pragma: no cover - needs a GPU
         block = tl.program_id(0).to(tl.uint64)
         k = tl.arange(0, HALF_).to(tl.uint64)
@@ -40,10 +44,14 @@ if triton is not None:
         keep = tl.load(keep_ptr)  # 1 - p in the compute dtype (float32, or float64)
         x_lo = tl.load(x_ptr + i_lo, mask=i_lo < n, other=0.0).to(keep.dtype)
         x_hi = tl.load(x_ptr + i_hi, mask=i_hi < n, other=0.0).to(keep.dtype)
-        y_lo = tl.where(keep_lo, tl.math.div_rn(x_lo, keep), x_lo * 0.0)
-        y_hi = tl.where(keep_hi, tl.math.div_rn(x_hi, keep), x_hi * 0.0)
-        tl.store(out_ptr + i_lo, y_lo.to(out_ptr.dtype.element_ty), mask=i_lo < n)
-        tl.store(out_ptr + i_hi, y_hi.to(out_ptr.dtype.element_ty), mask=i_hi < n)
+        if F64:  # float64 division is IEEE round-to-nearest; div_rn takes float32 only
+            q_lo, q_hi = x_lo / keep, x_hi / keep
+        else:  # float32 `/` is approximate on the GPU: ask for round-to-nearest
+            q_lo, q_hi = tl.math.div_rn(x_lo, keep), tl.math.div_rn(x_hi, keep)
+        y_lo = tl.where(keep_lo, q_lo, x_lo * 0.0)
+        y_hi = tl.where(keep_hi, q_hi, x_hi * 0.0)
+        tl.store(out_ptr + i_lo, y_lo.to(out_ptr.dtype.element_ty, fp_downcast_rounding="rtne"), mask=i_lo < n)
+        tl.store(out_ptr + i_hi, y_hi.to(out_ptr.dtype.element_ty, fp_downcast_rounding="rtne"), mask=i_hi < n)
 
 
 def seeded_dropout(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:  # pragma: no cover - GPU
@@ -63,6 +71,7 @@ def seeded_dropout(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:  # pra
     keep = torch.tensor([1.0 - p], dtype=compute, device=x.device)
     grid = (triton.cdiv(n, 2 * HALF),)
     _dropout_kernel[grid](
-        x, out, keep, n, seed & MASK64, threshold(p) << 32, GOLDEN, MIX1, MIX2, HALF_=HALF
+        x, out, keep, n, seed & MASK64, threshold(p) << 32, GOLDEN, MIX1, MIX2, HALF_=HALF,
+        F64=compute == torch.float64,
     )
     return out
