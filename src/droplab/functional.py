@@ -128,11 +128,11 @@ def _kernel(x: Tensor, p: float, seed: int) -> Tensor:
         from .kernels import cpu as _cpu_kernels
     if src.dtype in (torch.float32, torch.float64):
         out = _cpu_kernels.empty_like(src)
-        _cpu_kernels.dropout_into(src.numpy(), out.numpy(), seed, p, torch.get_num_threads())
+        _cpu_kernels.dropout_into(src, out, seed, p, torch.get_num_threads())
         return out
     # float16 / bfloat16: compute in float32 and round once, as torch does for these types
     wide = src.float()
-    _cpu_kernels.dropout_into(wide.numpy(), wide.numpy(), seed, p, torch.get_num_threads())
+    _cpu_kernels.dropout_into(wide, wide, seed, p, torch.get_num_threads())
     return wide.to(src.dtype)
 
 

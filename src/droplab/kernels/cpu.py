@@ -17,7 +17,8 @@ import threading
 import numba
 import numpy as np
 import torch
-from numba import njit, prange, uint64
+from numba import njit, prange, types, uint64
+from numba.extending import intrinsic
 
 from .counter import GOLDEN, HALF, MASK64, MIX1, MIX2, threshold
 
@@ -120,20 +121,52 @@ def empty_like(src: torch.Tensor) -> torch.Tensor:
 PARALLEL_MIN = 1 << 15  # below this many elements one thread is faster than a hand-off
 
 
-def dropout_into(x: np.ndarray, out: np.ndarray, seed: int, p: float, threads: int) -> None:
-    """Write dropout of the contiguous float32/float64 array ``x`` into ``out`` (may be ``x``).
+@intrinsic
+def _pointer(typingctx, address, like):
+    """A pointer to ``like``'s type at the integer ``address`` (a tensor's ``data_ptr()``)."""
+    sig = types.CPointer(like)(address, like)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+
+    return sig, codegen
+
+
+@njit(cache=True)
+def _run(x_address, out_address, n, seed, thr, keep, chunks):
+    """The kernel on ``n`` elements at two addresses (the same for in place), typed by ``keep``.
+
+    Taking addresses, not arrays, saves the numpy views and the array type checks of a call:
+    about 2 of the 3 microseconds a small tensor's call used to cost.
+    """
+    x = numba.carray(_pointer(x_address, keep), n)
+    out = numba.carray(_pointer(out_address, keep), n)
+    if chunks > 1:
+        _parallel(x, out, seed, thr, keep, chunks)
+    else:
+        _blocks(x, out, seed, thr, keep, 0)
+
+
+def dropout_into(x: torch.Tensor, out: torch.Tensor, seed: int, p: float, threads: int) -> None:
+    """Write dropout of ``x`` into ``out`` (may be ``x``): contiguous CPU float32/float64 tensors
+    of the same dtype and size.
 
     ``0 < p < 1``; ``threads`` is a request, the result does not depend on it.
     """
-    x, out = x.reshape(-1), out.reshape(-1)
+    n = x.numel()
+    if out.numel() != n or out.dtype != x.dtype or not (x.is_contiguous() and out.is_contiguous()):
+        raise ValueError("dropout_into needs contiguous x and out of the same dtype and size")
     thr, keep = _constants(p, x.dtype)
-    if threads > 1 and x.size >= PARALLEL_MIN:
-        _parallel(x, out, np.uint64(seed & MASK64), thr, keep, numba_threads(threads))
-    else:
-        _blocks(x, out, np.uint64(seed & MASK64), thr, keep, 0)
+    chunks = numba_threads(threads) if threads > 1 and n >= PARALLEL_MIN else 1
+    _run(x.data_ptr(), out.data_ptr(), n, np.uint64(seed & MASK64), thr, keep, chunks)
 
 
 @functools.lru_cache(maxsize=64)
-def _constants(p: float, dtype: np.dtype) -> tuple[np.uint32, np.floating]:
-    """The kernel's threshold and ``1 - p`` in the array's dtype (cached: p repeats)."""
-    return np.uint32(threshold(p)), dtype.type(1.0 - p)
+def _constants(p: float, dtype: torch.dtype) -> tuple[np.uint32, np.floating]:
+    """The kernel's threshold and ``1 - p`` in the tensor's dtype (cached: p repeats)."""
+    if dtype not in _NUMPY:
+        raise TypeError(f"the CPU kernel computes in float32 or float64, got {dtype}")
+    return np.uint32(threshold(p)), _NUMPY[dtype](1.0 - p)
+
+
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
