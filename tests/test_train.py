@@ -92,3 +92,73 @@ def test_plain_still_refuses_bad_probabilities():
 def test_batch_larger_than_training_set(tiny):
     with pytest.raises(ConfigError, match="batch_size = 501 is invalid: expected at most the 500"):
         fit(small(batch_size=501), tiny)
+
+
+def test_max_norm_holds_after_training(tiny):
+    res = fit(small(model="mlp", max_norm=0.5, lr=0.5), tiny)
+    for m in res.model.modules():
+        if isinstance(m, torch.nn.Linear):
+            assert m.weight.norm(dim=1).max().item() <= 0.5 * (1 + 1e-6)
+
+
+def test_training_subset_is_seeded_and_used(tiny):
+    a = fit(small(train_size=60, batch_size=20, epochs=1), tiny)
+    b = fit(small(train_size=60, batch_size=20, epochs=1), tiny)
+    full = fit(small(batch_size=20, epochs=1), tiny)
+    assert a.history == b.history and a.history != full.history
+    with pytest.raises(ConfigError, match="train_size = 100000 is invalid: expected at most the"):
+        fit(small(train_size=100_000), tiny)
+    with pytest.raises(ConfigError, match="batch_size = 50 is invalid: expected at most the 40 training images"):
+        fit(small(train_size=40), tiny)
+
+
+def test_activation_tracking_measures_without_changing_the_run(tiny):
+    plain = fit(small(model="mlp"), tiny)
+    tracked = fit(small(model="mlp", track_activations=True), tiny)
+    keys = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "train_loss_eval")
+    assert [{k: h[k] for k in keys} for h in plain.history] == [{k: h[k] for k in keys} for h in tracked.history]
+    for row in tracked.history:
+        for i in (1, 2):
+            assert row[f"act_var_{i}"] > 0 and row[f"act_var_train_{i}"] > 0
+    # dropout adds variance: what the next layer sees in training varies more than in eval
+    last = tracked.history[-1]
+    assert last["act_var_train_1"] > last["act_var_1"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"schedule": "onecycle"},
+        {"schedule": "cosine"},
+        {"noise": "dropconnect"},
+        {"noise": "gaussian"},
+        {"noise": "stratified"},
+        {"noise": "no-rescale"},
+        {"norm": "batch"},
+        {"norm": "layer", "noise": "alpha"},
+        {"eval_train_size": 30},
+    ],
+)
+def test_variants_train(tiny, extra):
+    res = fit(small(model="mlp", **extra), tiny)
+    assert math.isfinite(res.summary["val_loss"])
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"noise": "salt"}, "noise = 'salt' is invalid: expected one of dropout, gaussian"),
+        ({"norm": "group"}, "norm = 'group' is invalid: expected one of none, batch, layer"),
+        ({"noise": "gaussian"}, "model = 'scratch' is invalid: expected mlp when noise or norm is set"),
+        ({"model": "mlp", "noise": "gaussian", "dropout": (1.0, 0.5)}, "infinite variance"),
+        ({"max_norm": -1.0}, "max_norm = -1.0 is invalid: expected a finite number >= 0"),
+        ({"max_norm": float("inf")}, "max_norm = inf is invalid"),
+        ({"train_size": -5}, "train_size = -5 is invalid"),
+        ({"eval_train_size": 1.5}, "eval_train_size = 1.5 is invalid"),
+        ({"schedule": "step"}, "schedule = 'step' is invalid: expected one of constant, onecycle, cosine"),
+        ({"track_activations": "yes"}, "track_activations = 'yes' is invalid"),
+    ],
+)
+def test_new_fields_are_validated(change, message):
+    with pytest.raises(ConfigError, match=message):
+        small(**change).validate()

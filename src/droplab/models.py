@@ -17,12 +17,13 @@ from torch import Tensor, nn
 
 from . import functional
 from . import nn as dnn
+from .noise import NOISE_KINDS, DropConnectLinear, noise_layer
 
-__all__ = ["DropoutMLPScratch", "DropoutMLP", "MLP", "MODEL_NAMES", "build_model"]
+__all__ = ["DropoutMLPScratch", "DropoutMLP", "MLP", "MODEL_NAMES", "NORMS", "build_model"]
 
 NUM_INPUTS = 28 * 28
 NUM_OUTPUTS = 10
-MODEL_NAMES = ("scratch", "concise", "plain")
+MODEL_NAMES = ("scratch", "concise", "plain", "mlp")
 
 
 def _check_lengths(hidden: Sequence[int], dropout: Sequence[float]) -> None:
@@ -93,14 +94,23 @@ class DropoutMLP(nn.Module):
         return self.net(x)
 
 
+NORMS = ("none", "batch", "layer")
+
+
 class MLP(nn.Module):
-    """An MLP of any depth: ``Linear -> ReLU -> Dropout(p_i)`` per hidden layer, then ``Linear``.
+    """An MLP of any depth: ``Linear -> [Norm] -> ReLU -> [noise(p_i)]`` per hidden layer, then
+    ``Linear``.
 
     Args:
         hidden: widths of the hidden layers.
-        dropout: one probability per hidden layer; a layer with ``p = 0`` gets no dropout module.
+        dropout: one probability (noise strength) per hidden layer; ``p = 0``: no noise there.
         impl: ``"scratch"`` for :class:`droplab.nn.Dropout`, ``"torch"`` for ``torch.nn.Dropout``.
         dropout_impl: with ``impl="scratch"``: ``"fast"`` or ``"reference"`` (see ``droplab.nn.Dropout``).
+        noise: ``"dropout"`` (default) or another kind of :data:`droplab.noise.NOISE_KINDS`;
+            ``"dropconnect"`` drops the weights of the linear layer after hidden layer i with
+            probability ``p_i`` instead of its activations.
+        norm: ``"none"``, ``"batch"`` (``BatchNorm1d``) or ``"layer"`` (``LayerNorm``) after
+            each hidden linear layer, before the ReLU.
         num_inputs, num_outputs: sizes of input and output (Fashion-MNIST: 784 and 10).
     """
 
@@ -112,19 +122,40 @@ class MLP(nn.Module):
         num_inputs: int = NUM_INPUTS,
         num_outputs: int = NUM_OUTPUTS,
         dropout_impl: str = "fast",
+        noise: str = "dropout",
+        norm: str = "none",
     ) -> None:
         super().__init__()
         _check_lengths(hidden, dropout)
         layers = {"scratch": lambda p: dnn.Dropout(p, impl=dropout_impl), "torch": nn.Dropout}
         if impl not in layers:
             raise ValueError(f"impl must be one of {sorted(layers)}, got {impl!r}")
+        if noise not in NOISE_KINDS:
+            raise ValueError(f"noise must be one of {', '.join(NOISE_KINDS)}; got {noise!r}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}; got {norm!r}")
         modules: list[nn.Module] = [nn.Flatten()]
-        width = num_inputs
+        width, before = num_inputs, 0.0  # before: the dropconnect p of the next linear layer
         for size, p in zip(hidden, dropout):
-            drop = layers[impl](p)  # checks p even where it is 0
-            modules += [nn.Linear(width, size), nn.ReLU()] + ([drop] if p > 0 else [])
-            width = size
-        modules.append(nn.Linear(width, num_outputs))
+            functional.check_probability(p)
+            if noise == "dropconnect" and before > 0:
+                modules.append(DropConnectLinear(width, size, before))
+            else:
+                modules.append(nn.Linear(width, size))
+            if norm == "batch":
+                modules.append(nn.BatchNorm1d(size))
+            elif norm == "layer":
+                modules.append(nn.LayerNorm(size))
+            modules.append(nn.ReLU())
+            if p > 0 and noise == "dropout":
+                modules.append(layers[impl](p))
+            elif p > 0 and noise != "dropconnect":
+                modules.append(noise_layer(noise, p))
+            width, before = size, (p if noise == "dropconnect" else 0.0)
+        if before > 0:
+            modules.append(DropConnectLinear(width, num_outputs, before))
+        else:
+            modules.append(nn.Linear(width, num_outputs))
         self.net = nn.Sequential(*modules)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -132,21 +163,32 @@ class MLP(nn.Module):
 
 
 def build_model(
-    name: str, hidden: Sequence[int], dropout: Sequence[float], dropout_impl: str = "fast"
+    name: str,
+    hidden: Sequence[int],
+    dropout: Sequence[float],
+    dropout_impl: str = "fast",
+    noise: str = "dropout",
+    norm: str = "none",
 ) -> nn.Module:
-    """The model the CLI calls ``name``: ``scratch``, ``concise`` or ``plain``.
+    """The model the CLI calls ``name``: ``scratch``, ``concise``, ``plain`` or ``mlp``.
 
     With two hidden layers, ``scratch`` and ``concise`` are the lecture's classes; other depths
-    use :class:`MLP`. ``plain`` ignores ``dropout``. For one seed, all three start from the
-    same weights (their linear layers are created in the same order). ``dropout_impl`` picks
-    the dropout function of ``scratch``: ``"fast"`` (default) or the lecture's ``"reference"``.
+    use :class:`MLP`. ``plain`` ignores ``dropout``. ``mlp`` is the general :class:`MLP`, the
+    only one with other ``noise`` or a ``norm``. For one seed, all start from the same
+    weights (their linear layers are created in the same order). ``dropout_impl`` picks the
+    dropout function of ``scratch`` and ``mlp``: ``"fast"`` (default) or the lecture's
+    ``"reference"``.
     """
     if name not in MODEL_NAMES:
         raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}; got {name!r}")
+    if name != "mlp" and (noise, norm) != ("dropout", "none"):
+        raise ValueError(f"noise and norm other than dropout/none need model 'mlp', got model {name!r}")
     if name == "plain":
         return MLP(hidden, [0.0] * len(hidden))
     _check_lengths(hidden, dropout)
     functional.check_impl(dropout_impl)
+    if name == "mlp":
+        return MLP(hidden, dropout, impl="scratch", dropout_impl=dropout_impl, noise=noise, norm=norm)
     if name == "concise":
         if len(hidden) == 2:
             return DropoutMLP(NUM_OUTPUTS, hidden[0], hidden[1], dropout[0], dropout[1])

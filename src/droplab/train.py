@@ -29,14 +29,18 @@ from torch import nn
 from . import __version__, plots, rundir
 from .data import FashionMNIST
 from .functional import IMPLEMENTATIONS as DROPOUT_IMPLS
-from .models import MODEL_NAMES, build_model
+from .models import MODEL_NAMES, NORMS, build_model
+from .noise import NOISE_KINDS, max_norm_
 from .progress import TrainProgress
 
 __all__ = ["ConfigError", "TrainConfig", "RunResult", "fit", "evaluate", "run", "METRICS"]
 
 METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
 OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "onecycle", "cosine")
+PROBE_SIZE = 2000  # validation images the activation variances are measured on
 _SHUFFLE_STREAM = 0x5DEECE66D  # offsets the shuffling seed from the global generator's
+_SUBSET_STREAM = 0x2545F4914F6CDD1D  # and the training subset's
 
 
 class ConfigError(ValueError):
@@ -66,6 +70,14 @@ class TrainConfig:
     split_seed: int = 0
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
     eval_batch_size: int = 8192
+    # model "mlp" only: other noise than dropout, normalization (see droplab.models.MLP)
+    noise: str = "dropout"
+    norm: str = "none"
+    max_norm: float = 0.0  # > 0: max-norm constraint on every linear layer's rows, after each step
+    train_size: int = 0  # > 0: train on this many training images (a subset drawn with the seed)
+    eval_train_size: int = 0  # > 0: train-set metrics on this many of the training images
+    schedule: str = "constant"  # learning rate: constant, onecycle or cosine (stepped per batch)
+    track_activations: bool = False  # per epoch: variance of each hidden layer's activations
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden) if isinstance(self.hidden, list) else self.hidden
@@ -120,6 +132,24 @@ class TrainConfig:
             raise bad("threads", "an integer >= 1")
         if not is_int(self.eval_batch_size) or self.eval_batch_size < 1:
             raise bad("eval_batch_size", "an integer >= 1")
+        if self.noise not in NOISE_KINDS:
+            raise bad("noise", "one of " + ", ".join(NOISE_KINDS))
+        if self.norm not in NORMS:
+            raise bad("norm", "one of " + ", ".join(NORMS))
+        if self.model != "mlp" and (self.noise, self.norm) != ("dropout", "none"):
+            raise bad("model", "mlp when noise or norm is set")
+        if self.noise == "gaussian" and any(p == 1.0 for p in self.dropout):
+            raise bad("dropout", "probabilities in [0, 1) for gaussian noise (p = 1: infinite variance)")
+        if not is_real(self.max_norm) or not 0.0 <= self.max_norm < math.inf:
+            raise bad("max_norm", "a finite number >= 0 (0: off)")
+        if not is_int(self.train_size) or self.train_size < 0:
+            raise bad("train_size", "an integer >= 0 (0: all training images)")
+        if not is_int(self.eval_train_size) or self.eval_train_size < 0:
+            raise bad("eval_train_size", "an integer >= 0 (0: all training images)")
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", "one of " + ", ".join(SCHEDULES))
+        if not isinstance(self.track_activations, bool):
+            raise bad("track_activations", "true or false")
         return self
 
     def to_dict(self) -> dict:
@@ -135,9 +165,13 @@ class RunResult:
 
 
 def check_batch_size(cfg: TrainConfig, data: FashionMNIST) -> None:
-    """The one check that needs the data: a batch no larger than the training set."""
-    if cfg.batch_size > len(data.train_x):
-        raise ConfigError("batch_size", cfg.batch_size, f"at most the {len(data.train_x)} training images")
+    """The checks that need the data: a training subset no larger than the training set, a
+    batch no larger than what is trained on."""
+    n = len(data.train_x)
+    if cfg.train_size > n:
+        raise ConfigError("train_size", cfg.train_size, f"at most the {n} training images (0: all)")
+    if cfg.batch_size > (cfg.train_size or n):
+        raise ConfigError("batch_size", cfg.batch_size, f"at most the {cfg.train_size or n} training images")
 
 
 @torch.inference_mode()
@@ -161,6 +195,50 @@ def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
+def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps: int):
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    return None
+
+
+@torch.no_grad()
+def activation_variances(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
+    """Variance of each hidden layer's activations on ``x``: per unit over the examples, then
+    averaged over the units. ``act_var_<i>``: the ReLU outputs of hidden layer i in eval mode;
+    ``act_var_train_<i>``: what the next layer receives in training mode (after dropout or
+    other noise). Training-mode noise is drawn on a forked generator, so measuring does not
+    change the run; batch-norm layers stay in eval mode for it.
+    """
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)][1:]  # those after a hidden layer
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [r.register_forward_hook(lambda m, i, o, k=k: seen.__setitem__(f"relu{k}", o)) for k, r in enumerate(relus)]
+    for k, lin in enumerate(linears):
+        hooks.append(lin.register_forward_pre_hook(lambda m, i, k=k: seen.__setitem__(f"in{k}", i[0])))
+    was_training = model.training
+    out: dict[str, float] = {}
+    try:
+        model.eval()
+        model(x)
+        for k in range(len(relus)):
+            out[f"act_var_{k + 1}"] = seen[f"relu{k}"].var(dim=0).mean().item()
+        with torch.random.fork_rng(devices=[]):
+            model.train()
+            for m in model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+            model(x)
+        for k in range(len(relus)):
+            out[f"act_var_train_{k + 1}"] = seen[f"in{k}"].var(dim=0).mean().item()
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return out
+
+
 def fit(
     cfg: TrainConfig,
     data: FashionMNIST,
@@ -170,12 +248,20 @@ def fit(
     """Train the model ``cfg`` describes on ``data``; return per-epoch history and a summary."""
     cfg.validate()
     check_batch_size(cfg, data)
-    n = len(data.train_x)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
+    train_x, train_y = data.train_x, data.train_y
+    if cfg.train_size:
+        subset = torch.Generator().manual_seed((cfg.seed + _SUBSET_STREAM) % 2**63)
+        pick = torch.randperm(len(train_x), generator=subset)[: cfg.train_size]
+        train_x, train_y = train_x[pick], train_y[pick]
+    n = len(train_x)
+    eval_n = min(cfg.eval_train_size or n, n)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, cfg.hidden, cfg.dropout, cfg.dropout_impl)
+    model = build_model(cfg.model, cfg.hidden, cfg.dropout, cfg.dropout_impl, cfg.noise, cfg.norm)
     optimizer = _optimizer(cfg, model.parameters())
+    scheduler = _scheduler(cfg, optimizer, cfg.epochs * math.ceil(n / cfg.batch_size))
+    constrained = [m for m in model.modules() if isinstance(m, nn.Linear)] if cfg.max_norm > 0 else []
     shuffle = torch.Generator().manual_seed((cfg.seed + _SHUFFLE_STREAM) % 2**63)
     history = []
     start = time.perf_counter()
@@ -185,20 +271,26 @@ def fit(
         loss_sum = 0.0
         for i in range(0, n, cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
-            loss = F.cross_entropy(model(data.train_x[idx]), data.train_y[idx])
+            loss = F.cross_entropy(model(train_x[idx]), train_y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            for linear in constrained:
+                max_norm_(linear, cfg.max_norm)
             batch_loss = loss.item()
             loss_sum += batch_loss * len(idx)
             if on_batch is not None:
                 on_batch(batch_loss)
-        train_loss_eval, train_acc = evaluate(model, data.train_x, data.train_y, cfg.eval_batch_size)
+        train_loss_eval, train_acc = evaluate(model, train_x[:eval_n], train_y[:eval_n], cfg.eval_batch_size)
         val_loss, val_acc = evaluate(model, data.val_x, data.val_y, cfg.eval_batch_size)
         row = dict(
             epoch=epoch, train_loss=loss_sum / n, train_acc=train_acc,
             val_loss=val_loss, val_acc=val_acc, train_loss_eval=train_loss_eval,
         )  # fmt: skip
+        if cfg.track_activations:
+            row.update(activation_variances(model, data.val_x[:PROBE_SIZE]))
         history.append(row)
         if on_epoch is not None:
             on_epoch(row)
