@@ -1,4 +1,4 @@
-"""The ``droplab`` command: ``check``, ``train``, ``compare``.
+"""The ``droplab`` command: ``check``, ``train``, ``compare``, ``study``, ``report``.
 
 Every option is checked before any work; a bad value ends with a message naming the
 option, the value and what is accepted, and exit status 2.
@@ -173,6 +173,59 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace, console: Console) -> int:
+    from .studies.catalog import STUDIES
+    from .studies.engine import StudyError, run_study
+
+    if args.name == "list":
+        for name, st in STUDIES.items():
+            console.print(f"{name:20s} {st.title}", markup=False, soft_wrap=True)
+        return 0
+    names = list(STUDIES) if args.name == "all" else [args.name]
+    if names[0] not in STUDIES:
+        raise UsageError(f"study {args.name!r}: unknown, expected one of all, list, {', '.join(STUDIES)}")
+    checks = [("--seeds", args.seeds, 1), ("--epochs", args.epochs, 1), ("--jobs", args.jobs, 1)]
+    checks.append(("--val-size", args.val_size, 1))
+    for option, value, low in checks:
+        if value is not None and value < low:
+            raise UsageError(f"{option} {value}: invalid, expected an integer >= {low}")
+    from pathlib import Path
+
+    root = Path(args.out) if args.out else Path("results") / ("" if args.name == "all" else args.name)
+    total = time.perf_counter()
+    for name in names:
+        out = root / name if args.name == "all" else root
+        store = root / "runs" if args.name == "all" else None
+        start = time.perf_counter()
+        try:
+            report = run_study(
+                STUDIES[name], args.data_dir, out, seeds=args.seeds, epochs=args.epochs, quick=args.quick,
+                jobs=args.jobs, store=store, verify=not args.no_verify, val_size=args.val_size,
+                log=lambda line: console.print(line, markup=False, soft_wrap=True),
+            )  # fmt: skip
+        except StudyError as err:
+            raise UsageError(str(err)) from None
+        console.print(f"\n{report['title']}", markup=False, soft_wrap=True)
+        for claim in report["claims"]:
+            console.print(claim["line"], markup=False, soft_wrap=True)
+        console.print(f"{name}: {time.perf_counter() - start:.0f} s wall; results in {out}/ (study.json, summary.md, "
+                      f"{', '.join(report['figures'])})\n", markup=False, soft_wrap=True)  # fmt: skip
+    if len(names) > 1:
+        console.print(f"all {len(names)} studies: {time.perf_counter() - total:.0f} s wall")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from .report import ReportError, write_report
+
+    try:
+        path = write_report(args.dirs, args.output)
+    except ReportError as err:
+        raise UsageError(str(err)) from None
+    console.print(f"report: {path}", markup=False, soft_wrap=True)
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------
 
 
@@ -228,6 +281,27 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--seeds", type=int, default=3, help="number of seeds (default: 3)")
     _training_options(comp)
     comp.set_defaults(func=cmd_compare)
+
+    study = sub.add_parser("study", help="run a study of the lecture's claims (NAME, all, or list)")
+    study.add_argument("name", help="a study name, 'all' for every study, 'list' to list them")
+    study.add_argument("--seeds", type=int, default=5, help="seeds per configuration (default: 5)")
+    study.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the study's)")
+    study.add_argument("--quick", action="store_true", help="a tiny setting (2 epochs, 2,000 images) for tests and CI")
+    study.add_argument("--jobs", type=int, default=1,
+                       help="worker processes, one torch thread each (default: 1, this process with torch's "
+                            "threads, which is faster on a 2-core machine: see benchmarks/study_jobs.py)")
+    study.add_argument("--out", default=None,
+                       help="output directory (default: results/NAME; for 'all': results/, one directory per study "
+                            "and the runs they share in results/runs); an interrupted study resumes there")
+    study.add_argument("--data-dir", default=None, help="directory with the four Fashion-MNIST .gz files")
+    study.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check")
+    study.add_argument("--val-size", type=int, default=5000, help="training images held out for validation")
+    study.set_defaults(func=cmd_study)
+
+    report = sub.add_parser("report", help="one self-contained HTML page from study directories")
+    report.add_argument("dirs", nargs="+", metavar="DIR", help="study directories (or directories holding them)")
+    report.add_argument("-o", "--output", default="report.html", help="the HTML file (default: report.html)")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["mean_std", "t_quantile_975", "Interval", "paired_interval", "verdict"]
+__all__ = ["mean_std", "t_quantile_975", "Interval", "mean_interval", "paired_interval", "verdict"]
 
 # Two-sided 95% quantiles of Student's t, t_{0.975, df}, for df = 1..30.
 _T975 = (
@@ -44,16 +44,20 @@ class Interval:
     n: int
 
 
+def mean_interval(values: Sequence[float]) -> Interval:
+    """95% t interval of the mean of ``values`` (NaN bounds for a single value)."""
+    mean, std = mean_std(values)
+    if len(values) < 2:
+        return Interval(mean, math.nan, math.nan, len(values))
+    half = t_quantile_975(len(values) - 1) * std / math.sqrt(len(values))
+    return Interval(mean, mean - half, mean + half, len(values))
+
+
 def paired_interval(a: Sequence[float], b: Sequence[float]) -> Interval:
     """95% t interval of the mean of ``a[i] - b[i]`` (paired, e.g. by seed)."""
     if len(a) != len(b):
         raise ValueError(f"paired samples need equal lengths, got {len(a)} and {len(b)}")
-    diffs = [x - y for x, y in zip(a, b)]
-    mean, std = mean_std(diffs)
-    if len(diffs) < 2:
-        return Interval(mean, math.nan, math.nan, len(diffs))
-    half = t_quantile_975(len(diffs) - 1) * std / math.sqrt(len(diffs))
-    return Interval(mean, mean - half, mean + half, len(diffs))
+    return mean_interval([x - y for x, y in zip(a, b)])
 
 
 def verdict(interval: Interval, expect_positive: bool = True) -> str:

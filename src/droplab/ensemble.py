@@ -1,0 +1,135 @@
+r"""The test-time network against an explicit average of thinned networks, and calibration.
+
+The lecture: at test time, inverted dropout's full network approximates the average of the
+exponentially many thinned subnetworks seen in training (the paper's "weight scaling
+inference rule", section 7.5, Figure 11). Monte-Carlo dropout averages the predictions of
+``k`` sampled thinned networks instead:
+
+.. math::
+    p_k(y \mid x) = \frac{1}{k} \sum_{j=1}^{k} \mathrm{softmax}(f(x; m_j)), \qquad
+    m_j \text{ a dropout mask}.
+
+Dropout as a Bayesian Approximation
+    Y. Gal, Z. Ghahramani, ICML 2016 (MC dropout as an uncertainty estimate).
+On Calibration of Modern Neural Networks
+    C. Guo, G. Pleiss, Y. Sun, K. Weinberger, ICML 2017 (expected calibration error).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "predict_scaled",
+    "predict_mc",
+    "accuracy_nll",
+    "expected_calibration_error",
+    "reliability",
+    "accuracy_vs_confidence",
+    "MC_KS",
+]
+
+MC_KS = (1, 2, 5, 10, 20, 50, 100)
+
+
+@torch.no_grad()
+def predict_scaled(model: nn.Module, x: Tensor, batch_size: int = 8192) -> Tensor:
+    """Class probabilities of the test-time network (eval mode: weight scaling)."""
+    was = model.training
+    model.eval()
+    try:
+        return torch.cat([F.softmax(model(x[i : i + batch_size]), dim=1) for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was)
+
+
+def _dropout_on(model: nn.Module) -> None:
+    """Training mode for the noise layers only: batch norm keeps its running statistics."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+@torch.no_grad()
+def predict_mc(
+    model: nn.Module, x: Tensor, ks: Sequence[int] = MC_KS, seed: int = 0, batch_size: int = 8192
+) -> dict[int, Tensor]:
+    """Monte-Carlo dropout: the mean of ``k`` thinned networks' probabilities, for each k in
+    ``ks`` (the first k passes of one sequence of ``max(ks)``). Masks come from a generator
+    seeded with ``seed``, forked so the caller's random state is untouched."""
+    if not ks or any(not isinstance(k, int) or k < 1 for k in ks):
+        raise ValueError(f"ks must be positive integers, got {list(ks)!r}")
+    was = model.training
+    out: dict[int, Tensor] = {}
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            _dropout_on(model)
+            total = torch.zeros(len(x), _num_classes(model, x[:1]))
+            for j in range(1, max(ks) + 1):
+                for i in range(0, len(x), batch_size):
+                    total[i : i + batch_size] += F.softmax(model(x[i : i + batch_size]), dim=1)
+                if j in ks:
+                    out[j] = total / j
+    finally:
+        model.train(was)
+    return out
+
+
+def _num_classes(model: nn.Module, x1: Tensor) -> int:
+    was = model.training
+    model.eval()
+    try:
+        return model(x1).shape[1]
+    finally:
+        model.train(was)
+
+
+def accuracy_nll(probs: Tensor, y: Tensor) -> tuple[float, float]:
+    """Accuracy and mean negative log-likelihood of probabilities ``probs`` for labels ``y``."""
+    acc = (probs.argmax(dim=1) == y).double().mean().item()
+    nll = -torch.log(probs.gather(1, y[:, None]).clamp_min(1e-12)).double().mean().item()
+    return acc, nll
+
+
+def reliability(probs: Tensor, y: Tensor, bins: int = 15) -> list[dict]:
+    """Per confidence bin (equal widths on [0, 1]): count, mean confidence, accuracy."""
+    conf, pred = probs.max(dim=1)
+    correct = (pred == y).double()
+    edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
+    rows = []
+    for b in range(bins):
+        lo, hi = edges[b].item(), edges[b + 1].item()
+        inside = (conf > lo) & (conf <= hi) if b else (conf >= lo) & (conf <= hi)
+        n = int(inside.sum())
+        rows.append({
+            "low": lo, "high": hi, "count": n,
+            "confidence": conf[inside].double().mean().item() if n else math.nan,
+            "accuracy": correct[inside].mean().item() if n else math.nan,
+        })  # fmt: skip
+    return rows
+
+
+def expected_calibration_error(probs: Tensor, y: Tensor, bins: int = 15) -> float:
+    r"""ECE: :math:`\sum_b \frac{n_b}{n} |\mathrm{acc}_b - \mathrm{conf}_b|` over equal-width bins."""
+    n = len(y)
+    return sum(r["count"] / n * abs(r["accuracy"] - r["confidence"]) for r in reliability(probs, y, bins) if r["count"])
+
+
+def accuracy_vs_confidence(probs: Tensor, y: Tensor, thresholds: Sequence[float] = (0.0, 0.5, 0.7, 0.9, 0.99)):
+    """For each threshold t: the fraction of examples with confidence >= t, and their accuracy."""
+    conf, pred = probs.max(dim=1)
+    correct = pred == y
+    rows = []
+    for t in thresholds:
+        keep = conf >= t
+        n = int(keep.sum())
+        accuracy = correct[keep].double().mean().item() if n else math.nan
+        rows.append({"threshold": t, "coverage": n / len(y), "accuracy": accuracy})
+    return rows
