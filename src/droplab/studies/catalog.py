@@ -265,12 +265,7 @@ def _ensemble(r: Results) -> Analysis:
                     method,
                     f"≥ {row['threshold']}",
                     format_interval(mean_interval([100 * p[j]["coverage"] for p in per_seed])),
-                    format_interval(
-                        mean_interval(
-                            [100 * p[j]["accuracy"] for p in per_seed if p[j]["accuracy"] == p[j]["accuracy"]]
-                            or [float("nan")]
-                        )
-                    ),
+                    _accuracy_among([p[j]["accuracy"] for p in per_seed]),
                 ]
             )
     figs = {
@@ -310,6 +305,15 @@ def _ensemble(r: Results) -> Analysis:
         Table("accuracy vs confidence", ["method", "confidence", "coverage %", "accuracy %"], cover),
     ]
     return Analysis(claims, tables, figs)
+
+
+def _accuracy_among(values: list) -> str:
+    """Mean ± half-width over the seeds that had any example above the threshold (stored
+    results hold null where none did)."""
+    present = [100 * a for a in values if a is not None and a == a]
+    if not present:
+        return "no examples"
+    return format_interval(mean_interval(present)) + ("" if len(present) == len(values) else f" ({len(present)} seeds)")
 
 
 def _pooled(r: Results, name: str, key: str) -> list[dict]:

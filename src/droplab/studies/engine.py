@@ -269,7 +269,7 @@ def run_study(
     seeds: int = 5,
     epochs: int | None = None,
     quick: bool = False,
-    jobs: int | None = None,
+    jobs: int = 1,
     store: str | os.PathLike | None = None,
     verify: bool = True,
     val_size: int = 5000,
@@ -277,15 +277,14 @@ def run_study(
 ) -> dict:
     """Run ``study`` (resuming what ``store`` already holds) and write its files to ``out``.
 
-    ``jobs`` worker processes (default: one per core), each with one torch thread; with
-    ``jobs=1`` the jobs run in this process with torch's threads. Returns ``study.json``'s
-    content.
+    ``jobs`` worker processes, each with one torch thread; with ``jobs=1`` (the default)
+    the jobs run in this process with torch's threads, which on a 2-core machine is faster
+    (``benchmarks/study_jobs.py`` measures both). Returns ``study.json``'s content.
     """
     if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
         raise StudyError(f"--seeds {seeds!r}: invalid, expected an integer >= 1")
     if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
         raise StudyError(f"--epochs {epochs!r}: invalid, expected an integer >= 1")
-    jobs = jobs if jobs is not None else (os.cpu_count() or 1)
     if not isinstance(jobs, int) or jobs < 1:
         raise StudyError(f"--jobs {jobs!r}: invalid, expected an integer >= 1")
     out = Path(out)
@@ -318,6 +317,7 @@ def run_study(
     def store_result(name_seed, key, result) -> None:
         nonlocal finished
         rundir.write_json(store / f"{key}.json", result)
+        result = json.loads((store / f"{key}.json").read_text())  # as a resumed study will see it
         done[name_seed] = result
         finished += 1
         s = result["summary"]
@@ -369,7 +369,7 @@ def run_study(
         "figures": [f"{stem}.png" for stem in analysis.figures],
         "variants": {
             v.name: {
-                "config": todo[v.name, 0][1] if (v.name, 0) in todo else done[v.name, 0]["job"],
+                "config": json.loads(json.dumps(done[v.name, 0]["job"])),
                 "per_seed": [
                     {
                         "seed": s,

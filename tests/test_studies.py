@@ -1,0 +1,222 @@
+"""The study engine, the catalog, the report and their commands, on small generated data."""
+
+import html
+import json
+import math
+import re
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from droplab.cli import main
+from droplab.report import ReportError, find_studies, render
+from droplab.stats import Interval
+from droplab.studies.catalog import STUDIES
+from droplab.studies.engine import Claim, StudyError, config_key, job_config, run_study
+
+QUICK = {"seeds": 2, "quick": True, "verify": False, "val_size": 100, "log": lambda line: None}
+LINE = re.compile(r"^claim: .+ — [+-]\d+\.\d+( pp)? \[(n/a|[+-]\d+\.\d+, [+-]\d+\.\d+)\], \d+ seeds? — "
+                  r"(supported|not supported|inconclusive)$")  # fmt: skip
+
+
+def run_cli(args, capsys):
+    try:
+        code = main(args)
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_config_key_is_stable_and_sees_every_field():
+    study = STUDIES["headline"]
+    v = study.variants(False)[1]
+    a, b = job_config(study, v, 0, None, False, 55_000), job_config(study, v, 0, None, False, 55_000)
+    assert config_key(a) == config_key(b) and re.fullmatch(r"[0-9a-f]{16}", config_key(a))
+    assert config_key(job_config(study, v, 1, None, False, 55_000)) != config_key(a)
+    for field, value in (("lr", 0.05), ("dropout", (0.5, 0.4)), ("epochs", 11), ("threads", 1), ("val_size", 4000)):
+        changed = json.loads(json.dumps(a))
+        changed["train"][field] = value
+        assert config_key(changed) != config_key(a), field
+    assert config_key({**a, "probes": ["mc"]}) != config_key(a)
+
+
+@pytest.mark.parametrize("name", list(STUDIES))
+def test_every_study_runs_quick_and_writes_its_files(name, tiny_dir, tmp_path):
+    report = run_study(STUDIES[name], tiny_dir, tmp_path / name, **QUICK)
+    out = tmp_path / name
+    stored = json.loads((out / "study.json").read_text())
+    assert stored["study"] == name and stored["claims"] and stored["quick"] is True
+    for claim in stored["claims"]:
+        assert LINE.match(claim["line"]), claim["line"]
+        assert claim["verdict"] in ("supported", "not supported", "inconclusive")
+    for figure in stored["figures"]:
+        assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = (out / "summary.md").read_text()
+    assert stored["title"] in summary and all(c["line"] in summary for c in stored["claims"])
+    for variant in stored["variants"].values():
+        assert [r["seed"] for r in variant["per_seed"]] == [0, 1]
+    assert report["runs"] == len(stored["variants"]) * 2 or name in ("layer-rates", "data-size")
+
+
+def test_a_finished_study_resumes_without_training_and_gives_the_same_results(tiny_dir, tmp_path):
+    first = run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)
+    assert first["runs_trained"] == 4
+    again = run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)
+    assert again["runs_trained"] == 0
+    assert again["claims"] == first["claims"] and again["variants"] == first["variants"]
+
+
+def test_an_interrupted_study_trains_only_what_is_missing(tiny_dir, tmp_path):
+    first = run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)
+    results = sorted((tmp_path / "h" / "runs").glob("*.json"))
+    assert len(results) == 4
+    results[0].unlink()  # never written: the run was killed before its atomic rename
+    results[1].write_text(results[1].read_text()[:100])  # damaged: not trusted, trained again
+    again = run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)
+    assert again["runs_trained"] == 2
+    assert _numbers(again) == _numbers(first)  # bit for bit: same seed, same threads
+
+
+def _numbers(report: dict) -> dict:
+    """Every measured number of a study's report except the seconds a run took."""
+    return {
+        (name, r["seed"]): (r["key"], r["history"], {k: x for k, x in r["summary"].items() if k != "seconds"})
+        for name, v in report["variants"].items()
+        for r in v["per_seed"]
+    }
+
+
+def test_a_result_stored_for_another_config_is_not_used(tiny_dir, tmp_path):
+    run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)
+    path = sorted((tmp_path / "h" / "runs").glob("*.json"))[0]
+    stored = json.loads(path.read_text())
+    stored["job"]["train"]["lr"] = 0.3  # a file under this key that is not this job's
+    path.write_text(json.dumps(stored))
+    assert run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)["runs_trained"] == 1
+
+
+def test_studies_sharing_a_store_share_identical_runs(tiny_dir, tmp_path):
+    run_study(STUDIES["headline"], tiny_dir, tmp_path / "headline", store=tmp_path / "runs", **QUICK)
+    dc = run_study(STUDIES["dropconnect"], tiny_dir, tmp_path / "dropconnect", store=tmp_path / "runs", **QUICK)
+    assert dc["runs"] == 6 and dc["runs_trained"] == 2  # plain and dropout 0.5 were already there
+
+
+def test_output_directory_of_another_study_or_not_a_study_is_refused(tiny_dir, tmp_path):
+    run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)
+    with pytest.raises(StudyError, match="holds results of study 'headline', not 'noise'"):
+        run_study(STUDIES["noise"], tiny_dir, tmp_path / "h", **QUICK)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(StudyError, match="is not a study directory of droplab"):
+        run_study(STUDIES["headline"], tiny_dir, tmp_path / "other", **QUICK)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [({"seeds": 0}, "--seeds 0: invalid"), ({"epochs": 0}, "--epochs 0: invalid"), ({"jobs": 0}, "--jobs 0: invalid")],
+)
+def test_bad_study_options(kw, message, tiny_dir, tmp_path):
+    with pytest.raises(StudyError, match=message):
+        run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **{**QUICK, **kw})
+    assert not (tmp_path / "h").exists()
+
+
+def test_a_worker_pool_gives_the_same_numbers_as_one_process_with_the_same_threads(tiny_dir, tmp_path):
+    pooled = run_study(STUDIES["headline"], tiny_dir, tmp_path / "pool", **{**QUICK, "jobs": 2})
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # the workers' thread count
+        inline = run_study(STUDIES["headline"], tiny_dir, tmp_path / "inline", **{**QUICK, "jobs": 1})
+    finally:
+        torch.set_num_threads(threads)
+    assert inline["runs_trained"] == 4
+    for name, v in pooled["variants"].items():
+        for a, b in zip(v["per_seed"], inline["variants"][name]["per_seed"]):
+            assert a["key"] == b["key"] and a["history"] == b["history"]
+            assert {k: a["summary"][k] for k in ("val_acc", "test_acc", "gap")} == {
+                k: b["summary"][k] for k in ("val_acc", "test_acc", "gap")
+            }
+
+
+def test_claim_lines_and_verdicts():
+    assert Claim("x", Interval(1.2, 0.8, 1.6, 5)).line() == "claim: x — +1.20 pp [+0.80, +1.60], 5 seeds — supported"
+    assert Claim("x", Interval(-0.5, -0.9, -0.1, 5)).verdict == "not supported"
+    assert Claim("y", Interval(-0.5, -0.9, -0.1, 3), "", False).verdict == "supported"
+    assert Claim("z", Interval(0.1, -0.2, 0.4, 2)).verdict == "inconclusive"
+    assert Claim("w", Interval(0.3, math.nan, math.nan, 1)).line().endswith("[n/a], 1 seed — inconclusive")
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def test_report_is_one_self_contained_page(tiny_dir, tmp_path):
+    for name in ("headline", "ensemble"):
+        run_study(STUDIES[name], tiny_dir, tmp_path / "s" / name, **QUICK)
+    page = render(find_studies([tmp_path / "s"]))
+    for name in ("headline", "ensemble"):
+        stored = json.loads((tmp_path / "s" / name / "study.json").read_text())
+        assert html.escape(stored["title"]) in page
+        for claim in stored["claims"]:
+            assert claim["verdict"] in page
+        assert page.count("data:image/png;base64,") >= 1
+    assert page.count("<img ") == page.count("src='data:image/png;base64,")
+    assert not re.search(r"(src|href)=['\"]?(https?:)?//", page) and "<link" not in page and "<script" not in page
+
+
+def test_report_errors(tmp_path):
+    with pytest.raises(ReportError, match="not a directory"):
+        find_studies([tmp_path / "missing"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReportError, match="no study.json"):
+        find_studies([tmp_path / "empty"])
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "study.json").write_text("{not json")
+    with pytest.raises(ReportError, match="cannot be read"):
+        render([tmp_path / "bad"])
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium for a headless screenshot")
+def test_report_renders_in_headless_chromium_without_network(tiny_dir, tmp_path):
+    run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)
+    html = tmp_path / "report.html"
+    html.write_text(render([tmp_path / "h"]))
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--proxy-server=127.0.0.1:9",
+         f"--screenshot={shot}", "--window-size=1200,1600", html.as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def test_study_and_report_commands(tiny_dir, tmp_path, capsys):
+    args = ["--quick", "--seeds", "2", "--data-dir", str(tiny_dir), "--no-verify", "--val-size", "100"]
+    code, out, err = run_cli(["study", "headline", "--out", str(tmp_path / "h"), *args], capsys)
+    assert code == 0, err
+    assert sum(1 for line in out.splitlines() if LINE.match(line)) == 3
+    code, out, err = run_cli(["report", str(tmp_path / "h"), "-o", str(tmp_path / "r.html")], capsys)
+    assert code == 0 and (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
+    code, out, _ = run_cli(["study", "list"], capsys)
+    assert code == 0 and all(name in out for name in STUDIES)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["study", "grid-search"], "study 'grid-search': unknown, expected one of all, list, headline"),
+        (["study", "headline", "--seeds", "0"], "--seeds 0: invalid, expected an integer >= 1"),
+        (["study", "headline", "--jobs", "0"], "--jobs 0: invalid, expected an integer >= 1"),
+        (["study", "headline", "--epochs", "-3"], "--epochs -3: invalid, expected an integer >= 1"),
+        (["report", "/nonexistent/dir"], "/nonexistent/dir: not a directory"),
+    ],
+)
+def test_bad_study_and_report_arguments_exit_2(args, message, capsys):
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and message in err
