@@ -177,3 +177,29 @@ def test_compare_two_seeds_writes_json_figure_and_summary(tiny_dir, tmp_path, ca
         f"{m}-seed{s}" for m in ("concise", "plain", "scratch") for s in (0, 1)
     ]
     assert "± " in stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--recipe", "best", "--lr", "0.3"], "--recipe best sets the training options itself; --lr cannot"),
+        (["--recipe", "best", "--hidden", "8"], "--hidden cannot be combined"),
+        (["--recipe", "bestest"], "--recipe bestest: recipe must be one of lecture, best; got 'bestest'"),
+        (["--augment", "9"], "--augment 9: invalid, expected an integer from 0 to 8"),
+        (["--max-norm", "-1"], "--max-norm -1.0: invalid, expected a finite number >= 0 (0: off)"),
+        (["--train-size", "-1"], "--train-size -1: invalid, expected an integer >= 0"),
+        (["--noise", "gaussian"], "--model scratch: invalid, expected mlp when noise or norm is set"),
+    ],
+)
+def test_recipe_and_model_option_errors(args, message, capsys):
+    code, _, err = run_cli(["train", *args], capsys)
+    assert code == 2 and message in err
+
+
+def test_recipe_run_records_the_recipe_config(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "best"
+    code, _, err = run_cli(["train", "--recipe", "best", "--epochs", "1", "--seed", "4", "--data-dir", str(tiny_dir),
+                            "--no-verify", "--val-size", "100", "--out", str(out)], capsys)  # fmt: skip
+    assert code == 0, err
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["hidden"], cfg["dropout"], cfg["epochs"], cfg["seed"]) == ([1024, 1024], [0.2, 0.5], 1, 4)

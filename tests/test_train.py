@@ -162,3 +162,35 @@ def test_variants_train(tiny, extra):
 def test_new_fields_are_validated(change, message):
     with pytest.raises(ConfigError, match=message):
         small(**change).validate()
+
+
+def test_shift_augmentation_moves_pixels_within_k_and_is_seeded():
+    from droplab.train import shift_images
+
+    x = torch.zeros(500, 784)
+    x[:, 14 * 28 + 14] = 1.0  # one lit pixel in the middle
+    y = shift_images(x, 2, torch.Generator().manual_seed(0))
+    where = y.nonzero()[:, 1]
+    assert len(where) == 500  # every image keeps its pixel (no wrap-around, nothing lost)
+    dy, dx = where // 28 - 14, where % 28 - 14
+    assert dy.abs().max() <= 2 and dx.abs().max() <= 2
+    assert len({(int(a), int(b)) for a, b in zip(dy, dx)}) == 25  # all 5x5 shifts occur
+    assert torch.equal(y, shift_images(x, 2, torch.Generator().manual_seed(0)))
+    assert torch.equal(shift_images(x, 0, torch.Generator()), x)
+
+
+def test_augmented_training_is_reproducible(tiny):
+    a, b = fit(small(augment=2), tiny), fit(small(augment=2), tiny)
+    assert a.history == b.history and a.history != fit(small(), tiny).history
+
+
+def test_recipes_are_valid_and_documented():
+    from droplab import recipes
+
+    best = recipes.recipe("best", seed=3)
+    assert best.seed == 3 and best.hidden == (1024, 1024) and best.augment == 2 and best.max_norm == 3.0
+    assert recipes.RECIPES["best"].seed == 0  # the stored recipe is not changed
+    assert recipes.recipe("lecture") == TrainConfig()
+    with pytest.raises(ValueError, match="recipe must be one of lecture, best; got 'fast'"):
+        recipes.recipe("fast")
+    assert "chosen on the validation split only" in " ".join(recipes.__doc__.split())

@@ -20,9 +20,11 @@ from rich.table import Table
 from . import __version__
 from .data import DataError, load_fashion_mnist
 from .functional import IMPLEMENTATIONS
-from .models import MODEL_NAMES
+from .models import MODEL_NAMES, NORMS
+from .noise import NOISE_KINDS
+from .recipes import RECIPES, recipe
 from .rundir import RunDirError
-from .train import OPTIMIZERS, ConfigError, TrainConfig, check_batch_size
+from .train import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig, check_batch_size
 
 EXIT_USAGE = 2
 
@@ -89,6 +91,13 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
 # --- train / compare --------------------------------------------------------------------
 
 
+_MODEL_OPTIONS = ("noise", "norm", "max_norm", "train_size", "schedule", "augment")
+_DEFAULTS = TrainConfig().to_dict() | {"dropout": list(TrainConfig().dropout), "hidden": list(TrainConfig().hidden),
+                                       "model": "scratch"}  # fmt: skip
+_RECIPE_FIXED = ("model", "hidden", "dropout", "dropout_impl", "batch_size", "lr", "optimizer", "momentum",
+                 "weight_decay") + _MODEL_OPTIONS  # fmt: skip
+
+
 def _config(args: argparse.Namespace) -> TrainConfig:
     cfg = TrainConfig(
         model=getattr(args, "model", "scratch"),  # compare has no --model
@@ -105,7 +114,21 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         val_size=args.val_size,
         split_seed=args.split_seed,
         threads=args.threads,
+        **{k: getattr(args, k) for k in _MODEL_OPTIONS if hasattr(args, k)},
     )
+    if getattr(args, "recipe", None):
+        changed = [f"--{k.replace('_', '-')}" for k in _RECIPE_FIXED if getattr(args, k) != _DEFAULTS[k]]
+        if changed:
+            raise UsageError(
+                f"--recipe {args.recipe} sets the training options itself; {', '.join(changed)} cannot be "
+                "combined with it (only --seed, --epochs, --threads and the data and output options can)"
+            )
+        try:
+            cfg = recipe(args.recipe, seed=args.seed, threads=args.threads, val_size=args.val_size,
+                         split_seed=args.split_seed,
+                         **({"epochs": args.epochs} if args.epochs != _DEFAULTS["epochs"] else {}))  # fmt: skip
+        except ValueError as err:
+            raise UsageError(f"--recipe {args.recipe}: {err}") from None
     try:
         return cfg.validate()
     except ConfigError as err:
@@ -195,7 +218,7 @@ def cmd_study(args: argparse.Namespace, console: Console) -> int:
     total = time.perf_counter()
     for name in names:
         out = root / name if args.name == "all" else root
-        store = root / "runs" if args.name == "all" else None
+        store = args.store or (root / "runs" if args.name == "all" else None)
         start = time.perf_counter()
         try:
             report = run_study(
@@ -273,8 +296,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train one model (default: the lecture's run)")
     train.add_argument("--model", choices=MODEL_NAMES, default="scratch",
-                       help="scratch (lecture's DropoutMLPScratch), concise (nn.Dropout), plain")
+                       help="scratch (lecture's DropoutMLPScratch), concise (nn.Dropout), plain, mlp (general)")
+    train.add_argument("--recipe", default=None, metavar="NAME",
+                       help=f"a documented configuration: {', '.join(RECIPES)} (see droplab/recipes.py)")
     _training_options(train)
+    d = TrainConfig()
+    train.add_argument("--noise", choices=tuple(NOISE_KINDS), default=d.noise, help="model mlp: noise after each ReLU")
+    train.add_argument("--norm", choices=NORMS, default=d.norm, help="model mlp: normalization before each ReLU")
+    train.add_argument("--max-norm", type=float, default=d.max_norm, help="max-norm bound on weight rows (0: off)")
+    train.add_argument("--train-size", type=int, default=d.train_size, help="train on this many images (0: all)")
+    train.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="learning-rate schedule")
+    train.add_argument("--augment", type=int, default=d.augment, help="random shifts of up to N pixels (0: off)")
     train.set_defaults(func=cmd_train)
 
     comp = sub.add_parser("compare", help="plain vs scratch vs concise over several seeds")
@@ -293,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--out", default=None,
                        help="output directory (default: results/NAME; for 'all': results/, one directory per study "
                             "and the runs they share in results/runs); an interrupted study resumes there")
+    study.add_argument("--store", default=None,
+                       help="where finished runs are kept and looked up (default: OUT/runs); studies sharing a "
+                            "store share identical runs")
     study.add_argument("--data-dir", default=None, help="directory with the four Fashion-MNIST .gz files")
     study.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check")
     study.add_argument("--val-size", type=int, default=5000, help="training images held out for validation")

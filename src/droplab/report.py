@@ -98,7 +98,7 @@ def _section(directory: Path, s: dict) -> str:
     parts = [
         f"<h2 id='{_e(s['study'])}'>{_e(s['title'])}</h2>",
         f"<p class='meta'>droplab study {_e(s['study'])} · {len(s.get('seeds', []))} seeds · "
-        f"{s.get('runs', '?')} runs · {s.get('wall_seconds', 0):.0f} s{quick}</p>",
+        f"{s.get('runs', '?')} runs · {s.get('train_seconds', 0):.0f} s of training{quick}</p>",
         f"<p class='question'>{_e(s.get('question', ''))}</p>",
         "<ul class='claims'>" + "".join(_claim(c) for c in s["claims"]) + "</ul>",
     ]

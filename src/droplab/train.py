@@ -41,6 +41,7 @@ SCHEDULES = ("constant", "onecycle", "cosine")
 PROBE_SIZE = 2000  # validation images the activation variances are measured on
 _SHUFFLE_STREAM = 0x5DEECE66D  # offsets the shuffling seed from the global generator's
 _SUBSET_STREAM = 0x2545F4914F6CDD1D  # and the training subset's
+_AUGMENT_STREAM = 0x61C8864680B583EB  # and the augmentation's
 
 
 class ConfigError(ValueError):
@@ -78,6 +79,7 @@ class TrainConfig:
     eval_train_size: int = 0  # > 0: train-set metrics on this many of the training images
     schedule: str = "constant"  # learning rate: constant, onecycle or cosine (stepped per batch)
     track_activations: bool = False  # per epoch: variance of each hidden layer's activations
+    augment: int = 0  # > 0: shift each training image by up to this many pixels (random, per example)
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden) if isinstance(self.hidden, list) else self.hidden
@@ -148,6 +150,8 @@ class TrainConfig:
             raise bad("eval_train_size", "an integer >= 0 (0: all training images)")
         if self.schedule not in SCHEDULES:
             raise bad("schedule", "one of " + ", ".join(SCHEDULES))
+        if not is_int(self.augment) or not 0 <= self.augment <= 8:
+            raise bad("augment", "an integer from 0 to 8 (pixels of random shift)")
         if not isinstance(self.track_activations, bool):
             raise bad("track_activations", "true or false")
         return self
@@ -193,6 +197,19 @@ def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def shift_images(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each 28x28 image of ``x`` (N, 784) by its own random (dy, dx) in [-k, k]^2,
+    filling with zeros (the background): the usual translation augmentation."""
+    n = len(x)
+    side = 28
+    padded = F.pad(x.view(n, side, side), (k, k, k, k))
+    dy, dx = torch.randint(-k, k + 1, (2, n), generator=generator)
+    base = torch.arange(side)
+    rows = (base[None, :] + k - dy[:, None])[:, :, None]
+    cols = (base[None, :] + k - dx[:, None])[:, None, :]
+    return padded[torch.arange(n)[:, None, None], rows, cols].reshape(n, side * side)
 
 
 def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps: int):
@@ -263,6 +280,7 @@ def fit(
     scheduler = _scheduler(cfg, optimizer, cfg.epochs * math.ceil(n / cfg.batch_size))
     constrained = [m for m in model.modules() if isinstance(m, nn.Linear)] if cfg.max_norm > 0 else []
     shuffle = torch.Generator().manual_seed((cfg.seed + _SHUFFLE_STREAM) % 2**63)
+    augment = torch.Generator().manual_seed((cfg.seed + _AUGMENT_STREAM) % 2**63)
     history = []
     start = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
@@ -271,7 +289,8 @@ def fit(
         loss_sum = 0.0
         for i in range(0, n, cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
-            loss = F.cross_entropy(model(train_x[idx]), train_y[idx])
+            x = shift_images(train_x[idx], cfg.augment, augment) if cfg.augment else train_x[idx]
+            loss = F.cross_entropy(model(x), train_y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

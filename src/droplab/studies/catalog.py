@@ -365,11 +365,22 @@ def _weight_decay(r: Results) -> Analysis:
 # 7, 8, 10, 11 -----------------------------------------------------------------------------------
 
 
+def _identical(r: Results) -> list[str]:
+    """Notes on variants whose runs came out identical on every seed: a setting that never
+    acted (e.g. a max-norm bound the weights never reach)."""
+    notes, names = [], [v.name for v in r.variants]
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if all(r.get(a, s)["history"] == r.get(b, s)["history"] for s in r.seeds):
+                notes.append(f"'{a}' and '{b}' trained identically on every seed: what tells them apart never acted")
+    return notes
+
+
 def _versus(pairs):
     def analyze(r: Results) -> Analysis:
         claims = [r.claim(text, a, b) for text, a, b in pairs]
         table, fig = _leaderboard(r, "leaderboard by validation accuracy")
-        return Analysis(claims, [table], {"leaderboard": fig})
+        return Analysis(claims, [table], {"leaderboard": fig}, _identical(r))
 
     return analyze
 

@@ -181,9 +181,21 @@ def job_config(study: Study, variant: Variant, seed: int, epochs: int | None, qu
     return {"train": cfg.to_dict(), "probes": list(variant.probes), "format": FORMAT}
 
 
+_DEFAULTS = json.loads(json.dumps(TrainConfig().to_dict()))
+
+
+def canonical(job: Mapping[str, Any]) -> dict:
+    """A job as it is compared and hashed: JSON values, ``TrainConfig`` fields at their
+    default left out. So adding a field with a default keeps every stored result valid;
+    changing a default's meaning needs a new ``FORMAT``."""
+    job = json.loads(json.dumps(job, default=list))
+    job["train"] = {k: v for k, v in job["train"].items() if k not in _DEFAULTS or _DEFAULTS[k] != v}
+    return job
+
+
 def config_key(job: Mapping[str, Any]) -> str:
-    """A stable hash of a job's full configuration (sorted JSON, SHA-256, 16 hex digits)."""
-    text = json.dumps(job, sort_keys=True, separators=(",", ":"), default=list)
+    """A stable hash of a job's full configuration (canonical sorted JSON, SHA-256, 16 hex digits)."""
+    text = json.dumps(canonical(job), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -259,7 +271,9 @@ def _load_result(path: Path, job: Mapping[str, Any]) -> dict | None:
         stored = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return stored if stored.get("job") == json.loads(json.dumps(job, default=list)) else None
+    if not isinstance(stored, dict) or not isinstance(stored.get("job"), dict) or "train" not in stored["job"]:
+        return None
+    return stored if canonical(stored["job"]) == canonical(job) else None
 
 
 def run_study(
@@ -351,6 +365,7 @@ def run_study(
         "wall_seconds": wall,
         "runs": len(done),
         "runs_trained": len(todo),
+        "train_seconds": sum(r["summary"]["seconds"] for r in done.values()),  # all runs, whenever trained
         "claims": [
             {
                 "text": c.text,
@@ -393,8 +408,9 @@ def run_study(
 
 def summary_markdown(report: Mapping[str, Any], analysis: Analysis) -> str:
     lines = [f"# {report['title']}", "", f"*{report['question']}*", ""]
-    lines += [f"{len(report['seeds'])} seeds; {report['runs']} runs ({report['runs_trained']} trained now, "
-              f"{report['wall_seconds']:.0f} s)" + (" — quick setting" if report["quick"] else ""), ""]  # fmt: skip
+    lines += [f"{len(report['seeds'])} seeds; {report['runs']} runs ({report['train_seconds']:.0f} s of training; "
+              f"{report['runs_trained']} trained in this call, {report['wall_seconds']:.0f} s)"
+              + (" — quick setting" if report["quick"] else ""), ""]  # fmt: skip
     lines += ["```text", *[c.line() for c in analysis.claims], "```", ""]
     for t in analysis.tables:
         lines += [t.markdown(), ""]
