@@ -32,8 +32,8 @@ border-left: 4px solid; background: #f6f8fa; } .verdict { font-weight: 600; }
 table { border-collapse: collapse; margin: 12px 0; font-size: 13px; } caption { text-align: left; font-weight: 600;
 padding: 4px 0; } th, td { border-bottom: 1px solid #d0d7de; padding: 4px 10px; text-align: right; }
 th:first-child, td:first-child { text-align: left; } th { background: #f6f8fa; }
-figure { margin: 12px 0; } img { max-width: 100%; border: 1px solid #eaeef2; }
-.summary td:nth-child(n+2) { text-align: left; } .notes { font-size: 14px; }
+figure { margin: 12px 0; } img { max-width: min(100%, 1040px); border: 1px solid #eaeef2; }
+.summary td:nth-child(n+2), .summary th { text-align: left; } .notes { font-size: 14px; }
 """
 
 
@@ -50,7 +50,9 @@ def find_studies(paths: Sequence[str | os.PathLike]) -> list[Path]:
         if (p / "study.json").is_file():
             found.append(p)
         else:
-            subs = sorted(d for d in p.iterdir() if (d / "study.json").is_file())
+            # in the order the studies were written (a suite writes them in the catalog's order)
+            subs = sorted((d for d in p.iterdir() if (d / "study.json").is_file()),
+                          key=lambda d: ((d / "study.json").stat().st_mtime, d.name))  # fmt: skip
             if not subs:
                 raise ReportError(f"{p}: no study.json in it or in its subdirectories (run `droplab study` first)")
             found += subs
