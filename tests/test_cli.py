@@ -202,4 +202,4 @@ def test_recipe_run_records_the_recipe_config(tiny_dir, tmp_path, capsys):
                             "--no-verify", "--val-size", "100", "--out", str(out)], capsys)  # fmt: skip
     assert code == 0, err
     cfg = json.loads((out / "config.json").read_text())
-    assert (cfg["hidden"], cfg["dropout"], cfg["epochs"], cfg["seed"]) == ([1024, 1024], [0.2, 0.5], 1, 4)
+    assert (cfg["hidden"], cfg["dropout"], cfg["epochs"], cfg["seed"]) == ([1024, 1024], [0.1, 0.3], 1, 4)

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 import torch
+from test_cli import run_cli
 
-from droplab.cli import main
 from droplab.report import ReportError, find_studies, render
 from droplab.stats import Interval
 from droplab.studies.catalog import STUDIES
@@ -19,15 +19,6 @@ from droplab.studies.engine import Claim, StudyError, config_key, job_config, ru
 QUICK = {"seeds": 2, "quick": True, "verify": False, "val_size": 100, "log": lambda line: None}
 LINE = re.compile(r"^claim: .+ — [+-]\d+\.\d+( pp)? \[(n/a|[+-]\d+\.\d+, [+-]\d+\.\d+)\], \d+ seeds? — "
                   r"(supported|not supported|inconclusive)$")  # fmt: skip
-
-
-def run_cli(args, capsys):
-    try:
-        code = main(args)
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_config_key_is_stable_and_sees_every_field():

@@ -188,7 +188,7 @@ def test_recipes_are_valid_and_documented():
     from droplab import recipes
 
     best = recipes.recipe("best", seed=3)
-    assert best.seed == 3 and best.hidden == (1024, 1024) and best.augment == 2 and best.max_norm == 3.0
+    assert best.seed == 3 and best.hidden == (1024, 1024) and best.augment == 1 and best.max_norm == 3.0
     assert recipes.RECIPES["best"].seed == 0  # the stored recipe is not changed
     assert recipes.recipe("lecture") == TrainConfig()
     with pytest.raises(ValueError, match="recipe must be one of lecture, best; got 'fast'"):

@@ -6,12 +6,18 @@ README reports what it measured), assembled from the literature on dropout:
 
 - a wider MLP, 784-1024-1024-10: dropout pays off when capacity exceeds the data (the
   lecture; Srivastava et al. 2014, section 7);
-- less dropout early, more later: p = 0.2 after the first hidden layer, 0.5 after the second;
+- light dropout, less early than later: p = 0.1 after the first hidden layer, 0.3 after the
+  second;
 - max-norm 3 on every layer's incoming weights (the paper's section 5.1), which lets SGD
   with momentum take large steps without blowing up;
-- a one-cycle learning-rate schedule (Smith & Topin 2019) peaking at 0.1, momentum 0.9;
-- random shifts of up to 2 pixels (translation augmentation: an MLP has no built-in
+- a one-cycle learning-rate schedule (Smith & Topin 2019) peaking at 0.1, momentum 0.9,
+  60 epochs;
+- random shifts of up to 1 pixel (translation augmentation: an MLP has no built-in
   translation invariance).
+
+How it was chosen (validation accuracy, seed 0): a first candidate with dropout 0.2/0.5,
+shifts of 2 pixels and 40 epochs reached 88.78% and still underfit (89.9% on the training
+images); lighter regularization and 60 epochs, this recipe, reached 90.56%.
 """
 
 from __future__ import annotations
@@ -25,14 +31,14 @@ RECIPES: dict[str, TrainConfig] = {
     "best": TrainConfig(
         model="mlp",
         hidden=(1024, 1024),
-        dropout=(0.2, 0.5),
-        epochs=40,
+        dropout=(0.1, 0.3),
+        epochs=60,
         batch_size=256,
         lr=0.1,
         momentum=0.9,
         schedule="onecycle",
         max_norm=3.0,
-        augment=2,
+        augment=1,
         eval_train_size=10_000,
     ),
 }
