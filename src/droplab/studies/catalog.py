@@ -644,7 +644,8 @@ STUDIES: dict[str, Study] = {
         Study(
             "regularizers",
             "The paper's regularizers on Fashion-MNIST: L2, max-norm, dropout + L2, dropout + max-norm",
-            "The paper (Table 9): dropout with max-norm beats dropout with L2 and every regularizer alone.",
+            "The paper (Table 9): dropout with max-norm beats dropout with L2 and every regularizer alone. "
+            "SGD with momentum 0.9 here (as in the paper): without momentum the weights never reach max-norm 3.",
             _fixed(
                 _plain(),
                 Variant(f"L2 {WD}", {"dropout": (0.0, 0.0), "weight_decay": WD}),
@@ -661,7 +662,7 @@ STUDIES: dict[str, Study] = {
                     ("dropout + max-norm beats dropout alone", "dropout + max-norm 3", "dropout 0.5"),
                 ]
             ),
-            base=BASE,
+            base={**BASE, "momentum": 0.9},
         ),
         Study(
             "no-rescale",
