@@ -103,7 +103,7 @@ def _layer_rate_variants(quick: bool) -> list[Variant]:
 
 
 def _layer_rates(r: Results) -> Analysis:
-    grid = sorted({float(v.name.split()[0][3:]) for v in r.variants})
+    grid = sorted({v.overrides["dropout"][0] for v in r.variants})
     means = np.array([[np.mean(r.values(_rate_name(a, b), "val_acc", 100)) for b in grid] for a in grid])
     swaps = [(a, b) for a in grid for b in grid if a < b]
     claims = []
@@ -407,7 +407,7 @@ def _data_size_variants(quick: bool) -> list[Variant]:
 
 
 def _data_size(r: Results) -> Analysis:
-    sizes = [int(v.name.split()[0][2:]) if v.name.split()[0][2:] != "all" else 0 for v in r.variants][::2]
+    sizes = [v.overrides["train_size"] for v in r.variants][::2]  # (plain, dropout) per size
     gains = {
         n: [
             a - b

@@ -139,8 +139,8 @@ class Results:
         out = []
         for s in self.seeds:
             r = self._jobs[variant, s]
-            v: Any = r["summary"] if "." not in key else r["probes"]
-            for part in key.split(".") if "." in key else [key]:
+            v: Any = r["probes"] if "." in key else r["summary"]
+            for part in key.split("."):
                 v = v[part]
             out.append(float(v) * scale)
         return out
