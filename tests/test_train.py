@@ -125,6 +125,14 @@ def test_activation_tracking_measures_without_changing_the_run(tiny):
     assert last["act_var_train_1"] > last["act_var_1"]
 
 
+def test_evaluating_every_k_epochs_changes_only_which_rows_are_kept(tiny):
+    every = fit(small(epochs=5), tiny)
+    sparse = fit(small(epochs=5, eval_every=2), tiny)
+    assert [h["epoch"] for h in sparse.history] == [2, 4, 5]  # and always after the last epoch
+    assert sparse.history == [h for h in every.history if h["epoch"] in (2, 4, 5)]
+    assert sparse.summary["test_acc"] == every.summary["test_acc"]
+
+
 @pytest.mark.parametrize(
     "extra",
     [
@@ -157,6 +165,7 @@ def test_variants_train(tiny, extra):
         ({"eval_train_size": 1.5}, "eval_train_size = 1.5 is invalid"),
         ({"schedule": "step"}, "schedule = 'step' is invalid: expected one of constant, onecycle, cosine"),
         ({"track_activations": "yes"}, "track_activations = 'yes' is invalid"),
+        ({"eval_every": 0}, "eval_every = 0 is invalid: expected an integer >= 1"),
     ],
 )
 def test_new_fields_are_validated(change, message):

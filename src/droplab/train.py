@@ -4,7 +4,8 @@ The lecture's run is the default ``TrainConfig``: two hidden layers of 256, drop
 after each, SGD with learning rate 0.1, batch 256, 10 epochs (as d2l runs it).
 
 Per epoch: the mean training loss with dropout active (over the minibatches, as d2l plots
-it), then accuracy and loss on the training set in eval mode, and on the validation split.
+it), then accuracy and loss on the training set in eval mode, and on the validation split
+(every ``eval_every`` epochs and after the last, when long runs should not pay for them all).
 The test set is evaluated once, at the end. The same seed and thread count give the same
 numbers bit for bit: the model's initial weights and the dropout masks come from torch's
 global generator seeded with ``seed``; the minibatch order from a generator of its own.
@@ -80,6 +81,7 @@ class TrainConfig:
     schedule: str = "constant"  # learning rate: constant, onecycle or cosine (stepped per batch)
     track_activations: bool = False  # per epoch: variance of each hidden layer's activations
     augment: int = 0  # > 0: shift each training image by up to this many pixels (random, per example)
+    eval_every: int = 1  # train/val metrics every this many epochs, and after the last
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden) if isinstance(self.hidden, list) else self.hidden
@@ -152,6 +154,8 @@ class TrainConfig:
             raise bad("schedule", "one of " + ", ".join(SCHEDULES))
         if not is_int(self.augment) or not 0 <= self.augment <= 8:
             raise bad("augment", "an integer from 0 to 8 (pixels of random shift)")
+        if not is_int(self.eval_every) or self.eval_every < 1:
+            raise bad("eval_every", "an integer >= 1 (epochs between evaluations)")
         if not isinstance(self.track_activations, bool):
             raise bad("track_activations", "true or false")
         return self
@@ -302,6 +306,8 @@ def fit(
             loss_sum += batch_loss * len(idx)
             if on_batch is not None:
                 on_batch(batch_loss)
+        if epoch % cfg.eval_every and epoch != cfg.epochs:
+            continue
         train_loss_eval, train_acc = evaluate(model, train_x[:eval_n], train_y[:eval_n], cfg.eval_batch_size)
         val_loss, val_acc = evaluate(model, data.val_x, data.val_y, cfg.eval_batch_size)
         row = dict(
