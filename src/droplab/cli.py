@@ -18,15 +18,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
+from .checkpoint import CheckpointError
 from .data import DataError, load_fashion_mnist
 from .functional import IMPLEMENTATIONS
+from .interrupt import Interrupted, exit_status
 from .models import MODEL_NAMES, NORMS
 from .noise import NOISE_KINDS
 from .recipes import RECIPES, recipe
 from .rundir import RunDirError
-from .train import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig, check_batch_size
+from .studies.engine import StudyInterrupted
+from .train import OPTIMIZERS, SCHEDULES, CheckpointWriteError, ConfigError, Diverged, TrainConfig, check_batch_size
 
 EXIT_USAGE = 2
+EXIT_DIVERGED = 3
 
 
 class UsageError(Exception):
@@ -114,6 +118,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         val_size=args.val_size,
         split_seed=args.split_seed,
         threads=args.threads,
+        checkpoint_every=getattr(args, "checkpoint_every", 0),
         **{k: getattr(args, k) for k in _MODEL_OPTIONS if hasattr(args, k)},
     )
     if getattr(args, "recipe", None):
@@ -153,13 +158,42 @@ def _load(args: argparse.Namespace, cfg: TrainConfig):
     return data
 
 
-def cmd_train(args: argparse.Namespace, console: Console) -> int:
-    from .train import run
+_RESUME_ALLOWED = ("threads", "data_dir", "no_verify", "resume")
 
-    cfg = _config(args)
+
+def _resume_config(args: argparse.Namespace) -> TrainConfig:
+    """The run's own configuration; options that would change it cannot come with --resume."""
+    from .train import run_config
+
+    fixed = {**_DEFAULTS, "recipe": None, "out": None, "runs_root": "runs", "checkpoint_every": 0}
+    changed = [
+        f"--{k.replace('_', '-')}"
+        for k, default in fixed.items()
+        if k not in _RESUME_ALLOWED and hasattr(args, k) and getattr(args, k) != default
+    ]
+    if changed:
+        raise UsageError(
+            f"--resume {args.resume} goes on with the run's own configuration; {', '.join(changed)} cannot be "
+            "combined with it (only --threads, --data-dir and --no-verify can)"
+        )
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads {args.threads}: invalid, expected an integer >= 1")
+    try:
+        return run_config(args.resume)
+    except RunDirError as err:
+        raise UsageError(f"--resume {args.resume}: {err}") from None
+
+
+def cmd_train(args: argparse.Namespace, console: Console) -> int:
+    from .train import resume, run
+
+    cfg = _resume_config(args) if args.resume else _config(args)
     data = _load(args, cfg)
     start = time.perf_counter()
-    result = run(cfg, data, out=args.out, runs_root=args.runs_root)
+    if args.resume:
+        result = resume(args.resume, data, threads=args.threads)
+    else:
+        result = run(cfg, data, out=args.out, runs_root=args.runs_root)
     s = result.summary
     rows = [["epoch", "train loss", "train acc", "val loss", "val acc"]]
     rows += [
@@ -307,6 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--train-size", type=int, default=d.train_size, help="train on this many images (0: all)")
     train.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="learning-rate schedule")
     train.add_argument("--augment", type=int, default=d.augment, help="random shifts of up to N pixels (0: off)")
+    train.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
+                       help="a checkpoint every STEPS steps too (default: after each epoch only)")
+    train.add_argument("--resume", default=None, metavar="RUN_DIR",
+                       help="go on with an interrupted or killed run from its last checkpoint, bit for bit")
     train.set_defaults(func=cmd_train)
 
     comp = sub.add_parser("compare", help="plain vs scratch vs concise over several seeds")
@@ -350,12 +388,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check" and args.draws < 1:
             raise UsageError(f"--draws {args.draws}: invalid, expected an integer >= 1")
         return args.func(args, console)
-    except UsageError as err:
+    except (UsageError, RunDirError) as err:
         parser.exit(EXIT_USAGE, f"droplab {args.command}: error: {err}\n")
-    except RunDirError as err:
-        parser.exit(EXIT_USAGE, f"droplab {args.command}: error: {err}\n")
-    except DataError as err:
+    except (DataError, CheckpointError, CheckpointWriteError) as err:
         parser.exit(1, f"droplab {args.command}: error: {err}\n")
+    except Diverged as err:
+        where = f"; the last good checkpoint is in {err.directory}" if getattr(err, "directory", None) else ""
+        parser.exit(EXIT_DIVERGED, f"droplab {args.command}: error: {err}{where}\n")
+    except Interrupted as err:
+        how = f"; resume with: droplab train --resume {err.directory}" if getattr(err, "directory", None) else ""
+        parser.exit(exit_status(err.signum), f"droplab {args.command}: {err}{how}\n")
+    except StudyInterrupted as err:
+        parser.exit(
+            exit_status(err.signum),
+            f"droplab {args.command}: {err}; finished runs are stored and the runs under way checkpointed: "
+            "the same command resumes\n",
+        )
     except KeyboardInterrupt:
         parser.exit(130, f"droplab {args.command}: interrupted\n")
 

@@ -60,31 +60,34 @@ def compare(
     if unknown:
         raise ValueError(f"unknown model {unknown[0]!r}: expected one of {', '.join(MODEL_NAMES)}")
     directory = rundir.claim_dir(out) if out is not None else rundir.new_run_dir(runs_root, "compare")
-    seed_list = [base.seed + k for k in range(seeds)]
-    rundir.write_json(
-        directory / "config.json",
-        {"seeds": seed_list, "models": list(models), "base": base.to_dict(), "data": data.source},
-    )
-    keys = [key for key, *_ in TABLE_METRICS] + ["train_acc", "test_loss"]
-    results = {m: {key: [] for key in keys} for m in models}
-    histories: dict[str, list[list[dict]]] = {m: [] for m in models}
-    for seed in seed_list:
-        for model in models:
-            cfg = dataclasses.replace(base, model=model, seed=seed)
-            res = run(cfg, data, out=directory / "runs" / f"{model}-seed{seed}", label=f"{model} s{seed}")
-            for key in results[model]:
-                results[model][key].append(res.summary[key])
-            histories[model].append(res.history)
-    curves = {
-        m: {k: np.array([[h[k] for h in hist] for hist in hs]) for k in ("train_loss", "val_loss", "val_acc")}
-        for m, hs in histories.items()
-    }
-    result = CompareResult(directory, results, curves, seed_list)
-    rundir.write_json(directory / "compare.json", results)
-    title = f"Fashion-MNIST, {base.epochs} epochs, {len(seed_list)} seed(s), hidden {list(base.hidden)}"
-    rundir.save_figure(directory / "compare.png", plots.compare_curves(curves, title=title))
-    rundir.write_text(directory / "compare.md", markdown(result, base))
-    return result
+    try:
+        seed_list = [base.seed + k for k in range(seeds)]
+        rundir.write_json(
+            directory / "config.json",
+            {"seeds": seed_list, "models": list(models), "base": base.to_dict(), "data": data.source},
+        )
+        keys = [key for key, *_ in TABLE_METRICS] + ["train_acc", "test_loss"]
+        results = {m: {key: [] for key in keys} for m in models}
+        histories: dict[str, list[list[dict]]] = {m: [] for m in models}
+        for seed in seed_list:
+            for model in models:
+                cfg = dataclasses.replace(base, model=model, seed=seed)
+                res = run(cfg, data, out=directory / "runs" / f"{model}-seed{seed}", label=f"{model} s{seed}")
+                for key in results[model]:
+                    results[model][key].append(res.summary[key])
+                histories[model].append(res.history)
+        curves = {
+            m: {k: np.array([[h[k] for h in hist] for hist in hs]) for k in ("train_loss", "val_loss", "val_acc")}
+            for m, hs in histories.items()
+        }
+        result = CompareResult(directory, results, curves, seed_list)
+        rundir.write_json(directory / "compare.json", results)
+        title = f"Fashion-MNIST, {base.epochs} epochs, {len(seed_list)} seed(s), hidden {list(base.hidden)}"
+        rundir.save_figure(directory / "compare.png", plots.compare_curves(curves, title=title))
+        rundir.write_text(directory / "compare.md", markdown(result, base))
+        return result
+    finally:
+        rundir.release_dir(directory)
 
 
 def _cell(values: list[float], scale: float, digits: int) -> str:

@@ -23,10 +23,10 @@ class TrainProgress:
     When stderr is not a terminal (a pipe, a log file, CI) it prints nothing.
     """
 
-    def __init__(self, epochs: int, batches: int, label: str = "train") -> None:
+    def __init__(self, epochs: int, batches: int, label: str = "train", done: int = 0) -> None:
         self.console = Console(file=sys.stderr)
         self.enabled = self.console.is_terminal
-        self.epochs, self.batches, self.label = epochs, batches, label
+        self.epochs, self.batches, self.label, self.done = epochs, batches, label, done  # done: steps before
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -42,10 +42,11 @@ class TrainProgress:
 
     def __enter__(self) -> TrainProgress:
         self._progress.__enter__()
-        self._all = self._progress.add_task(
-            f"{self.label}", total=self.epochs * self.batches, loss=float("nan")
+        total, epoch = self.epochs * self.batches, self.done // self.batches + 1
+        self._all = self._progress.add_task(self.label, total=total, completed=self.done, loss=float("nan"))
+        self._epoch = self._progress.add_task(
+            f"epoch {epoch}", total=self.batches, completed=self.done % self.batches, loss=float("nan")
         )
-        self._epoch = self._progress.add_task("epoch 1", total=self.batches, loss=float("nan"))
         return self
 
     def __exit__(self, *exc) -> None:

@@ -8,6 +8,7 @@ when it is created; an existing, non-empty directory is never written into.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import math
@@ -30,8 +31,13 @@ __all__ = [
     "save_figure",
     "load_weights",
     "claim_dir",
+    "lock_dir",
+    "release_dir",
     "new_run_dir",
 ]
+
+MARKER = ".droplab"
+_held: dict[Path, int] = {}  # run directories this process holds: their locked marker's descriptor
 
 
 class RunDirError(OSError):
@@ -115,7 +121,9 @@ def claim_dir(path: str | os.PathLike) -> Path:
     """Create ``path`` for a run (or accept it if it exists and is empty); refuse otherwise.
 
     The claim is a ``.droplab`` marker created with ``O_EXCL``, so of two processes racing
-    for the same directory exactly one wins.
+    for the same directory exactly one wins; the winner holds a lock on the marker until
+    :func:`release_dir` or its end (the kernel drops it even after a SIGKILL), which is how
+    :func:`lock_dir` tells a live run from a dead one.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -124,20 +132,52 @@ def claim_dir(path: str | os.PathLike) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise RunDirError(f"cannot create output directory {path}: {err.strerror}") from None
-    if any(p.name != ".droplab" for p in path.iterdir()):
+    if any(p.name != MARKER for p in path.iterdir()):
         raise RunDirError(
             f"output directory {path} already holds results; droplab never overwrites a run "
             "(choose a new --out, or leave --out unset for a fresh timestamped directory)"
         )
     try:
-        fd = os.open(path / ".droplab", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        fd = os.open(path / MARKER, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
     except FileExistsError:
         raise RunDirError(f"output directory {path} is already in use by another run") from None
     except OSError as err:
         raise RunDirError(f"output directory {path} is not writable: {err.strerror}") from None
-    with os.fdopen(fd, "w") as f:
-        f.write(f"pid {os.getpid()} started {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # new file: nobody else can hold it
+    os.write(fd, f"pid {os.getpid()} started {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+    _held[path.resolve()] = fd
     return path
+
+
+def lock_dir(path: str | os.PathLike) -> Path:
+    """Take over an existing run directory (to resume it); refuse while another process holds it."""
+    path = Path(path)
+    marker = path / MARKER
+    try:
+        fd = os.open(marker, os.O_RDWR)
+    except FileNotFoundError:
+        raise RunDirError(f"{path} is not a droplab run directory (no {MARKER} marker)") from None
+    except OSError as err:
+        raise RunDirError(f"cannot open {marker}: {err.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RunDirError(f"{path} is in use by another droplab process; it cannot be resumed meanwhile") from None
+    if not os.access(path, os.W_OK):
+        os.close(fd)
+        raise RunDirError(f"run directory {path} is not writable")
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} resumed {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+    _held[path.resolve()] = fd
+    return path
+
+
+def release_dir(path: str | os.PathLike) -> None:
+    """Give up this process's lock on a run directory (claimed or locked)."""
+    fd = _held.pop(Path(path).resolve(), None)
+    if fd is not None:
+        os.close(fd)
 
 
 def new_run_dir(root: str | os.PathLike, name: str) -> Path:

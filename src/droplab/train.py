@@ -14,8 +14,11 @@ global generator seeded with ``seed``; the minibatch order from a generator of i
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import platform
+import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -28,13 +31,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__, plots, rundir
+from .checkpoint import FILENAME as CHECKPOINT
+from .checkpoint import CheckpointError, rng_state, set_rng_state
+from .checkpoint import load as load_checkpoint
+from .checkpoint import save as save_checkpoint_file
 from .data import FashionMNIST
 from .functional import IMPLEMENTATIONS as DROPOUT_IMPLS
+from .interrupt import Interrupted, StopRequest
 from .models import MODEL_NAMES, NORMS, build_model
 from .noise import NOISE_KINDS, max_norm_
 from .progress import TrainProgress
 
-__all__ = ["ConfigError", "TrainConfig", "RunResult", "fit", "evaluate", "run", "METRICS"]
+__all__ = ["ConfigError", "Diverged", "TrainConfig", "RunResult", "fit", "evaluate", "run", "resume", "METRICS"]
 
 METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
 OPTIMIZERS = ("sgd", "adam")
@@ -81,7 +89,9 @@ class TrainConfig:
     schedule: str = "constant"  # learning rate: constant, onecycle or cosine (stepped per batch)
     track_activations: bool = False  # per epoch: variance of each hidden layer's activations
     augment: int = 0  # > 0: shift each training image by up to this many pixels (random, per example)
+    drop_last: bool = False  # True: every step a full batch (the epoch's last partial batch is left out)
     eval_every: int = 1  # train/val metrics every this many epochs, and after the last
+    checkpoint_every: int = 0  # > 0: a checkpoint every this many steps too (always: after each epoch)
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden) if isinstance(self.hidden, list) else self.hidden
@@ -156,6 +166,10 @@ class TrainConfig:
             raise bad("augment", "an integer from 0 to 8 (pixels of random shift)")
         if not is_int(self.eval_every) or self.eval_every < 1:
             raise bad("eval_every", "an integer >= 1 (epochs between evaluations)")
+        if not is_int(self.checkpoint_every) or self.checkpoint_every < 0:
+            raise bad("checkpoint_every", "an integer >= 0 (steps between checkpoints; 0: after each epoch only)")
+        if not isinstance(self.drop_last, bool):
+            raise bad("drop_last", "true or false")
         if not isinstance(self.track_activations, bool):
             raise bad("track_activations", "true or false")
         return self
@@ -180,6 +194,11 @@ def check_batch_size(cfg: TrainConfig, data: FashionMNIST) -> None:
         raise ConfigError("train_size", cfg.train_size, f"at most the {n} training images (0: all)")
     if cfg.batch_size > (cfg.train_size or n):
         raise ConfigError("batch_size", cfg.batch_size, f"at most the {cfg.train_size or n} training images")
+
+
+def batches_per_epoch(cfg: TrainConfig, n: int) -> int:
+    """Optimizer steps an epoch on ``n`` images takes."""
+    return n // cfg.batch_size if cfg.drop_last else math.ceil(n / cfg.batch_size)
 
 
 @torch.inference_mode()
@@ -260,65 +279,175 @@ def activation_variances(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     return out
 
 
+class Diverged(RuntimeError):
+    """A non-finite loss or gradient: the run stops before the step that would spread it."""
+
+    def __init__(self, epoch: int, step: int, what: str, lr: float) -> None:
+        self.epoch, self.step, self.what, self.lr = epoch, step, what, lr
+        super().__init__(
+            f"training diverged at epoch {epoch}, step {step}: {what}; "
+            f"try a smaller learning rate than {lr:g} (for example {lr / 10:g})"
+        )
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, permissions); the previous one is intact."""
+
+
+def _nonfinite_gradient(model: nn.Module) -> str | None:
+    """The name of the first parameter whose gradient holds a NaN or an infinity, else None."""
+    named = [(name, p.grad) for name, p in model.named_parameters() if p.grad is not None]
+    if not named:
+        return None
+    worst = torch.stack([g.detach().abs().amax() for _, g in named])  # NaN and inf survive amax
+    if bool(torch.isfinite(worst).all()):
+        return None
+    bad = next(i for i in range(len(named)) if not torch.isfinite(worst[i]))
+    return f"gradient of {named[bad][0]} is {worst[bad].item()}"
+
+
+_RUN_ONLY = ("threads", "checkpoint_every")  # fields that do not change what a run computes
+
+
+def _check_resumable(state: dict, cfg: TrainConfig) -> None:
+    """Refuse a checkpoint written for another configuration (the model would not fit, or worse, would)."""
+    needed = ("config", "epoch", "next_i", "order", "model", "optimizer", "rng", "history", "shuffle", "augment")
+    missing = [k for k in needed if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint lacks {', '.join(missing)}: not written by this version of droplab")
+    saved = json.loads(json.dumps(state["config"], default=list))
+    wanted = json.loads(json.dumps(cfg.to_dict(), default=list))
+    differ = [k for k in sorted(set(saved) | set(wanted)) if k not in _RUN_ONLY and saved.get(k) != wanted.get(k)]
+    if differ:
+        shown = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, run {wanted.get(k)!r}" for k in differ)
+        raise CheckpointError(f"checkpoint was written for another configuration ({shown})")
+
+
 def fit(
     cfg: TrainConfig,
     data: FashionMNIST,
     on_batch: Callable[[float], None] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    checkpoint: str | Path | None = None,
+    resume: dict | None = None,
+    stop: StopRequest | None = None,
 ) -> RunResult:
-    """Train the model ``cfg`` describes on ``data``; return per-epoch history and a summary."""
+    """Train the model ``cfg`` describes on ``data``; return per-epoch history and a summary.
+
+    Args:
+        checkpoint: a file to write a checkpoint to after every epoch (and every
+            ``cfg.checkpoint_every`` steps), atomically.
+        resume: a checkpoint's contents (:func:`droplab.checkpoint.load`) to go on from; the
+            run then ends bit for bit as the uninterrupted one would (same threads).
+        stop: a :class:`~droplab.interrupt.StopRequest`; when it has seen a signal, the run
+            writes a checkpoint after the current step and raises ``Interrupted``.
+
+    Raises:
+        Diverged: a non-finite loss or gradient, before the optimizer step that would use it.
+    """
     cfg.validate()
     check_batch_size(cfg, data)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
+    elif resume is not None and resume.get("threads"):
+        torch.set_num_threads(resume["threads"])  # bit for bit needs the thread count of the first part
     train_x, train_y = data.train_x, data.train_y
     if cfg.train_size:
         subset = torch.Generator().manual_seed((cfg.seed + _SUBSET_STREAM) % 2**63)
         pick = torch.randperm(len(train_x), generator=subset)[: cfg.train_size]
         train_x, train_y = train_x[pick], train_y[pick]
     n = len(train_x)
+    used = n - n % cfg.batch_size if cfg.drop_last else n  # images an epoch trains on
     eval_n = min(cfg.eval_train_size or n, n)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, cfg.hidden, cfg.dropout, cfg.dropout_impl, cfg.noise, cfg.norm)
     optimizer = _optimizer(cfg, model.parameters())
-    scheduler = _scheduler(cfg, optimizer, cfg.epochs * math.ceil(n / cfg.batch_size))
+    scheduler = _scheduler(cfg, optimizer, cfg.epochs * batches_per_epoch(cfg, n))
     constrained = [m for m in model.modules() if isinstance(m, nn.Linear)] if cfg.max_norm > 0 else []
     shuffle = torch.Generator().manual_seed((cfg.seed + _SHUFFLE_STREAM) % 2**63)
     augment = torch.Generator().manual_seed((cfg.seed + _AUGMENT_STREAM) % 2**63)
-    history = []
-    start = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
+    # where the run stands: the next epoch and batch, that epoch's order and running loss
+    first_epoch, next_i, order, loss_sum, step, history, elapsed = 1, 0, None, 0.0, 0, [], 0.0
+    if resume is not None:
+        _check_resumable(resume, cfg)
+        try:
+            model.load_state_dict(resume["model"])
+            optimizer.load_state_dict(resume["optimizer"])
+            if scheduler is not None:
+                scheduler.load_state_dict(resume["scheduler"])
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise CheckpointError(f"checkpoint does not fit the configured model: {err}") from None
+        shuffle.set_state(resume["shuffle"])
+        augment.set_state(resume["augment"])
+        set_rng_state(resume["rng"])
+        first_epoch, next_i, order = resume["epoch"], resume["next_i"], resume["order"]
+        loss_sum, step, history, elapsed = resume["loss_sum"], resume["step"], resume["history"], resume["seconds"]
+
+    def save_checkpoint(epoch: int, i: int, order_now, loss_now: float, seconds: float) -> None:
+        if checkpoint is None:
+            return
+        state = {
+            "config": cfg.to_dict(), "epoch": epoch, "next_i": i, "order": order_now, "loss_sum": loss_now,
+            "step": step, "history": history, "seconds": seconds,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "shuffle": shuffle.get_state(), "augment": augment.get_state(), "rng": rng_state(),
+            "threads": torch.get_num_threads(),
+        }  # fmt: skip
+        try:
+            save_checkpoint_file(checkpoint, state)
+        except OSError as err:
+            why = err.strerror or str(err)
+            message = f"cannot write {checkpoint}: {why}; the previous one is intact"
+            raise CheckpointWriteError(err.errno, message) from None
+
+    start = time.perf_counter() - elapsed
+    for epoch in range(first_epoch, cfg.epochs + 1):
         model.train()
-        order = torch.randperm(n, generator=shuffle)
-        loss_sum = 0.0
-        for i in range(0, n, cfg.batch_size):
+        if order is None:
+            order, next_i, loss_sum = torch.randperm(n, generator=shuffle), 0, 0.0
+        for i in range(next_i, used, cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
             x = shift_images(train_x[idx], cfg.augment, augment) if cfg.augment else train_x[idx]
             loss = F.cross_entropy(model(x), train_y[idx])
+            batch_loss = loss.item()
+            if not math.isfinite(batch_loss):
+                raise Diverged(epoch, step + 1, f"loss = {batch_loss}", cfg.lr)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if (bad := _nonfinite_gradient(model)) is not None:
+                raise Diverged(epoch, step + 1, bad, cfg.lr)
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
             for linear in constrained:
                 max_norm_(linear, cfg.max_norm)
-            batch_loss = loss.item()
+            step += 1
             loss_sum += batch_loss * len(idx)
             if on_batch is not None:
                 on_batch(batch_loss)
-        if epoch % cfg.eval_every and epoch != cfg.epochs:
-            continue
-        train_loss_eval, train_acc = evaluate(model, train_x[:eval_n], train_y[:eval_n], cfg.eval_batch_size)
-        val_loss, val_acc = evaluate(model, data.val_x, data.val_y, cfg.eval_batch_size)
-        row = dict(
-            epoch=epoch, train_loss=loss_sum / n, train_acc=train_acc,
-            val_loss=val_loss, val_acc=val_acc, train_loss_eval=train_loss_eval,
-        )  # fmt: skip
-        if cfg.track_activations:
-            row.update(activation_variances(model, data.val_x[:PROBE_SIZE]))
-        history.append(row)
-        if on_epoch is not None:
-            on_epoch(row)
+            more = i + cfg.batch_size < used
+            if more and stop is not None and stop.signum is not None:
+                save_checkpoint(epoch, i + cfg.batch_size, order, loss_sum, time.perf_counter() - start)
+                raise Interrupted(stop.signum, f"at epoch {epoch}, step {step}")
+            if more and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                save_checkpoint(epoch, i + cfg.batch_size, order, loss_sum, time.perf_counter() - start)
+        order = None
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            train_loss_eval, train_acc = evaluate(model, train_x[:eval_n], train_y[:eval_n], cfg.eval_batch_size)
+            val_loss, val_acc = evaluate(model, data.val_x, data.val_y, cfg.eval_batch_size)
+            row = dict(
+                epoch=epoch, train_loss=loss_sum / used, train_acc=train_acc,
+                val_loss=val_loss, val_acc=val_acc, train_loss_eval=train_loss_eval,
+            )  # fmt: skip
+            if cfg.track_activations:
+                row.update(activation_variances(model, data.val_x[:PROBE_SIZE]))
+            history.append(row)
+            if on_epoch is not None:
+                on_epoch(row)
+        save_checkpoint(epoch + 1, 0, None, 0.0, time.perf_counter() - start)
+        if stop is not None and stop.signum is not None and epoch < cfg.epochs:
+            raise Interrupted(stop.signum, f"after epoch {epoch}")
     train_seconds = time.perf_counter() - start
     test_loss, test_acc = evaluate(model, data.test_x, data.test_y, cfg.eval_batch_size)
     last = history[-1]
@@ -355,14 +484,61 @@ def _cpu_name() -> str:
 
 
 def write_run(directory: Path, cfg: TrainConfig, result: RunResult) -> None:
-    """Write a finished run's files into its (already claimed) directory, each atomically."""
-    rundir.write_csv(
-        directory / "metrics.csv", METRICS, [{k: h[k] for k in METRICS} for h in result.history]
-    )
+    """Write a finished run's files into its directory, each atomically, ``summary.json`` last."""
+    rundir.write_csv(directory / "metrics.csv", METRICS, [{k: h[k] for k in METRICS} for h in result.history])
     rundir.save_weights(directory / "model.pt", result.model.state_dict())
     fig = plots.run_curves(result.history, title=f"{cfg.model}, seed {cfg.seed}")
     rundir.save_figure(directory / "curves.png", fig)
-    rundir.write_json(directory / "summary.json", result.summary)
+    rundir.write_json(directory / "summary.json", {"status": "finished", **result.summary})
+    (directory / CHECKPOINT).unlink(missing_ok=True)  # model.pt has the weights; the run is done
+
+
+def _checkpoint_bytes(cfg: TrainConfig, n_train: int) -> int:
+    """About how large a checkpoint of this run is: weights, optimizer buffers, the epoch's order."""
+    dims = [784, *cfg.hidden, 10]
+    params = sum(a * b + b for a, b in zip(dims, dims[1:])) + 4 * sum(cfg.hidden)
+    buffers = 2 if cfg.optimizer == "adam" else (1 if cfg.momentum else 0)
+    return 4 * params * (1 + buffers) + 8 * n_train + (1 << 16)
+
+
+def _check_space(directory: Path, cfg: TrainConfig, n_train: int) -> None:
+    need = 3 * _checkpoint_bytes(cfg, n_train) + (1 << 20)  # a checkpoint, its next version, model.pt
+    free = shutil.disk_usage(directory).free
+    if free < need:
+        raise rundir.RunDirError(
+            f"not enough space in {directory}: {free / 2**20:.1f} MiB free, this run's checkpoints and "
+            f"results need about {need / 2**20:.1f} MiB"
+        )
+
+
+def _train_in(directory: Path, cfg: TrainConfig, data: FashionMNIST, state: dict | None, label: str | None):
+    """Train in a claimed run directory, checkpointing; record an interruption or a divergence."""
+    n_train = cfg.train_size or len(data.train_x)
+    batches = batches_per_epoch(cfg, n_train)
+    done = state["step"] if state else 0
+    with StopRequest() as stop, TrainProgress(cfg.epochs, batches, label or cfg.model, done=done) as progress:
+        try:
+            result = fit(
+                cfg, data, progress.batch, progress.epoch, checkpoint=directory / CHECKPOINT, resume=state, stop=stop
+            )
+        except Interrupted as err:
+            err.directory = directory
+            rundir.write_json(directory / "summary.json", {
+                "status": "interrupted", "signal": signal.Signals(err.signum).name, "where": err.where,
+                "resume": f"droplab train --resume {directory}",
+            })  # fmt: skip
+            raise
+        except Diverged as err:
+            err.directory = directory
+            has_checkpoint = (directory / CHECKPOINT).exists()
+            rundir.write_json(directory / "summary.json", {
+                "status": "diverged", "epoch": err.epoch, "step": err.step, "reason": err.what,
+                "last_checkpoint": str(directory / CHECKPOINT) if has_checkpoint else None,
+            })  # fmt: skip
+            raise
+    write_run(directory, cfg, result)
+    result.directory = directory
+    return result
 
 
 def run(
@@ -372,20 +548,53 @@ def run(
     runs_root: str | Path = "runs",
     label: str | None = None,
 ) -> RunResult:
-    """Train and write a run directory: ``config.json`` first, the results when done.
+    """Train and write a run directory: ``config.json`` first, checkpoints as it goes, the
+    results when done.
 
     ``out`` (default: a fresh ``runs_root/<model>-<timestamp>``) is claimed before training
-    starts, so an unusable or already used directory is an error before any work.
+    starts, so an unusable, already used or too full directory is an error before any work.
+    SIGINT/SIGTERM stop it at a safe point (``Interrupted``); :func:`resume` goes on.
     """
     cfg.validate()
     directory = rundir.claim_dir(out) if out is not None else rundir.new_run_dir(runs_root, cfg.model)
-    rundir.write_json(
-        directory / "config.json",
-        {**cfg.to_dict(), "data": data.source, "command": " ".join(sys.argv)},
-    )
-    batches = math.ceil(len(data.train_x) / cfg.batch_size)
-    with TrainProgress(cfg.epochs, batches, label or cfg.model) as progress:
-        result = fit(cfg, data, on_batch=progress.batch, on_epoch=progress.epoch)
-    write_run(directory, cfg, result)
-    result.directory = directory
-    return result
+    try:
+        _check_space(directory, cfg, cfg.train_size or len(data.train_x))
+        rundir.write_json(
+            directory / "config.json",
+            {**cfg.to_dict(), "data": data.source, "command": " ".join(sys.argv)},
+        )
+        return _train_in(directory, cfg, data, None, label)
+    finally:
+        rundir.release_dir(directory)
+
+
+def run_config(directory: str | Path) -> TrainConfig:
+    """The configuration of the run in ``directory`` (its ``config.json``), checked."""
+    directory = Path(directory)
+    if not (directory / ".droplab").is_file() or not (directory / "config.json").is_file():
+        raise rundir.RunDirError(f"{directory} is not a droplab run directory (no .droplab and config.json)")
+    try:
+        fields = json.loads((directory / "config.json").read_text())
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        return TrainConfig(**{k: v for k, v in fields.items() if k in known}).validate()
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{directory / 'config.json'} is damaged or from another version: {err}") from None
+
+
+def resume(directory: str | Path, data: FashionMNIST, threads: int | None = None, label: str | None = None):
+    """Go on with the run in ``directory`` from its last checkpoint (or from the start, when it
+    was stopped before the first): the result is bit for bit the uninterrupted run's."""
+    directory = Path(directory)
+    cfg = run_config(directory)
+    if threads is not None:
+        cfg.threads = threads
+    rundir.lock_dir(directory)
+    try:
+        summary = directory / "summary.json"
+        if summary.is_file() and json.loads(summary.read_text()).get("status") == "finished":
+            raise rundir.RunDirError(f"{directory} holds a finished run: nothing to resume")
+        state = load_checkpoint(directory / CHECKPOINT) if (directory / CHECKPOINT).exists() else None
+        _check_space(directory, cfg, cfg.train_size or len(data.train_x))
+        return _train_in(directory, cfg, data, state, label)
+    finally:
+        rundir.release_dir(directory)

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 
 from .. import __version__, rundir
+from ..checkpoint import CheckpointError
+from ..checkpoint import load as load_checkpoint
 from ..data import FashionMNIST, load_fashion_mnist
 from ..ensemble import (
     MC_KS,
@@ -39,6 +41,7 @@ from ..ensemble import (
     predict_scaled,
     reliability,
 )
+from ..interrupt import Interrupted, StopRequest
 from ..stats import Interval, mean_interval, paired_interval, verdict
 from ..train import TrainConfig, fit
 
@@ -61,6 +64,17 @@ PROBES = ("mc",)
 
 class StudyError(ValueError):
     """A study that cannot run as asked (a bad option, an output directory of another study)."""
+
+
+class StudyInterrupted(Exception):
+    """SIGINT/SIGTERM stopped a study; its finished runs and the running jobs' checkpoints stay in the store."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(signum, message)  # picklable: a worker's exception crosses to the parent
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return self.args[1]
 
 
 @dataclass(frozen=True)
@@ -200,19 +214,40 @@ def config_key(job: Mapping[str, Any]) -> str:
 
 
 _data: FashionMNIST | None = None
+_stop: StopRequest | None = None
 
 
 def _init_worker(data_dir: str, val_size: int, verify: bool, threads: int) -> None:
-    global _data
+    global _data, _stop
     torch.set_num_threads(threads)
     _data = load_fashion_mnist(data_dir, val_size=val_size, verify=verify)
+    _stop = StopRequest().__enter__()  # a worker stops at a safe point too, checkpointing its job
 
 
-def run_job(job: Mapping[str, Any], data: FashionMNIST | None = None) -> dict:
-    """Train one job and run its probes; return what is stored (JSON-able)."""
+def run_job(
+    job: Mapping[str, Any],
+    data: FashionMNIST | None = None,
+    checkpoint: Path | None = None,
+    stop: StopRequest | None = None,
+) -> dict:
+    """Train one job and run its probes; return what is stored (JSON-able).
+
+    With ``checkpoint``, the job checkpoints after every epoch and, if that file holds a
+    usable checkpoint of this job (a study killed earlier), goes on from it bit for bit.
+    """
     data = data if data is not None else _data
+    stop = stop if stop is not None else _stop
     cfg = TrainConfig(**job["train"])
-    result = fit(cfg, data)
+    state = None
+    if checkpoint is not None and checkpoint.exists():
+        try:
+            state = load_checkpoint(checkpoint)
+        except CheckpointError:
+            checkpoint.unlink()  # damaged: the job starts over (its result will be the same)
+    try:
+        result = fit(cfg, data, checkpoint=checkpoint, resume=state, stop=stop)
+    except Interrupted as err:
+        raise StudyInterrupted(err.signum, str(err)) from None
     summary = {k: v for k, v in result.summary.items() if k not in ("data",)}
     probes = {name: PROBE_FUNCTIONS[name](result.model, data, cfg.seed) for name in job["probes"]}
     return {"job": job, "summary": summary, "history": result.history, "probes": probes}
@@ -263,6 +298,40 @@ def _prepare_out(out: Path, study: str) -> None:
         rundir.write_text(marker, study + "\n")
     except OSError as err:
         raise StudyError(f"cannot write to {out}: {err.strerror or err}") from None
+
+
+def _run_pool(todo, data, val_size, verify, threads, jobs, partial, stop, store_result) -> None:
+    """The jobs on a pool of spawned workers; on a signal, the workers checkpoint and stop too."""
+    ctx = multiprocessing.get_context("spawn")  # numba's and torch's thread pools do not survive fork
+    with cf.ProcessPoolExecutor(
+        min(jobs, len(todo)), mp_context=ctx, initializer=_init_worker,
+        initargs=(data.source, val_size, verify, threads),
+    ) as pool:  # fmt: skip
+        futures = {
+            pool.submit(run_job, job, None, partial / f"{key}.pt"): (name_seed, key)
+            for name_seed, (key, job) in todo.items()
+        }
+        pending, signalled = set(futures), False
+        while pending:
+            finished, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+            for fut in finished:
+                name_seed, key = futures[fut]
+                if fut.cancelled():
+                    continue
+                try:
+                    result = fut.result()
+                except StudyInterrupted:
+                    continue
+                store_result(name_seed, key, result)
+                (partial / f"{key}.pt").unlink(missing_ok=True)
+            if stop.signum is not None and not signalled:
+                signalled = True
+                for fut in pending:
+                    fut.cancel()
+                for proc in list(getattr(pool, "_processes", {}).values()):  # the jobs under way
+                    proc.terminate()  # SIGTERM: the worker checkpoints after its current step
+        if stop.signum is not None:
+            raise StudyInterrupted(stop.signum, "interrupted; the jobs under way wrote checkpoints")
 
 
 def _load_result(path: Path, job: Mapping[str, Any]) -> dict | None:
@@ -338,19 +407,17 @@ def run_study(
         log(f"  [{finished}/{len(todo)}] {name_seed[0]}, seed {name_seed[1]}: val acc {100 * s['val_acc']:.2f}%, "
             f"{s['seconds']:.1f} s")  # fmt: skip
 
-    if todo and jobs == 1:
-        for name_seed, (key, job) in todo.items():
-            store_result(name_seed, key, run_job(job, data))
-    elif todo:
-        ctx = multiprocessing.get_context("spawn")  # numba's and torch's thread pools do not survive fork
-        with cf.ProcessPoolExecutor(
-            min(jobs, len(todo)), mp_context=ctx, initializer=_init_worker,
-            initargs=(data.source, val_size, verify, threads),
-        ) as pool:  # fmt: skip
-            futures = {pool.submit(run_job, job): (name_seed, key) for name_seed, (key, job) in todo.items()}
-            for fut in cf.as_completed(futures):
-                name_seed, key = futures[fut]
-                store_result(name_seed, key, fut.result())
+    partial = store / "partial"  # checkpoints of jobs under way: a killed study goes on from them
+    partial.mkdir(exist_ok=True)
+    with StopRequest() as stop:
+        if todo and jobs == 1:
+            for name_seed, (key, job) in todo.items():
+                store_result(name_seed, key, run_job(job, data, partial / f"{key}.pt", stop))
+                (partial / f"{key}.pt").unlink(missing_ok=True)
+                if stop.signum is not None and finished < len(todo):
+                    raise StudyInterrupted(stop.signum, f"interrupted after {finished} of {len(todo)} runs")
+        elif todo:
+            _run_pool(todo, data, val_size, verify, threads, jobs, partial, stop, store_result)
     wall = time.perf_counter() - start
 
     results = Results(study, variants, seed_list, done)
