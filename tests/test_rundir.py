@@ -62,6 +62,10 @@ def test_claim_refuses_used_directory_and_second_claim(tmp_path):
     (run / "metrics.csv").write_text("x")
     with pytest.raises(RunDirError, match="already holds results; droplab never overwrites"):
         claim_dir(run)
+    stale = tmp_path / "stale"  # a run killed right after its claim: only an unlocked marker
+    stale.mkdir()
+    (stale / ".droplab").write_text("pid 1 started\n")
+    assert claim_dir(stale) == stale
     existing_empty = tmp_path / "empty"
     existing_empty.mkdir()
     assert claim_dir(existing_empty) == existing_empty

@@ -140,7 +140,11 @@ def claim_dir(path: str | os.PathLike) -> Path:
     try:
         fd = os.open(path / MARKER, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
     except FileExistsError:
-        raise RunDirError(f"output directory {path} is already in use by another run") from None
+        # only the marker: a run killed before it wrote anything, unless its process still holds it
+        try:
+            return lock_dir(path)
+        except RunDirError:
+            raise RunDirError(f"output directory {path} is already in use by another run") from None
     except OSError as err:
         raise RunDirError(f"output directory {path} is not writable: {err.strerror}") from None
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # new file: nobody else can hold it
@@ -167,6 +171,8 @@ def lock_dir(path: str | os.PathLike) -> Path:
     if not os.access(path, os.W_OK):
         os.close(fd)
         raise RunDirError(f"run directory {path} is not writable")
+    for stale in path.glob(".*.tmp-*"):  # half-written files of a process killed mid-write
+        stale.unlink()
     os.ftruncate(fd, 0)
     os.write(fd, f"pid {os.getpid()} resumed {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
     _held[path.resolve()] = fd

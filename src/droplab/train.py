@@ -323,6 +323,22 @@ def _check_resumable(state: dict, cfg: TrainConfig) -> None:
         raise CheckpointError(f"checkpoint was written for another configuration ({shown})")
 
 
+def _check_shapes(model: nn.Module, saved: dict) -> None:
+    """Refuse weights of another architecture with one line per difference, not torch's traceback."""
+    mine = model.state_dict()
+    if not isinstance(saved, dict):
+        raise CheckpointError("checkpoint does not fit the configured model: no weights in it")
+    diffs = [f"{k} missing" for k in mine if k not in saved] + [f"{k} unexpected" for k in saved if k not in mine]
+    diffs += [
+        f"{k}: checkpoint {tuple(saved[k].shape)}, model {tuple(v.shape)}"
+        for k, v in mine.items()
+        if k in saved and (not isinstance(saved[k], torch.Tensor) or saved[k].shape != v.shape)
+    ]
+    if diffs:
+        more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""
+        raise CheckpointError(f"checkpoint does not fit the configured model: {'; '.join(diffs[:3])}{more}")
+
+
 def fit(
     cfg: TrainConfig,
     data: FashionMNIST,
@@ -331,6 +347,7 @@ def fit(
     checkpoint: str | Path | None = None,
     resume: dict | None = None,
     stop: StopRequest | None = None,
+    checkpoint_interval: float = 0.0,
 ) -> RunResult:
     """Train the model ``cfg`` describes on ``data``; return per-epoch history and a summary.
 
@@ -339,6 +356,8 @@ def fit(
             ``cfg.checkpoint_every`` steps), atomically.
         resume: a checkpoint's contents (:func:`droplab.checkpoint.load`) to go on from; the
             run then ends bit for bit as the uninterrupted one would (same threads).
+        checkpoint_interval: seconds; the end-of-epoch checkpoint is skipped when the last
+            one is younger (for runs of many short epochs, where writing would dominate).
         stop: a :class:`~droplab.interrupt.StopRequest`; when it has seen a signal, the run
             writes a checkpoint after the current step and raises ``Interrupted``.
 
@@ -370,6 +389,7 @@ def fit(
     first_epoch, next_i, order, loss_sum, step, history, elapsed = 1, 0, None, 0.0, 0, [], 0.0
     if resume is not None:
         _check_resumable(resume, cfg)
+        _check_shapes(model, resume["model"])
         try:
             model.load_state_dict(resume["model"])
             optimizer.load_state_dict(resume["optimizer"])
@@ -383,9 +403,13 @@ def fit(
         first_epoch, next_i, order = resume["epoch"], resume["next_i"], resume["order"]
         loss_sum, step, history, elapsed = resume["loss_sum"], resume["step"], resume["history"], resume["seconds"]
 
-    def save_checkpoint(epoch: int, i: int, order_now, loss_now: float, seconds: float) -> None:
-        if checkpoint is None:
+    last_saved = -math.inf
+
+    def save_checkpoint(epoch: int, i: int, order_now, loss_now: float, seconds: float, force: bool = True) -> None:
+        nonlocal last_saved
+        if checkpoint is None or (not force and time.perf_counter() - last_saved < checkpoint_interval):
             return
+        last_saved = time.perf_counter()
         state = {
             "config": cfg.to_dict(), "epoch": epoch, "next_i": i, "order": order_now, "loss_sum": loss_now,
             "step": step, "history": history, "seconds": seconds,
@@ -445,8 +469,9 @@ def fit(
             history.append(row)
             if on_epoch is not None:
                 on_epoch(row)
-        save_checkpoint(epoch + 1, 0, None, 0.0, time.perf_counter() - start)
-        if stop is not None and stop.signum is not None and epoch < cfg.epochs:
+        stopping = stop is not None and stop.signum is not None and epoch < cfg.epochs
+        save_checkpoint(epoch + 1, 0, None, 0.0, time.perf_counter() - start, force=stopping)
+        if stopping:
             raise Interrupted(stop.signum, f"after epoch {epoch}")
     train_seconds = time.perf_counter() - start
     test_loss, test_acc = evaluate(model, data.test_x, data.test_y, cfg.eval_batch_size)
@@ -519,8 +544,9 @@ def _train_in(directory: Path, cfg: TrainConfig, data: FashionMNIST, state: dict
     with StopRequest() as stop, TrainProgress(cfg.epochs, batches, label or cfg.model, done=done) as progress:
         try:
             result = fit(
-                cfg, data, progress.batch, progress.epoch, checkpoint=directory / CHECKPOINT, resume=state, stop=stop
-            )
+                cfg, data, on_batch=progress.batch, on_epoch=progress.epoch,
+                checkpoint=directory / CHECKPOINT, resume=state, stop=stop,
+            )  # fmt: skip
         except Interrupted as err:
             err.directory = directory
             rundir.write_json(directory / "summary.json", {
@@ -556,9 +582,17 @@ def run(
     SIGINT/SIGTERM stop it at a safe point (``Interrupted``); :func:`resume` goes on.
     """
     cfg.validate()
+    existed = out is not None and Path(out).exists()
     directory = rundir.claim_dir(out) if out is not None else rundir.new_run_dir(runs_root, cfg.model)
     try:
-        _check_space(directory, cfg, cfg.train_size or len(data.train_x))
+        try:
+            _check_space(directory, cfg, cfg.train_size or len(data.train_x))
+        except rundir.RunDirError:
+            rundir.release_dir(directory)
+            (directory / rundir.MARKER).unlink()
+            if not existed:
+                directory.rmdir()
+            raise
         rundir.write_json(
             directory / "config.json",
             {**cfg.to_dict(), "data": data.source, "command": " ".join(sys.argv)},

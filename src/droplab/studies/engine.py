@@ -213,6 +213,7 @@ def config_key(job: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+CHECKPOINT_SECONDS = 30.0  # a job's checkpoints: at most this often (and when stopped)
 _data: FashionMNIST | None = None
 _stop: StopRequest | None = None
 
@@ -232,7 +233,8 @@ def run_job(
 ) -> dict:
     """Train one job and run its probes; return what is stored (JSON-able).
 
-    With ``checkpoint``, the job checkpoints after every epoch and, if that file holds a
+    With ``checkpoint``, the job checkpoints after an epoch at most every
+    ``CHECKPOINT_SECONDS`` (and when a signal stops it) and, if that file holds a
     usable checkpoint of this job (a study killed earlier), goes on from it bit for bit.
     """
     data = data if data is not None else _data
@@ -245,7 +247,7 @@ def run_job(
         except CheckpointError:
             checkpoint.unlink()  # damaged: the job starts over (its result will be the same)
     try:
-        result = fit(cfg, data, checkpoint=checkpoint, resume=state, stop=stop)
+        result = fit(cfg, data, checkpoint=checkpoint, resume=state, stop=stop, checkpoint_interval=CHECKPOINT_SECONDS)
     except Interrupted as err:
         raise StudyInterrupted(err.signum, str(err)) from None
     summary = {k: v for k, v in result.summary.items() if k not in ("data",)}

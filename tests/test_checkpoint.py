@@ -1,0 +1,291 @@
+"""Checkpoints, bit-exact resume, stop requests, the divergence guard, run-directory locks."""
+
+import errno
+import hashlib
+import io
+import json
+import math
+import pickle
+import signal
+
+import pytest
+import torch
+
+from droplab import checkpoint as ckpt
+from droplab import rundir
+from droplab.data import load_fashion_mnist
+from droplab.interrupt import Interrupted, StopRequest
+from droplab.train import (
+    CheckpointError,
+    CheckpointWriteError,
+    Diverged,
+    TrainConfig,
+    _nonfinite_gradient,
+    fit,
+    resume,
+    run,
+)
+
+
+@pytest.fixture
+def tiny(tiny_dir):
+    return load_fashion_mnist(tiny_dir, val_size=100, verify=False)
+
+
+def small(**kw) -> TrainConfig:
+    return TrainConfig(**{"hidden": (32, 16), "epochs": 3, "batch_size": 50, "threads": 1, **kw})
+
+
+# configurations whose every random and stateful piece must survive a checkpoint
+CONFIGS = {
+    "scratch-fast": dict(),
+    "scratch-reference": dict(dropout_impl="reference"),  # masks from torch.rand
+    "mlp-everything": dict(
+        model="mlp", momentum=0.9, schedule="onecycle", augment=2, max_norm=2.0, drop_last=True,
+        batch_size=64, eval_every=2, track_activations=True, epochs=4,  # 7 steps an epoch
+    ),  # fmt: skip
+    "mlp-batchnorm-adam": dict(model="mlp", norm="batch", optimizer="adam", lr=0.01, weight_decay=1e-4),
+}
+
+
+def stopping_after(stop: StopRequest, steps: int, signum=signal.SIGINT):
+    """An on_batch callback that 'receives' a signal after ``steps`` steps."""
+    count = 0
+
+    def on_batch(_loss: float) -> None:
+        nonlocal count
+        count += 1
+        if count == steps:
+            stop.signum = signum
+
+    return on_batch
+
+
+def same_weights(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("steps", [1, 7, 10, 23])  # 10: an epoch boundary (500 images, batches of 50)
+def test_stop_and_resume_is_bit_identical_to_an_uninterrupted_run(name, steps, tiny, tmp_path):
+    cfg = small(**CONFIGS[name])
+    whole = fit(cfg, tiny)
+    path = tmp_path / "ckpt.pt"
+    stop = StopRequest()  # not entered: the test sets its signal by hand
+    with pytest.raises(Interrupted) as info:
+        fit(cfg, tiny, on_batch=stopping_after(stop, steps), checkpoint=path, stop=stop)
+    assert info.value.signum == signal.SIGINT
+    resumed = fit(cfg, tiny, checkpoint=path, resume=ckpt.load(path))
+    assert resumed.history == whole.history  # floats compared exactly
+    assert same_weights(resumed.model, whole.model)
+    assert resumed.summary["test_acc"] == whole.summary["test_acc"]
+
+
+def test_resume_twice_and_from_step_checkpoints(tiny, tmp_path):
+    cfg = small(model="mlp", momentum=0.9, checkpoint_every=3)
+    whole = fit(cfg, tiny)
+    path = tmp_path / "ckpt.pt"
+    stop = StopRequest()
+    with pytest.raises(Interrupted):
+        fit(cfg, tiny, on_batch=stopping_after(stop, 4), checkpoint=path, stop=stop)
+    stop = StopRequest()
+    with pytest.raises(Interrupted):
+        fit(cfg, tiny, on_batch=stopping_after(stop, 12), checkpoint=path, resume=ckpt.load(path), stop=stop)
+    state = ckpt.load(path)
+    assert state["step"] == 4 + 12 and state["epoch"] == 2
+    resumed = fit(cfg, tiny, checkpoint=path, resume=state)
+    assert resumed.history == whole.history and same_weights(resumed.model, whole.model)
+
+
+def test_checkpoint_holds_what_the_issue_lists(tiny, tmp_path):
+    path = tmp_path / "c.pt"
+    fit(small(epochs=1, checkpoint_every=4), tiny, checkpoint=path)
+    state = ckpt.load(path)
+    for key in ("model", "optimizer", "epoch", "step", "rng", "shuffle", "augment", "config", "history"):
+        assert key in state
+    assert set(state["rng"]) == {"torch", "numpy", "python"}
+    assert state["epoch"] == 2 and state["step"] == 10 and len(state["history"]) == 1
+
+
+def test_a_checkpoint_for_another_configuration_is_refused(tiny, tmp_path):
+    path = tmp_path / "c.pt"
+    fit(small(epochs=1), tiny, checkpoint=path)
+    state = ckpt.load(path)
+    with pytest.raises(CheckpointError, match=r"another configuration \(hidden: checkpoint \[32, 16\], run \[64, 16\]"):
+        fit(small(epochs=1, hidden=(64, 16)), tiny, resume=state)
+    state["config"]["hidden"] = (64, 16)  # a config that claims the other architecture
+    shapes = r"lin1.weight: checkpoint \(32, 784\), model \(64, 784\); lin1.bias"
+    with pytest.raises(CheckpointError, match="does not fit the configured model: " + shapes):
+        fit(small(epochs=1, hidden=(64, 16)), tiny, resume=state)
+    with pytest.raises(CheckpointError, match="checkpoint lacks optimizer"):
+        fit(small(epochs=1), tiny, resume={k: v for k, v in ckpt.load(path).items() if k != "optimizer"})
+
+
+def test_damaged_and_foreign_files_are_refused_clearly(tiny, tmp_path):
+    path = tmp_path / "c.pt"
+    fit(small(epochs=1), tiny, checkpoint=path)
+    raw = path.read_bytes()
+    flipped = bytearray(raw)
+    flipped[len(raw) // 2] ^= 0x01
+    cases = {
+        "flipped.pt": (bytes(flipped), "is damaged: SHA-256 of its contents is"),
+        "truncated.pt": (raw[: len(raw) // 3], "is damaged"),
+        "empty.pt": (b"", "is not a droplab checkpoint"),
+        "plain-torch.pt": (b"PK\x03\x04 a zip file", "is not a droplab checkpoint"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(CheckpointError, match=message):
+            ckpt.load(tmp_path / name)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        ckpt.load(tmp_path / "missing.pt")
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (exec, ("open(__import__('os').environ['DROPLAB_PWNED'], 'w').write('ran')",))
+
+
+def _wrap(body: bytes) -> bytes:
+    return b"droplab-checkpoint 1 %s\n" % hashlib.sha256(body).hexdigest().encode() + body
+
+
+def test_a_checkpoint_never_runs_code(tmp_path, monkeypatch):
+    """A valid header and digest around a pickle that would run code: refused, the code not run."""
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("DROPLAB_PWNED", str(marker))
+    zipped = io.BytesIO()
+    torch.save({"model": _Exploit()}, zipped)  # torch's zip format, a malicious pickle inside
+    for body in (pickle.dumps({"model": _Exploit()}, protocol=2), zipped.getvalue()):
+        (tmp_path / "evil.pt").write_bytes(_wrap(body))
+        with pytest.raises(CheckpointError, match="cannot be read safely"):
+            ckpt.load(tmp_path / "evil.pt")
+    assert not marker.exists()
+    pickle.loads(pickle.dumps(_Exploit()))  # the exploit is real: unpickled without the guard, it runs
+    assert marker.read_text() == "ran"
+
+
+def test_rng_state_round_trips():
+    import random
+
+    import numpy as np
+
+    state = ckpt.rng_state()
+    a = (torch.rand(3), np.random.rand(3), random.random())
+    ckpt.set_rng_state(state)
+    b = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(a[0], b[0]) and (a[1] == b[1]).all() and a[2] == b[2]
+
+
+# --- divergence -------------------------------------------------------------------------
+
+
+def test_nonfinite_loss_stops_before_the_step_and_keeps_the_last_checkpoint(tiny, tmp_path, monkeypatch):
+    import droplab.train as train_module
+
+    built = []
+    real_build = train_module.build_model
+    monkeypatch.setattr(train_module, "build_model", lambda *a, **k: built.append(real_build(*a, **k)) or built[-1])
+    steps = []
+
+    def poison(_loss: float) -> None:  # after step 13 (epoch 2), a weight becomes NaN
+        steps.append(_loss)
+        if len(steps) == 13:
+            with torch.no_grad():
+                next(built[0].parameters())[0, 0] = math.nan
+
+    path = tmp_path / "c.pt"
+    with pytest.raises(Diverged, match=r"diverged at epoch 2, step 14: loss = nan; try a smaller learning rate"):
+        fit(small(model="mlp"), tiny, on_batch=poison, checkpoint=path)
+    state = ckpt.load(path)  # the end of epoch 1: finite, resumable
+    assert state["epoch"] == 2 and state["step"] == 10
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_huge_learning_rate_diverges_with_a_message(tiny):
+    with pytest.raises(Diverged) as info:
+        fit(small(model="plain", lr=1e6), tiny)
+    assert info.value.step >= 1 and "smaller learning rate than 1e+06 (for example 100000)" in str(info.value)
+
+
+def test_nonfinite_gradient_is_named():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
+    model(torch.ones(1, 3)).sum().backward()
+    assert _nonfinite_gradient(model) is None
+    model[1].weight.grad[0, 0] = math.inf
+    assert _nonfinite_gradient(model) == "gradient of 1.weight is inf"
+
+
+# --- run directories ----------------------------------------------------------------------
+
+
+def test_run_is_interrupted_then_resumed_in_its_directory(tiny, tmp_path, monkeypatch):
+    cfg = small(model="mlp", momentum=0.9)
+    whole = run(cfg, tiny, out=tmp_path / "whole")
+    import droplab.train as train_module
+
+    real_fit = train_module.fit
+
+    def fit_with_signal(*args, **kw):
+        kw["on_batch"] = stopping_after(kw["stop"], 15, signal.SIGTERM)
+        return real_fit(*args, **kw)
+
+    monkeypatch.setattr(train_module, "fit", fit_with_signal)
+    with pytest.raises(Interrupted):
+        run(cfg, tiny, out=tmp_path / "cut")
+    monkeypatch.setattr(train_module, "fit", real_fit)
+    summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["signal"] == "SIGTERM"
+    assert summary["resume"] == f"droplab train --resume {tmp_path / 'cut'}"
+    assert not (tmp_path / "cut" / "metrics.csv").exists()
+    resumed = resume(tmp_path / "cut", tiny)
+    for name in ("metrics.csv",):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    assert same_weights(resumed.model, whole.model)
+    assert json.loads((tmp_path / "cut" / "summary.json").read_text())["status"] == "finished"
+    assert not (tmp_path / "cut" / "checkpoint.pt").exists()  # a finished run keeps model.pt only
+    with pytest.raises(rundir.RunDirError, match="holds a finished run: nothing to resume"):
+        resume(tmp_path / "cut", tiny)
+
+
+def test_a_directory_in_use_cannot_be_resumed_or_claimed(tmp_path):
+    d = rundir.claim_dir(tmp_path / "r")
+    (d / "config.json").write_text("{}")
+    with pytest.raises(rundir.RunDirError, match="in use by another droplab process"):
+        rundir.lock_dir(d)
+    rundir.release_dir(d)
+    rundir.lock_dir(d)  # released: now it can be taken over
+    rundir.release_dir(d)
+    with pytest.raises(rundir.RunDirError, match="already holds results"):
+        rundir.claim_dir(d)
+    with pytest.raises(rundir.RunDirError, match="not a droplab run directory"):
+        rundir.lock_dir(tmp_path)
+
+
+def test_not_enough_space_is_an_error_before_training(tiny, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 1000, 1000))
+    with pytest.raises(rundir.RunDirError, match=r"not enough space in .*: 0.0 MiB free, .* need about"):
+        run(small(), tiny, out=tmp_path / "full")
+    assert not (tmp_path / "full").exists()  # nothing left behind: the claim is undone
+
+
+def test_disk_full_mid_run_keeps_the_previous_checkpoint(tiny, tmp_path, monkeypatch):
+    path = tmp_path / "c.pt"
+    calls = {"n": 0}
+    real = rundir.atomic_write
+
+    def failing(target, write):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second checkpoint: as if the disk filled up
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(target, write)
+
+    monkeypatch.setattr(ckpt, "atomic_write", failing)
+    with pytest.raises(CheckpointWriteError, match=r"cannot write .*c.pt: No space left on device; the previous one"):
+        fit(small(), tiny, checkpoint=path)
+    assert ckpt.load(path)["epoch"] == 2  # the first, intact
