@@ -143,7 +143,7 @@ def test_search_order_env_then_cache_then_debian(tmp_path, monkeypatch):
 
 def test_failed_download_keeps_nothing_and_says_how_to_get_data(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "no-debian")
-    served = gzip.compress(b"not the real file")
+    served = gzip.compress(idx_bytes(np.zeros((2, 28, 28), dtype=np.uint8)))  # valid IDX, not Fashion-MNIST
 
     class FakeResponse:
         def __init__(self):

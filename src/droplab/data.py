@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import struct
 import tempfile
@@ -136,67 +137,84 @@ def _download(directory: Path) -> None:
                 os.unlink(tmp)
 
 
+def _check_header(head: bytes, ndim: int, name: str) -> tuple[tuple[int, ...], int]:
+    """Shape and data size from the first ``4 + 4 * ndim`` bytes; :class:`DataError` if wrong."""
+    if len(head) < 4:
+        raise DataError(f"{name}: not an IDX file: {len(head)} bytes, shorter than the 4-byte magic")
+    zero, dtype, dims = struct.unpack(">HBB", head[:4])
+    if zero != 0 or dtype != 0x08:
+        raise DataError(
+            f"{name}: wrong magic number 0x{head[:4].hex()}: expected 0x000008{ndim:02x} (IDX of unsigned bytes)"
+        )
+    if dims != ndim:
+        raise DataError(f"{name}: IDX file has {dims} dimensions, expected {ndim}")
+    header = 4 + 4 * ndim
+    if len(head) < header:
+        raise DataError(f"{name}: truncated header: {len(head)} bytes, expected at least {header}")
+    shape = struct.unpack(f">{ndim}I", head[4:header])
+    size = math.prod(shape)
+    if size > MAX_PAYLOAD:
+        raise DataError(f"{name}: header claims shape {shape} ({size} bytes), over the limit of {MAX_PAYLOAD}")
+    return shape, size
+
+
+def _check_size(shape: tuple[int, ...], size: int, held: int, name: str, exact: bool = True) -> None:
+    """``held``: the data bytes found (``exact=False``: read up to ``size + 1``, so more means 'more')."""
+    if held != size:
+        what = "truncated" if held < size else "trailing bytes"
+        found = held if exact or held < size else f"more than {size}"
+        raise DataError(f"{name}: {what}: header claims shape {shape} = {size} bytes of data, file holds {found}")
+
+
 def parse_idx(raw: bytes, ndim: int, name: str = "<bytes>") -> np.ndarray:
     """Parse decompressed IDX bytes of unsigned bytes with ``ndim`` dimensions.
 
     Raises :class:`DataError` naming ``name`` on a wrong magic number, wrong number of
     dimensions, or a size that does not match the header.
     """
-    if len(raw) < 4:
-        raise DataError(f"{name}: not an IDX file: {len(raw)} bytes, shorter than the 4-byte magic")
-    zero, dtype, dims = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype != 0x08:
-        raise DataError(
-            f"{name}: wrong magic number 0x{raw[:4].hex()}: expected 0x000008{ndim:02x} "
-            "(IDX of unsigned bytes)"
-        )
-    if dims != ndim:
-        raise DataError(f"{name}: IDX file has {dims} dimensions, expected {ndim}")
+    shape, size = _check_header(raw[: 4 + 4 * ndim], ndim, name)
     header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{name}: truncated header: {len(raw)} bytes, expected at least {header}")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    size = int(np.prod(shape, dtype=np.int64))
-    if size > MAX_PAYLOAD:
-        raise DataError(f"{name}: header claims shape {shape} ({size} bytes), over the limit")
-    if len(raw) - header != size:
-        what = "truncated" if len(raw) - header < size else "trailing bytes"
-        raise DataError(
-            f"{name}: {what}: header claims shape {shape} = {size} bytes of data, "
-            f"file holds {len(raw) - header}"
-        )
+    _check_size(shape, size, len(raw) - header, name)
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def _gunzip(path: str | os.PathLike, limit: int) -> bytes:
-    """Decompress in chunks, stopping one byte past ``limit`` (a gzip bomb costs nothing)."""
-    chunks, total = [], 0
-    with gzip.open(path, "rb") as f:
-        while total <= limit and (chunk := f.read(1 << 20)):
-            chunks.append(chunk)
-            total += len(chunk)
-    return b"".join(chunks)
+_CHUNK = 1 << 16
 
 
 def read_idx(
     path: str | os.PathLike, ndim: int, expected_sha256: str | None = None, name: str | None = None
 ) -> np.ndarray:
-    """Read a gzip-compressed IDX file; optionally check the SHA-256 of its decompressed bytes."""
+    """Read a gzip-compressed IDX file; optionally check the SHA-256 of its decompressed bytes.
+
+    The header is checked before the data is read, and the data is read in chunks as far as
+    the header says, plus one byte: memory grows with what the file really holds, never with
+    what its header claims, and a gzip bomb stops at the claimed size. Every defect (wrong
+    magic, wrong dimensions, a truncated or damaged stream, too much or too little data) is a
+    :class:`DataError` naming the file.
+    """
     name = name or str(path)
+    digest = hashlib.sha256()
     try:
-        raw = _gunzip(path, limit=MAX_PAYLOAD + 4 + 4 * ndim)
+        with gzip.open(path, "rb") as f:
+            head = f.read(4 + 4 * ndim)
+            shape, size = _check_header(head, ndim, name)
+            digest.update(head)
+            body = bytearray()
+            while len(body) <= size and (chunk := f.read(min(_CHUNK, size + 1 - len(body)))):
+                body += chunk
     except FileNotFoundError:
         raise DataError(f"{name}: no such file") from None
     except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as err:
         raise DataError(f"{name}: damaged gzip stream ({err or type(err).__name__})") from None
+    _check_size(shape, size, len(body), name, exact=False)
     if expected_sha256 is not None:
-        digest = hashlib.sha256(raw).hexdigest()
-        if digest != expected_sha256:
+        digest.update(body)
+        if digest.hexdigest() != expected_sha256:
             raise DataError(
-                f"{name}: SHA-256 of the decompressed file is {digest}, expected {expected_sha256} "
+                f"{name}: SHA-256 of the decompressed file is {digest.hexdigest()}, expected {expected_sha256} "
                 "(the official Fashion-MNIST release); the file is damaged or not Fashion-MNIST"
             )
-    return parse_idx(raw, ndim, name)
+    return np.frombuffer(body, dtype=np.uint8).reshape(shape)
 
 
 @dataclass
