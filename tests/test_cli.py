@@ -118,6 +118,9 @@ BAD = [
     (["--seed", "-1"], "--seed -1: invalid"),
     (["--val-size", "0"], "--val-size 0: invalid"),
     (["--threads", "0"], "--threads 0: invalid"),
+    (["--checkpoint-every", "-1"], "--checkpoint-every -1: invalid, expected an integer >= 0"),
+    (["--train-size", "40"], "--batch-size 50: invalid, expected at most the 40 training images"),
+    (["--train-size", "600"], "--train-size 600: invalid, expected at most the 500 training images (0: all)"),
 ]
 
 
@@ -143,6 +146,40 @@ def test_bad_options_exit_2_with_message_and_write_nothing(extra, message, tiny_
 def test_other_bad_arguments(args, message, capsys, tmp_path):
     code, _, err = run_cli([*args, "--runs-root", str(tmp_path)] if args[0] != "check" else args, capsys)
     assert code == 2 and message in err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--resume", "/nonexistent/run"], "--resume /nonexistent/run: /nonexistent/run is not a droplab run"),
+        (["--resume", "r", "--lr", "0.5"], "--resume r goes on with the run's own configuration; --lr cannot"),
+        (["--resume", "r", "--out", "x"], "--out cannot be combined with it"),
+        (["--resume", "r", "--threads", "0"], "--threads 0: invalid, expected an integer >= 1"),
+    ],
+)
+def test_bad_resume_arguments(args, message, capsys):
+    code, _, err = run_cli(["train", *args], capsys)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_resume_of_a_finished_run_or_a_damaged_checkpoint(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli(["train", "--epochs", "1", "--data-dir", str(tiny_dir), "--out", str(out), *TINY], capsys)[0] == 0
+    code, _, err = run_cli(["train", "--resume", str(out), "--data-dir", str(tiny_dir), "--no-verify"], capsys)
+    assert code == 2 and "holds a finished run: nothing to resume" in err
+    (out / "summary.json").unlink()
+    (out / "checkpoint.pt").write_bytes(b"droplab-checkpoint 1 " + b"0" * 64 + b"\nnot torch")
+    code, _, err = run_cli(["train", "--resume", str(out), "--data-dir", str(tiny_dir), "--no-verify"], capsys)
+    assert code == 1 and "checkpoint.pt is damaged: SHA-256 of its contents is" in err and "Traceback" not in err
+
+
+def test_divergence_exits_3_and_says_what_to_do(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--model", "plain", "--lr", "1e6", "--data-dir", str(tiny_dir), "--out", str(out), *TINY]
+    code, _, err = run_cli(args, capsys)
+    assert code == 3 and "training diverged at epoch 1, step" in err and "try a smaller learning rate than 1e+06" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["step"] >= 1
 
 
 def test_missing_data_says_how_to_get_it(tmp_path, capsys):
