@@ -71,6 +71,53 @@ def test_an_interrupted_study_trains_only_what_is_missing(tiny_dir, tmp_path):
     assert _numbers(again) == _numbers(first)  # bit for bit: same seed, same threads
 
 
+def test_an_interrupted_job_goes_on_from_its_checkpoint_bit_for_bit(tiny_dir, tmp_path):
+    import signal
+
+    from droplab.data import load_fashion_mnist
+    from droplab.interrupt import StopRequest
+    from droplab.studies.engine import StudyInterrupted, run_job
+
+    data = load_fashion_mnist(tiny_dir, val_size=100, verify=False)
+    study = STUDIES["long-training"]
+    job = job_config(study, study.variants(True)[1], 0, 3, True, len(data.train_x))
+    whole = run_job(job, data)
+    stop, path = StopRequest(), tmp_path / "job.pt"
+    stop.signum = signal.SIGTERM  # as if the signal came during the first step
+    with pytest.raises(StudyInterrupted, match="interrupted by SIGTERM at epoch 1, step 1"):
+        run_job(job, data, path, stop)
+    resumed = run_job(job, data, path)
+    assert resumed["history"] == whole["history"]
+    assert {k: v for k, v in resumed["summary"].items() if k != "seconds"} == {
+        k: v for k, v in whole["summary"].items() if k != "seconds"
+    }
+    path.write_bytes(b"damaged")  # a damaged job checkpoint: the job starts over, same result
+    assert run_job(job, data, path)["history"] == whole["history"]
+
+
+def test_study_stopped_by_sigint_resumes_with_the_same_command(tiny_dir, tmp_path):
+    import signal
+    import sys
+    import time
+
+    out = tmp_path / "h"
+    cmd = [sys.executable, "-m", "droplab", "study", "long-training", "--quick", "--seeds", "2", "--epochs", "12",
+           "--data-dir", str(tiny_dir), "--no-verify", "--val-size", "100", "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((out / "runs").glob("*.json")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted by SIGINT" in err and "the same command resumes" in err and "Traceback" not in err
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    fresh = run_study(STUDIES["long-training"], tiny_dir, tmp_path / "fresh", epochs=12, **QUICK)
+    assert _numbers(json.loads((out / "study.json").read_text())) == _numbers(fresh)
+    assert list((out / "runs" / "partial").iterdir()) == []  # no job checkpoints left behind
+
+
 def _numbers(report: dict) -> dict:
     """Every measured number of a study's report except the seconds a run took."""
     return {

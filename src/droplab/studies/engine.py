@@ -20,6 +20,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +65,10 @@ PROBES = ("mc",)
 
 class StudyError(ValueError):
     """A study that cannot run as asked (a bad option, an output directory of another study)."""
+
+
+def _signame(signum: int) -> str:
+    return signal.Signals(signum).name
 
 
 class StudyInterrupted(Exception):
@@ -333,7 +338,7 @@ def _run_pool(todo, data, val_size, verify, threads, jobs, partial, stop, store_
                 for proc in list(getattr(pool, "_processes", {}).values()):  # the jobs under way
                     proc.terminate()  # SIGTERM: the worker checkpoints after its current step
         if stop.signum is not None:
-            raise StudyInterrupted(stop.signum, "interrupted; the jobs under way wrote checkpoints")
+            raise StudyInterrupted(stop.signum, f"interrupted by {_signame(stop.signum)}")
 
 
 def _load_result(path: Path, job: Mapping[str, Any]) -> dict | None:
@@ -417,7 +422,8 @@ def run_study(
                 store_result(name_seed, key, run_job(job, data, partial / f"{key}.pt", stop))
                 (partial / f"{key}.pt").unlink(missing_ok=True)
                 if stop.signum is not None and finished < len(todo):
-                    raise StudyInterrupted(stop.signum, f"interrupted after {finished} of {len(todo)} runs")
+                    why = f"interrupted by {_signame(stop.signum)} after {finished} of {len(todo)} runs"
+                    raise StudyInterrupted(stop.signum, why)
         elif todo:
             _run_pool(todo, data, val_size, verify, threads, jobs, partial, stop, store_result)
     wall = time.perf_counter() - start
