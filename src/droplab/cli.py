@@ -393,7 +393,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataError, CheckpointError, CheckpointWriteError) as err:
         parser.exit(1, f"droplab {args.command}: error: {err}\n")
     except Diverged as err:
-        where = f"; the last good checkpoint is in {err.directory}" if getattr(err, "directory", None) else ""
+        where = (
+            f"; the last good checkpoint is in {err.directory} (droplab train --resume would diverge the same way)"
+            if getattr(err, "directory", None)
+            else ""
+        )
         parser.exit(EXIT_DIVERGED, f"droplab {args.command}: error: {err}{where}\n")
     except Interrupted as err:
         how = f"; resume with: droplab train --resume {err.directory}" if getattr(err, "directory", None) else ""

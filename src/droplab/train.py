@@ -555,8 +555,8 @@ def _train_in(directory: Path, cfg: TrainConfig, data: FashionMNIST, state: dict
             })  # fmt: skip
             raise
         except Diverged as err:
-            err.directory = directory
             has_checkpoint = (directory / CHECKPOINT).exists()
+            err.directory = directory if has_checkpoint else None
             rundir.write_json(directory / "summary.json", {
                 "status": "diverged", "epoch": err.epoch, "step": err.step, "reason": err.what,
                 "last_checkpoint": str(directory / CHECKPOINT) if has_checkpoint else None,
