@@ -71,6 +71,21 @@ def test_an_interrupted_study_trains_only_what_is_missing(tiny_dir, tmp_path):
     assert _numbers(again) == _numbers(first)  # bit for bit: same seed, same threads
 
 
+def test_a_second_study_into_the_same_directory_is_refused_while_the_first_runs(tiny_dir, tmp_path):
+    import fcntl
+    import os
+
+    run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)
+    fd = os.open(tmp_path / "h" / ".droplab-study", os.O_RDONLY)  # as a running study holds it
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(StudyError, match="is in use by another droplab study"):
+            run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)
+    finally:
+        os.close(fd)
+    assert run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)["runs_trained"] == 0
+
+
 def test_an_interrupted_job_goes_on_from_its_checkpoint_bit_for_bit(tiny_dir, tmp_path):
     import signal
 
@@ -95,22 +110,27 @@ def test_an_interrupted_job_goes_on_from_its_checkpoint_bit_for_bit(tiny_dir, tm
     assert run_job(job, data, path)["history"] == whole["history"]
 
 
-def test_study_stopped_by_sigint_resumes_with_the_same_command(tiny_dir, tmp_path):
+@pytest.mark.parametrize("jobs, sig, code", [("1", "SIGINT", 130), ("2", "SIGTERM", 143)])
+def test_study_stopped_by_a_signal_resumes_with_the_same_command(jobs, sig, code, tiny_dir, tmp_path):
+    """SIGINT in one process; SIGTERM to the parent of a worker pool, which passes it on to
+    the workers under way: they checkpoint their jobs. The same command then finishes the
+    study, with the numbers of a study never interrupted."""
     import signal
     import sys
     import time
 
     out = tmp_path / "h"
     cmd = [sys.executable, "-m", "droplab", "study", "long-training", "--quick", "--seeds", "2", "--epochs", "12",
-           "--data-dir", str(tiny_dir), "--no-verify", "--val-size", "100", "--out", str(out)]  # fmt: skip
+           "--jobs", jobs, "--data-dir", str(tiny_dir), "--no-verify", "--val-size", "100",
+           "--out", str(out)]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not list((out / "runs").glob("*.json")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, sig))
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "interrupted by SIGINT" in err and "the same command resumes" in err and "Traceback" not in err
+    assert proc.returncode == code, err
+    assert f"interrupted by {sig}" in err and "the same command resumes" in err and "Traceback" not in err
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     whole = subprocess.run([*cmd[:-1], str(tmp_path / "whole")], capture_output=True, text=True, timeout=300)

@@ -14,7 +14,9 @@ unfinished ones absent.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import math
@@ -307,6 +309,20 @@ def _prepare_out(out: Path, study: str) -> None:
         raise StudyError(f"cannot write to {out}: {err.strerror or err}") from None
 
 
+@contextlib.contextmanager
+def _study_lock(out: Path):
+    """Hold ``out`` for this process while the study runs: a second study into it is refused."""
+    fd = os.open(out / ".droplab-study", os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StudyError(f"{out} is in use by another droplab study: wait, or choose another --out") from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def _run_pool(todo, data, val_size, verify, threads, jobs, partial, stop, store_result) -> None:
     """The jobs on a pool of spawned workers; on a signal, the workers checkpoint and stop too."""
     ctx = multiprocessing.get_context("spawn")  # numba's and torch's thread pools do not survive fork
@@ -381,104 +397,105 @@ def run_study(
     store = Path(store) if store is not None else out / "runs"
     data = load_fashion_mnist(data_dir, val_size=val_size, verify=verify)  # checks the data before any work
     _prepare_out(out, study.name)
-    store.mkdir(parents=True, exist_ok=True)
+    with _study_lock(out):
+        store.mkdir(parents=True, exist_ok=True)
 
-    threads = 1 if jobs > 1 else torch.get_num_threads()
-    variants = study.variants(quick)
-    seed_list = list(range(seeds))
-    todo, done = {}, {}
-    for v in variants:
-        for s in seed_list:
-            job = job_config(study, v, s, epochs, quick, len(data.train_x))
-            job["train"]["threads"] = threads
-            job["train"]["val_size"] = val_size
-            key = config_key(job)
-            found = _load_result(store / f"{key}.json", job)
-            if found is not None:
-                done[v.name, s] = found
-            else:
-                todo[v.name, s] = (key, job)
-    log(f"{study.name}: {len(variants)} configurations x {seeds} seeds = {len(done) + len(todo)} runs "
-        f"({len(done)} already in {store}), {min(jobs, max(len(todo), 1))} worker(s)")  # fmt: skip
+        threads = 1 if jobs > 1 else torch.get_num_threads()
+        variants = study.variants(quick)
+        seed_list = list(range(seeds))
+        todo, done = {}, {}
+        for v in variants:
+            for s in seed_list:
+                job = job_config(study, v, s, epochs, quick, len(data.train_x))
+                job["train"]["threads"] = threads
+                job["train"]["val_size"] = val_size
+                key = config_key(job)
+                found = _load_result(store / f"{key}.json", job)
+                if found is not None:
+                    done[v.name, s] = found
+                else:
+                    todo[v.name, s] = (key, job)
+        log(f"{study.name}: {len(variants)} configurations x {seeds} seeds = {len(done) + len(todo)} runs "
+            f"({len(done)} already in {store}), {min(jobs, max(len(todo), 1))} worker(s)")  # fmt: skip
 
-    start = time.perf_counter()
-    finished = 0
+        start = time.perf_counter()
+        finished = 0
 
-    def store_result(name_seed, key, result) -> None:
-        nonlocal finished
-        rundir.write_json(store / f"{key}.json", result)
-        result = json.loads((store / f"{key}.json").read_text())  # as a resumed study will see it
-        done[name_seed] = result
-        finished += 1
-        s = result["summary"]
-        log(f"  [{finished}/{len(todo)}] {name_seed[0]}, seed {name_seed[1]}: val acc {100 * s['val_acc']:.2f}%, "
-            f"{s['seconds']:.1f} s")  # fmt: skip
+        def store_result(name_seed, key, result) -> None:
+            nonlocal finished
+            rundir.write_json(store / f"{key}.json", result)
+            result = json.loads((store / f"{key}.json").read_text())  # as a resumed study will see it
+            done[name_seed] = result
+            finished += 1
+            s = result["summary"]
+            log(f"  [{finished}/{len(todo)}] {name_seed[0]}, seed {name_seed[1]}: val acc {100 * s['val_acc']:.2f}%, "
+                f"{s['seconds']:.1f} s")  # fmt: skip
 
-    partial = store / "partial"  # checkpoints of jobs under way: a killed study goes on from them
-    partial.mkdir(exist_ok=True)
-    with StopRequest() as stop:
-        if todo and jobs == 1:
-            for name_seed, (key, job) in todo.items():
-                store_result(name_seed, key, run_job(job, data, partial / f"{key}.pt", stop))
-                (partial / f"{key}.pt").unlink(missing_ok=True)
-                if stop.signum is not None and finished < len(todo):
-                    why = f"interrupted by {_signame(stop.signum)} after {finished} of {len(todo)} runs"
-                    raise StudyInterrupted(stop.signum, why)
-        elif todo:
-            _run_pool(todo, data, val_size, verify, threads, jobs, partial, stop, store_result)
-    wall = time.perf_counter() - start
+        partial = store / "partial"  # checkpoints of jobs under way: a killed study goes on from them
+        partial.mkdir(exist_ok=True)
+        with StopRequest() as stop:
+            if todo and jobs == 1:
+                for name_seed, (key, job) in todo.items():
+                    store_result(name_seed, key, run_job(job, data, partial / f"{key}.pt", stop))
+                    (partial / f"{key}.pt").unlink(missing_ok=True)
+                    if stop.signum is not None and finished < len(todo):
+                        why = f"interrupted by {_signame(stop.signum)} after {finished} of {len(todo)} runs"
+                        raise StudyInterrupted(stop.signum, why)
+            elif todo:
+                _run_pool(todo, data, val_size, verify, threads, jobs, partial, stop, store_result)
+        wall = time.perf_counter() - start
 
-    results = Results(study, variants, seed_list, done)
-    analysis = study.analyze(results)
-    report = {
-        "study": study.name,
-        "title": study.title,
-        "question": study.question,
-        "seeds": seed_list,
-        "quick": quick,
-        "droplab": __version__,
-        "wall_seconds": wall,
-        "runs": len(done),
-        "runs_trained": len(todo),
-        "train_seconds": sum(r["summary"]["seconds"] for r in done.values()),  # all runs, whenever trained
-        "claims": [
-            {
-                "text": c.text,
-                "mean": c.interval.mean,
-                "low": c.interval.low,
-                "high": c.interval.high,
-                "n": c.interval.n,
-                "unit": c.unit,
-                "verdict": c.verdict,
-                "line": c.line(),
-            }
-            for c in analysis.claims
-        ],  # fmt: skip
-        "tables": [dataclasses.asdict(t) for t in analysis.tables],
-        "notes": analysis.notes,
-        "figures": [f"{stem}.png" for stem in analysis.figures],
-        "variants": {
-            v.name: {
-                "config": json.loads(json.dumps(done[v.name, 0]["job"])),
-                "per_seed": [
-                    {
-                        "seed": s,
-                        "key": config_key(done[v.name, s]["job"]),
-                        "summary": done[v.name, s]["summary"],
-                        "history": done[v.name, s]["history"],
-                        "probes": done[v.name, s]["probes"],
-                    }
-                    for s in seed_list
-                ],
-            }
-            for v in variants
-        },  # fmt: skip
-    }
-    for stem, fig in analysis.figures.items():
-        rundir.save_figure(out / f"{stem}.png", fig)
-    rundir.write_json(out / "study.json", report)
-    rundir.write_text(out / "summary.md", summary_markdown(report, analysis))
-    return report
+        results = Results(study, variants, seed_list, done)
+        analysis = study.analyze(results)
+        report = {
+            "study": study.name,
+            "title": study.title,
+            "question": study.question,
+            "seeds": seed_list,
+            "quick": quick,
+            "droplab": __version__,
+            "wall_seconds": wall,
+            "runs": len(done),
+            "runs_trained": len(todo),
+            "train_seconds": sum(r["summary"]["seconds"] for r in done.values()),  # all runs, whenever trained
+            "claims": [
+                {
+                    "text": c.text,
+                    "mean": c.interval.mean,
+                    "low": c.interval.low,
+                    "high": c.interval.high,
+                    "n": c.interval.n,
+                    "unit": c.unit,
+                    "verdict": c.verdict,
+                    "line": c.line(),
+                }
+                for c in analysis.claims
+            ],  # fmt: skip
+            "tables": [dataclasses.asdict(t) for t in analysis.tables],
+            "notes": analysis.notes,
+            "figures": [f"{stem}.png" for stem in analysis.figures],
+            "variants": {
+                v.name: {
+                    "config": json.loads(json.dumps(done[v.name, 0]["job"])),
+                    "per_seed": [
+                        {
+                            "seed": s,
+                            "key": config_key(done[v.name, s]["job"]),
+                            "summary": done[v.name, s]["summary"],
+                            "history": done[v.name, s]["history"],
+                            "probes": done[v.name, s]["probes"],
+                        }
+                        for s in seed_list
+                    ],
+                }
+                for v in variants
+            },  # fmt: skip
+        }
+        for stem, fig in analysis.figures.items():
+            rundir.save_figure(out / f"{stem}.png", fig)
+        rundir.write_json(out / "study.json", report)
+        rundir.write_text(out / "summary.md", summary_markdown(report, analysis))
+        return report
 
 
 def summary_markdown(report: Mapping[str, Any], analysis: Analysis) -> str:
