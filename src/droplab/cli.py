@@ -21,12 +21,11 @@ from . import __version__
 from .checkpoint import CheckpointError
 from .data import DataError, load_fashion_mnist
 from .functional import IMPLEMENTATIONS
-from .interrupt import Interrupted, exit_status
+from .interrupt import Interrupted, StudyInterrupted, exit_status
 from .models import MODEL_NAMES, NORMS
 from .noise import NOISE_KINDS
 from .recipes import RECIPES, recipe
 from .rundir import RunDirError
-from .studies.engine import StudyInterrupted
 from .train import OPTIMIZERS, SCHEDULES, CheckpointWriteError, ConfigError, Diverged, TrainConfig, check_batch_size
 
 EXIT_USAGE = 2

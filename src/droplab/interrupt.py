@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import threading
 
-__all__ = ["StopRequest", "Interrupted", "exit_status"]
+__all__ = ["StopRequest", "Interrupted", "StudyInterrupted", "exit_status"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -27,6 +27,17 @@ class Interrupted(Exception):
     def __init__(self, signum: int, where: str) -> None:
         self.signum, self.where = signum, where
         super().__init__(f"interrupted by {signal.Signals(signum).name} {where}")
+
+
+class StudyInterrupted(Exception):
+    """SIGINT/SIGTERM stopped a study; its finished runs and the running jobs' checkpoints stay in the store."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(signum, message)  # picklable: a worker's exception crosses to the parent
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return self.args[1]
 
 
 class StopRequest:

@@ -44,7 +44,7 @@ from ..ensemble import (
     predict_scaled,
     reliability,
 )
-from ..interrupt import Interrupted, StopRequest
+from ..interrupt import Interrupted, StopRequest, StudyInterrupted
 from ..stats import Interval, mean_interval, paired_interval, verdict
 from ..train import TrainConfig, fit
 
@@ -71,17 +71,6 @@ class StudyError(ValueError):
 
 def _signame(signum: int) -> str:
     return signal.Signals(signum).name
-
-
-class StudyInterrupted(Exception):
-    """SIGINT/SIGTERM stopped a study; its finished runs and the running jobs' checkpoints stay in the store."""
-
-    def __init__(self, signum: int, message: str) -> None:
-        super().__init__(signum, message)  # picklable: a worker's exception crosses to the parent
-        self.signum = signum
-
-    def __str__(self) -> str:
-        return self.args[1]
 
 
 @dataclass(frozen=True)
