@@ -7,7 +7,7 @@ import pytest
 from conftest import idx_bytes, make_images, write_dataset, write_gz
 
 from droplab import data
-from droplab.data import DataError, find_data_dir, load_fashion_mnist, parse_idx, read_idx
+from droplab.data import FILES, DataError, find_data_dir, load_fashion_mnist, parse_idx, read_idx
 
 
 def test_parse_generated_files_roundtrip(tmp_path):
@@ -115,7 +115,7 @@ def test_verification_on_by_default_rejects_non_official(tiny_dir):
 
 @pytest.mark.parametrize("val_size", [0, 600, -3])
 def test_bad_val_size(tiny_dir, val_size):
-    with pytest.raises(DataError, match=f"val_size must be between 1 and 599.*got {val_size}"):
+    with pytest.raises(DataError, match=f"val_size = {val_size} is invalid: expected an integer from 1 to 599"):
         load_fashion_mnist(tiny_dir, val_size=val_size, verify=False)
 
 
@@ -169,3 +169,51 @@ def test_no_download_when_disabled(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "no-debian")
     with pytest.raises(DataError, match="download is off"):
         find_data_dir(download=False)
+
+
+# --- provenance and inconsistent data ---------------------------------------------------
+
+
+def test_digest_names_the_data_trained_on(tiny_dir, tmp_path):
+    from conftest import write_dataset
+
+    from droplab.data import OFFICIAL_DIGEST
+
+    a = load_fashion_mnist(tiny_dir, val_size=100, verify=False)
+    assert set(a.sha256) == {f[:-3] for f, _ in FILES.values()}
+    assert len(a.digest) == 64 and a.digest != OFFICIAL_DIGEST
+    assert load_fashion_mnist(tiny_dir, val_size=100, verify=False).digest == a.digest  # a function of the bytes
+    other = write_dataset(tmp_path / "other", n_train=600, n_test=201)  # one more test image
+    assert load_fashion_mnist(other, val_size=100, verify=False).digest != a.digest
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_a_data_path_that_is_not_a_file_is_named_as_such(tiny_dir, kind):
+    import os
+
+    target = tiny_dir / FILES["test_labels"][0]
+    target.unlink()
+    target.mkdir() if kind == "directory" else os.mkfifo(target)
+    with pytest.raises(DataError, match=f"t10k-labels-idx1-ubyte.gz is a {'directory' if kind == 'directory' else 'FIFO'}"
+                       ", not a regular file") as err:  # fmt: skip
+        find_data_dir(tiny_dir)
+    assert "missing" not in str(err.value).lower()
+
+
+def test_images_of_another_size_are_refused_before_training(tmp_path):
+    from conftest import idx_bytes, write_dataset, write_gz
+
+    d = write_dataset(tmp_path / "d")
+    write_gz(d / FILES["test_images"][0], idx_bytes(np.zeros((200, 27, 28), np.uint8)))
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz: images of 27x28 pixels, expected 28x28"):
+        load_fashion_mnist(d, val_size=100, verify=False)
+
+
+def test_zero_test_images_are_refused(tmp_path):
+    from conftest import idx_bytes, write_dataset, write_gz
+
+    d = write_dataset(tmp_path / "d")
+    write_gz(d / FILES["test_images"][0], idx_bytes(np.zeros((0, 28, 28), np.uint8)))
+    write_gz(d / FILES["test_labels"][0], idx_bytes(np.zeros((0,), np.uint8)))
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz: holds no images, expected at least 1"):
+        load_fashion_mnist(d, val_size=100, verify=False)

@@ -26,6 +26,7 @@ def test_official_files_verify_and_split(fmnist):
     assert fmnist.train_x.shape == (55000, 784) and fmnist.val_x.shape == (5000, 784)
     assert fmnist.test_x.shape == (10000, 784)
     assert sorted(fmnist.test_y.bincount().tolist()) == [1000] * 10
+    assert fmnist.digest == data.OFFICIAL_DIGEST and fmnist.sha256 == data.SHA256
 
 
 def test_lecture_model_two_epochs_reaches_75_percent(fmnist):

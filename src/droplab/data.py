@@ -21,11 +21,12 @@ import gzip
 import hashlib
 import math
 import os
+import stat
 import struct
 import tempfile
 import urllib.request
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +37,14 @@ __all__ = [
     "FILES",
     "SHA256",
     "DataError",
+    "SplitError",
     "FashionMNIST",
     "find_data_dir",
     "load_fashion_mnist",
     "read_idx",
     "parse_idx",
+    "data_digest",
+    "OFFICIAL_DIGEST",
 ]
 
 CLASS_NAMES = (
@@ -63,6 +67,27 @@ SHA256 = {
     "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
     "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 }
+
+
+
+def data_digest(sha256: dict[str, str]) -> str:
+    """One SHA-256 for a data set from its files' SHA-256s (decompressed): the data's identity.
+
+    It names what a run trained on: a run's record carries it, a study's runs are keyed by it,
+    and a run is resumed only on data with the same digest.
+
+    Examples::
+
+        >>> data_digest(SHA256) == OFFICIAL_DIGEST
+        True
+        >>> data_digest({**SHA256, "t10k-labels-idx1-ubyte": "0" * 64}) == OFFICIAL_DIGEST
+        False
+    """
+    text = "".join(f"{name} {sha256[name]}\n" for name in sorted(sha256))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+OFFICIAL_DIGEST = data_digest(SHA256)  # the official release's
 
 URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -97,6 +122,20 @@ def _how_to_get(looked: list[Path], reason: str) -> str:
     )
 
 
+def _what_is(path: Path) -> str:
+    """Why ``path`` is not a data file: missing, or what it is instead of a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return f"{path.name} is missing"
+    except OSError as err:
+        return f"{path.name} cannot be read ({err.strerror})"
+    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")]  # fmt: skip
+    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+    return f"{path.name} is {kind}, not a regular file"
+
+
 def find_data_dir(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
     """The directory holding the four files, downloading them into the cache if needed."""
     explicit = data_dir if data_dir is not None else os.environ.get("DROPLAB_DATA") or None
@@ -104,8 +143,10 @@ def find_data_dir(data_dir: str | os.PathLike | None = None, download: bool = Tr
         directory = Path(explicit).expanduser()
         if has_all(directory):
             return directory
-        missing = [f for f, _ in FILES.values() if not (directory / f).is_file()]
-        raise DataError(_how_to_get([directory], f"Missing in {directory}: {', '.join(missing)}."))
+        if directory.exists() and not directory.is_dir():
+            raise DataError(f"data directory {directory} is not a directory")
+        problems = [_what_is(directory / f) for f, _ in FILES.values() if not (directory / f).is_file()]
+        raise DataError(_how_to_get([directory], f"In {directory}: {'; '.join(problems)}."))
     looked = [cache_dir(), DEBIAN_DIR]
     for directory in looked:
         if has_all(directory):
@@ -192,6 +233,13 @@ def read_idx(
     magic, wrong dimensions, a truncated or damaged stream, too much or too little data) is a
     :class:`DataError` naming the file.
     """
+    return _read_idx(path, ndim, expected_sha256, name)[0]
+
+
+def _read_idx(
+    path: str | os.PathLike, ndim: int, expected_sha256: str | None = None, name: str | None = None
+) -> tuple[np.ndarray, str]:
+    """:func:`read_idx`, and the SHA-256 of the decompressed file."""
     name = name or str(path)
     digest = hashlib.sha256()
     try:
@@ -204,17 +252,26 @@ def read_idx(
                 body += chunk
     except FileNotFoundError:
         raise DataError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{name}: is a directory, not a data file") from None
     except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as err:
         raise DataError(f"{name}: damaged gzip stream ({err or type(err).__name__})") from None
     _check_size(shape, size, len(body), name, exact=False)
-    if expected_sha256 is not None:
-        digest.update(body)
-        if digest.hexdigest() != expected_sha256:
-            raise DataError(
-                f"{name}: SHA-256 of the decompressed file is {digest.hexdigest()}, expected {expected_sha256} "
-                "(the official Fashion-MNIST release); the file is damaged or not Fashion-MNIST"
-            )
-    return np.frombuffer(body, dtype=np.uint8).reshape(shape)
+    digest.update(body)
+    if expected_sha256 is not None and digest.hexdigest() != expected_sha256:
+        raise DataError(
+            f"{name}: SHA-256 of the decompressed file is {digest.hexdigest()}, expected {expected_sha256} "
+            "(the official Fashion-MNIST release); the file is damaged or not Fashion-MNIST"
+        )
+    return np.frombuffer(body, dtype=np.uint8).reshape(shape), digest.hexdigest()
+
+
+class SplitError(DataError):
+    """A validation split the data cannot give: ``field``, ``value`` and ``accepted`` say why."""
+
+    def __init__(self, field: str, value, accepted: str) -> None:
+        self.field, self.value, self.accepted = field, value, accepted
+        super().__init__(f"{field} = {value!r} is invalid: expected {accepted}")
 
 
 @dataclass
@@ -228,24 +285,41 @@ class FashionMNIST:
     test_x: torch.Tensor
     test_y: torch.Tensor
     source: str
+    sha256: dict[str, str] = field(default_factory=dict)  # decompressed file -> its SHA-256
     class_names: tuple[str, ...] = CLASS_NAMES
 
+    @property
+    def digest(self) -> str:
+        """The identity of the data trained on (:func:`data_digest` of the files' SHA-256s)."""
+        return data_digest(self.sha256)
 
-def _load_pair(directory: Path, split: str, verify: bool) -> tuple[np.ndarray, np.ndarray]:
-    arrays = []
+
+IMAGE_SHAPE = (28, 28)  # the models take 784 inputs
+
+
+def _load_pair(directory: Path, split: str, verify: bool) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+    arrays, sha = [], {}
     for kind in ("images", "labels"):
         file, ndim = FILES[f"{split}_{kind}"]
-        sha = SHA256[file[:-3]] if verify else None
-        arrays.append(read_idx(directory / file, ndim, sha, name=str(directory / file)))
+        expected = SHA256[file[:-3]] if verify else None
+        array, sha[file[:-3]] = _read_idx(directory / file, ndim, expected, name=str(directory / file))
+        arrays.append(array)
     images, labels = arrays
+    if images.shape[1:] != IMAGE_SHAPE:
+        raise DataError(
+            f"{directory / FILES[split + '_images'][0]}: images of {images.shape[1]}x{images.shape[2]} pixels, "
+            f"expected {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]} (Fashion-MNIST's)"
+        )
     if len(images) != len(labels):
         raise DataError(f"{directory}: {split} set has {len(images)} images but {len(labels)} labels")
-    if labels.size and labels.max() >= NUM_CLASSES:
+    if len(images) == 0:
+        raise DataError(f"{directory / FILES[split + '_images'][0]}: holds no images, expected at least 1")
+    if labels.max() >= NUM_CLASSES:
         raise DataError(
             f"{directory / FILES[split + '_labels'][0]}: label {int(labels.max())} "
             f"outside 0..{NUM_CLASSES - 1}"
         )
-    return images, labels
+    return images, labels, sha
 
 
 def load_fashion_mnist(
@@ -265,13 +339,11 @@ def load_fashion_mnist(
         download: download into the user cache when no copy is found.
     """
     directory = find_data_dir(data_dir, download=download)
-    train_images, train_labels = _load_pair(directory, "train", verify)
-    test_images, test_labels = _load_pair(directory, "test", verify)
+    train_images, train_labels, sha = _load_pair(directory, "train", verify)
+    test_images, test_labels, sha_test = _load_pair(directory, "test", verify)
     if not 1 <= val_size < len(train_images):
-        raise DataError(
-            f"val_size must be between 1 and {len(train_images) - 1} (training images in "
-            f"{directory}), got {val_size}"
-        )
+        accepted = f"an integer from 1 to {len(train_images) - 1} (the data in {directory} has "
+        raise SplitError("val_size", val_size, accepted + f"{len(train_images)} training images)")
 
     def to_x(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a.reshape(len(a), -1).astype(np.float32) / 255.0)
@@ -284,5 +356,5 @@ def load_fashion_mnist(
     val, train = perm[:val_size], perm[val_size:]
     return FashionMNIST(
         train_x=x[train], train_y=y[train], val_x=x[val], val_y=y[val],
-        test_x=to_x(test_images), test_y=to_y(test_labels), source=str(directory),
+        test_x=to_x(test_images), test_y=to_y(test_labels), source=str(directory), sha256={**sha, **sha_test},
     )  # fmt: skip

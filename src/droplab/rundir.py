@@ -33,11 +33,13 @@ __all__ = [
     "claim_dir",
     "lock_dir",
     "release_dir",
+    "abandon_dir",
     "new_run_dir",
 ]
 
 MARKER = ".droplab"
 _held: dict[Path, int] = {}  # run directories this process holds: their locked marker's descriptor
+_created: set[Path] = set()  # and those of them it created
 
 
 class RunDirError(OSError):
@@ -126,12 +128,24 @@ def claim_dir(path: str | os.PathLike) -> Path:
     :func:`lock_dir` tells a live run from a dead one.
     """
     path = Path(path)
+    try:
+        return _claim(path)
+    except RunDirError:
+        raise
+    except OSError as err:  # a name too long, a component that is a file, a loop of links...
+        raise RunDirError(f"cannot use {path} as an output directory: {err.strerror or err}") from None
+
+
+def _claim(path: Path) -> Path:
     if path.exists() and not path.is_dir():
         raise RunDirError(f"output path {path} exists and is not a directory")
+    created = not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise RunDirError(f"cannot create output directory {path}: {err.strerror}") from None
+    if created:
+        _created.add(path.resolve())
     if any(p.name != MARKER for p in path.iterdir()):
         raise RunDirError(
             f"output directory {path} already holds results; droplab never overwrites a run "
@@ -182,8 +196,29 @@ def lock_dir(path: str | os.PathLike) -> Path:
 def release_dir(path: str | os.PathLike) -> None:
     """Give up this process's lock on a run directory (claimed or locked)."""
     fd = _held.pop(Path(path).resolve(), None)
+    _created.discard(Path(path).resolve())
     if fd is not None:
         os.close(fd)
+
+
+def abandon_dir(path: str | os.PathLike, files: Iterable[str] = ()) -> bool:
+    """Undo a claim that produced nothing worth keeping: when ``path`` holds only its marker and
+    ``files``, remove them (and the directory, if the claim created it) and release it.
+    Returns whether it did; a directory holding anything else is left as it is, released."""
+    path = Path(path)
+    keep = {MARKER, *files}
+    try:
+        if any(p.name not in keep for p in path.iterdir()):
+            return False
+        created = path.resolve() in _created
+        for name in files:
+            (path / name).unlink(missing_ok=True)
+        (path / MARKER).unlink(missing_ok=True)
+        if created:
+            path.rmdir()
+        return True
+    finally:
+        release_dir(path)
 
 
 def new_run_dir(root: str | os.PathLike, name: str) -> Path:
@@ -192,8 +227,11 @@ def new_run_dir(root: str | os.PathLike, name: str) -> Path:
     base = Path(root) / f"{name}-{stamp}"
     for i in range(1, 1000):
         candidate = base if i == 1 else base.with_name(f"{base.name}-{i}")
-        if candidate.exists():
-            continue
+        try:
+            if candidate.exists():
+                continue
+        except OSError as err:
+            raise RunDirError(f"cannot use {candidate} as an output directory: {err.strerror or err}") from None
         try:
             return claim_dir(candidate)
         except RunDirError:

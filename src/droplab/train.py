@@ -35,12 +35,13 @@ from .checkpoint import FILENAME as CHECKPOINT
 from .checkpoint import CheckpointError, rng_state, set_rng_state
 from .checkpoint import load as load_checkpoint
 from .checkpoint import save as save_checkpoint_file
-from .data import FashionMNIST
+from .data import DataError, FashionMNIST
 from .functional import IMPLEMENTATIONS as DROPOUT_IMPLS
 from .interrupt import Interrupted, StopRequest
 from .models import MODEL_NAMES, NORMS, build_model
 from .noise import NOISE_KINDS, max_norm_
 from .progress import TrainProgress
+from .state import check_state
 
 __all__ = ["ConfigError", "Diverged", "TrainConfig", "RunResult", "fit", "evaluate", "run", "resume", "METRICS"]
 
@@ -51,6 +52,7 @@ PROBE_SIZE = 2000  # validation images the activation variances are measured on
 _SHUFFLE_STREAM = 0x5DEECE66D  # offsets the shuffling seed from the global generator's
 _SUBSET_STREAM = 0x2545F4914F6CDD1D  # and the training subset's
 _AUGMENT_STREAM = 0x61C8864680B583EB  # and the augmentation's
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # the weights are float32: larger factors overflow
 
 
 class ConfigError(ValueError):
@@ -128,14 +130,14 @@ class TrainConfig:
             raise bad("epochs", "an integer >= 1")
         if not is_int(self.batch_size) or self.batch_size < 1:
             raise bad("batch_size", "an integer >= 1")
-        if not is_real(self.lr) or not math.isfinite(self.lr) or self.lr <= 0:
-            raise bad("lr", "a finite number > 0")
+        if not is_real(self.lr) or not 0 < self.lr <= FLOAT32_MAX:
+            raise bad("lr", f"a number > 0 and at most {FLOAT32_MAX:.4g} (the largest float32)")
         if self.optimizer not in OPTIMIZERS:
             raise bad("optimizer", "one of " + ", ".join(OPTIMIZERS))
         if not is_real(self.momentum) or not 0.0 <= self.momentum < 1.0:
             raise bad("momentum", "a number in [0, 1)")
-        if not is_real(self.weight_decay) or not 0.0 <= self.weight_decay < math.inf:
-            raise bad("weight_decay", "a finite number >= 0")
+        if not is_real(self.weight_decay) or not 0.0 <= self.weight_decay <= FLOAT32_MAX:
+            raise bad("weight_decay", f"a number >= 0 and at most {FLOAT32_MAX:.4g} (the largest float32)")
         if not is_int(self.seed) or not 0 <= self.seed < 2**63:
             raise bad("seed", "an integer in [0, 2**63)")
         if not is_int(self.val_size) or self.val_size < 1:
@@ -154,8 +156,8 @@ class TrainConfig:
             raise bad("model", "mlp when noise or norm is set")
         if self.noise == "gaussian" and any(p == 1.0 for p in self.dropout):
             raise bad("dropout", "probabilities in [0, 1) for gaussian noise (p = 1: infinite variance)")
-        if not is_real(self.max_norm) or not 0.0 <= self.max_norm < math.inf:
-            raise bad("max_norm", "a finite number >= 0 (0: off)")
+        if not is_real(self.max_norm) or not 0.0 <= self.max_norm <= FLOAT32_MAX:
+            raise bad("max_norm", f"a number >= 0 and at most {FLOAT32_MAX:.4g} (0: off)")
         if not is_int(self.train_size) or self.train_size < 0:
             raise bad("train_size", "an integer >= 0 (0: all training images)")
         if not is_int(self.eval_train_size) or self.eval_train_size < 0:
@@ -290,8 +292,12 @@ class Diverged(RuntimeError):
         )
 
 
+class DataMismatch(DataError):
+    """A run resumed on other data than it started on."""
+
+
 class CheckpointWriteError(OSError):
-    """A checkpoint could not be written (disk full, permissions); the previous one is intact."""
+    """A checkpoint could not be written (disk full, permissions); the previous one, if any, is intact."""
 
 
 def _nonfinite_gradient(model: nn.Module) -> str | None:
@@ -304,39 +310,6 @@ def _nonfinite_gradient(model: nn.Module) -> str | None:
         return None
     bad = next(i for i in range(len(named)) if not torch.isfinite(worst[i]))
     return f"gradient of {named[bad][0]} is {worst[bad].item()}"
-
-
-_RUN_ONLY = ("threads", "checkpoint_every")  # fields that do not change what a run computes
-
-
-def _check_resumable(state: dict, cfg: TrainConfig) -> None:
-    """Refuse a checkpoint written for another configuration (the model would not fit, or worse, would)."""
-    needed = ("config", "epoch", "next_i", "order", "model", "optimizer", "rng", "history", "shuffle", "augment")
-    missing = [k for k in needed if k not in state]
-    if missing:
-        raise CheckpointError(f"checkpoint lacks {', '.join(missing)}: not written by this version of droplab")
-    saved = json.loads(json.dumps(state["config"], default=list))
-    wanted = json.loads(json.dumps(cfg.to_dict(), default=list))
-    differ = [k for k in sorted(set(saved) | set(wanted)) if k not in _RUN_ONLY and saved.get(k) != wanted.get(k)]
-    if differ:
-        shown = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, run {wanted.get(k)!r}" for k in differ)
-        raise CheckpointError(f"checkpoint was written for another configuration ({shown})")
-
-
-def _check_shapes(model: nn.Module, saved: dict) -> None:
-    """Refuse weights of another architecture with one line per difference, not torch's traceback."""
-    mine = model.state_dict()
-    if not isinstance(saved, dict):
-        raise CheckpointError("checkpoint does not fit the configured model: no weights in it")
-    diffs = [f"{k} missing" for k in mine if k not in saved] + [f"{k} unexpected" for k in saved if k not in mine]
-    diffs += [
-        f"{k}: checkpoint {tuple(saved[k].shape)}, model {tuple(v.shape)}"
-        for k, v in mine.items()
-        if k in saved and (not isinstance(saved[k], torch.Tensor) or saved[k].shape != v.shape)
-    ]
-    if diffs:
-        more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""
-        raise CheckpointError(f"checkpoint does not fit the configured model: {'; '.join(diffs[:3])}{more}")
 
 
 def fit(
@@ -388,8 +361,9 @@ def fit(
     # where the run stands: the next epoch and batch, that epoch's order and running loss
     first_epoch, next_i, order, loss_sum, step, history, elapsed = 1, 0, None, 0.0, 0, [], 0.0
     if resume is not None:
-        _check_resumable(resume, cfg)
-        _check_shapes(model, resume["model"])
+        evaluated = [e for e in range(1, cfg.epochs + 1) if e % cfg.eval_every == 0 or e == cfg.epochs]
+        check_state(resume, cfg.to_dict(), n_train=n, batches=batches_per_epoch(cfg, n), eval_epochs=evaluated,
+                    model=model, optimizer=optimizer, scheduler=scheduler, data_digest=data.digest)  # fmt: skip
         try:
             model.load_state_dict(resume["model"])
             optimizer.load_state_dict(resume["optimizer"])
@@ -416,14 +390,15 @@ def fit(
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "shuffle": shuffle.get_state(), "augment": augment.get_state(), "rng": rng_state(),
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(), "data_sha256": data.digest,
         }  # fmt: skip
+        had_one = Path(checkpoint).exists()
         try:
             save_checkpoint_file(checkpoint, state)
         except OSError as err:
             why = err.strerror or str(err)
-            message = f"cannot write {checkpoint}: {why}; the previous one is intact"
-            raise CheckpointWriteError(err.errno, message) from None
+            kept = "the previous one is intact" if had_one else "there was none before it: the run starts over"
+            raise CheckpointWriteError(err.errno, f"cannot write {checkpoint}: {why}; {kept}") from None
 
     start = time.perf_counter() - elapsed
     for epoch in range(first_epoch, cfg.epochs + 1):
@@ -487,6 +462,7 @@ def fit(
         "seed": cfg.seed,
         "threads": torch.get_num_threads(),
         "data": data.source,
+        "data_sha256": data.digest,
         "versions": {
             "droplab": __version__,
             "torch": torch.__version__,
@@ -526,7 +502,8 @@ def _checkpoint_bytes(cfg: TrainConfig, n_train: int) -> int:
     return 4 * params * (1 + buffers) + 8 * n_train + (1 << 16)
 
 
-def _check_space(directory: Path, cfg: TrainConfig, n_train: int) -> None:
+def _check_resources(directory: Path, cfg: TrainConfig, n_train: int) -> None:
+    """Refuse, before any work, a run the disk or the memory cannot hold."""
     need = 3 * _checkpoint_bytes(cfg, n_train) + (1 << 20)  # a checkpoint, its next version, model.pt
     free = shutil.disk_usage(directory).free
     if free < need:
@@ -582,53 +559,86 @@ def run(
     SIGINT/SIGTERM stop it at a safe point (``Interrupted``); :func:`resume` goes on.
     """
     cfg.validate()
-    existed = out is not None and Path(out).exists()
+    check_batch_size(cfg, data)
     directory = rundir.claim_dir(out) if out is not None else rundir.new_run_dir(runs_root, cfg.model)
     try:
-        try:
-            _check_space(directory, cfg, cfg.train_size or len(data.train_x))
-        except rundir.RunDirError:
-            rundir.release_dir(directory)
-            (directory / rundir.MARKER).unlink()
-            if not existed:
-                directory.rmdir()
-            raise
+        _check_resources(directory, cfg, cfg.train_size or len(data.train_x))
         rundir.write_json(
             directory / "config.json",
-            {**cfg.to_dict(), "data": data.source, "command": " ".join(sys.argv)},
+            {**cfg.to_dict(), "data": data.source, "data_sha256": data.digest, "command": " ".join(sys.argv)},
         )
         return _train_in(directory, cfg, data, None, label)
+    except BaseException:
+        rundir.abandon_dir(directory, ["config.json"])  # failed before it wrote anything to go on from
+        raise
     finally:
         rundir.release_dir(directory)
+
+
+def _run_record(directory: Path) -> dict:
+    """``config.json`` of the run in ``directory``: its configuration and the data it trained on."""
+    if not (directory / ".droplab").is_file() or not (directory / "config.json").is_file():
+        raise rundir.RunDirError(f"{directory} is not a droplab run directory (no .droplab and config.json)")
+    try:
+        record = json.loads((directory / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{directory / 'config.json'} cannot be read: {err}") from None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{directory / 'config.json'} holds a {type(record).__name__}, expected a run's record")
+    return record
 
 
 def run_config(directory: str | Path) -> TrainConfig:
     """The configuration of the run in ``directory`` (its ``config.json``), checked."""
     directory = Path(directory)
-    if not (directory / ".droplab").is_file() or not (directory / "config.json").is_file():
-        raise rundir.RunDirError(f"{directory} is not a droplab run directory (no .droplab and config.json)")
+    fields = _run_record(directory)
     try:
-        fields = json.loads((directory / "config.json").read_text())
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         return TrainConfig(**{k: v for k, v in fields.items() if k in known}).validate()
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{directory / 'config.json'} is damaged or from another version: {err}") from None
 
 
+def check_same_data(directory: str | Path, data: FashionMNIST) -> None:
+    """Refuse to go on with the run in ``directory`` on other data than it started on."""
+    directory = Path(directory)
+    record = _run_record(directory)
+    trained = record.get("data_sha256")
+    if trained != data.digest:
+        began = f"data with digest {trained}" if trained else "data of unknown digest (an older droplab)"
+        raise DataMismatch(
+            f"{directory} was started on {began} from {record.get('data', '?')}; the data given now, from "
+            f"{data.source}, has digest {data.digest}: a run goes on only on the data it started on"
+        )
+
+
 def resume(directory: str | Path, data: FashionMNIST, threads: int | None = None, label: str | None = None):
     """Go on with the run in ``directory`` from its last checkpoint (or from the start, when it
-    was stopped before the first): the result is bit for bit the uninterrupted run's."""
+    was stopped before the first): the result is bit for bit the uninterrupted run's.
+
+    Raises:
+        DataMismatch: ``data`` is not the data the run started on.
+    """
     directory = Path(directory)
     cfg = run_config(directory)
+    check_same_data(directory, data)
     if threads is not None:
         cfg.threads = threads
     rundir.lock_dir(directory)
     try:
         summary = directory / "summary.json"
-        if summary.is_file() and json.loads(summary.read_text()).get("status") == "finished":
+        if summary.is_file() and _status(summary) == "finished":
             raise rundir.RunDirError(f"{directory} holds a finished run: nothing to resume")
         state = load_checkpoint(directory / CHECKPOINT) if (directory / CHECKPOINT).exists() else None
-        _check_space(directory, cfg, cfg.train_size or len(data.train_x))
+        _check_resources(directory, cfg, cfg.train_size or len(data.train_x))
         return _train_in(directory, cfg, data, state, label)
     finally:
         rundir.release_dir(directory)
+
+
+def _status(summary: Path) -> str | None:
+    try:
+        record = json.loads(summary.read_text())
+    except (OSError, ValueError):
+        return None  # damaged: not a finished run's (it is written last, atomically)
+    return record.get("status") if isinstance(record, dict) else None

@@ -1,0 +1,223 @@
+"""What a training checkpoint holds, and the checks it passes before a run trusts it.
+
+A checkpoint's SHA-256 (see :mod:`droplab.checkpoint`) proves the file is whole, not that
+what it says is sound: a file can be written with a matching digest by anyone. Before a run
+goes on from one, :func:`check_state` checks every field against the configuration the run
+is resumed with: types, ranges (the epoch within the configured epochs, the step where the
+epoch and batch say it is, the minibatch order a permutation of the training images), the
+random generators' state sizes, the data's digest, the model's shapes and finite weights,
+the optimizer's buffers. Any failure is a :class:`~droplab.checkpoint.CheckpointError` that
+names the field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoint import CheckpointError
+
+__all__ = ["FIELDS", "RUN_ONLY", "check_state"]
+
+# the fields of a checkpoint, as fit() writes them
+FIELDS = (
+    "config", "epoch", "next_i", "order", "loss_sum", "step", "history", "seconds", "model", "optimizer",
+    "scheduler", "shuffle", "augment", "rng", "threads", "data_sha256",
+)  # fmt: skip
+RUN_ONLY = ("threads", "checkpoint_every")  # config fields that do not change what a run computes
+HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "train_loss_eval")
+_GENERATOR_BYTES = torch.Generator().get_state().numel()
+_MT_WORDS = 624  # numpy's and Python's Mersenne Twister
+
+
+def _bad(field: str, problem: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint field {field!r} {problem}")
+
+
+def _int(state: Mapping, field: str, low: int, high: int) -> int:
+    v = state[field]
+    if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= high:
+        raise _bad(field, f"is {v!r}: expected an integer from {low} to {high}")
+    return v
+
+
+def _real(value: Any, field: str, low: float = 0.0, high: float = math.inf) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value) \
+            or not low <= value <= high:  # fmt: skip
+        raise _bad(field, f"is {value!r}: expected a finite number in [{low:g}, {high:g}]")
+    return float(value)
+
+
+def _tensor(value: Any, field: str, dtype: torch.dtype, shape: tuple[int, ...], finite: bool = False) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise _bad(field, f"is a {type(value).__name__}: expected a tensor")
+    if value.dtype != dtype or tuple(value.shape) != shape:
+        raise _bad(field, f"is a {value.dtype} tensor of shape {tuple(value.shape)}: expected {dtype} of shape {shape}")
+    if finite and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        raise _bad(field, "holds NaN or infinite values: the checkpoint is damaged (a run never saves such weights)")
+    return value
+
+
+def check_config(state: Mapping, config: Mapping) -> None:
+    """Refuse a checkpoint written for another configuration (the model would not fit, or worse, would)."""
+    if not isinstance(state["config"], dict):
+        raise _bad("config", f"is a {type(state['config']).__name__}: expected the run's configuration")
+    saved = json.loads(json.dumps(state["config"], default=list))
+    wanted = json.loads(json.dumps(dict(config), default=list))
+    differ = [k for k in sorted(set(saved) | set(wanted)) if k not in RUN_ONLY and saved.get(k) != wanted.get(k)]
+    if differ:
+        shown = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, run {wanted.get(k)!r}" for k in differ)
+        raise CheckpointError(f"checkpoint was written for another configuration ({shown})")
+
+
+def check_shapes(model: nn.Module, saved: Any) -> None:
+    """Refuse weights of another architecture with one line per difference, not torch's traceback."""
+    mine = model.state_dict()
+    if not isinstance(saved, dict):
+        raise CheckpointError("checkpoint does not fit the configured model: no weights in it")
+
+    def shape(v: Any) -> str:
+        return str(tuple(v.shape)) if isinstance(v, torch.Tensor) else f"a {type(v).__name__}"
+
+    diffs = [f"{k} missing" for k in mine if k not in saved] + [f"{k} unexpected" for k in saved if k not in mine]
+    diffs += [
+        f"{k}: checkpoint {shape(saved[k])}, model {tuple(v.shape)}"
+        for k, v in mine.items()
+        if k in saved and (not isinstance(saved[k], torch.Tensor) or saved[k].shape != v.shape)
+    ]
+    if diffs:
+        more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""
+        raise CheckpointError(f"checkpoint does not fit the configured model: {'; '.join(diffs[:3])}{more}")
+    for k, v in mine.items():
+        _tensor(saved[k], f"model.{k}", v.dtype, tuple(v.shape), finite=True)
+
+
+def _check_history(state: Mapping, eval_epochs: list[int]) -> None:
+    history = state["history"]
+    if not isinstance(history, list) or len(history) != len(eval_epochs):
+        n = len(history) if isinstance(history, list) else type(history).__name__
+        raise _bad("history", f"has {n} rows: expected {len(eval_epochs)}, one per evaluated epoch so far")
+    for i, (row, epoch) in enumerate(zip(history, eval_epochs)):
+        if not isinstance(row, dict) or any(k not in row for k in HISTORY_KEYS):
+            raise _bad(f"history[{i}]", f"is not a metrics row (expected the keys {', '.join(HISTORY_KEYS)})")
+        if row["epoch"] != epoch or isinstance(row["epoch"], bool):
+            raise _bad(f"history[{i}].epoch", f"is {row['epoch']!r}: expected {epoch}")
+        for k, v in row.items():
+            if k != "epoch":
+                _real(v, f"history[{i}].{k}", 0.0, 1.0 if k.endswith("acc") else math.inf)
+
+
+def _check_optimizer(saved: Any, optimizer: torch.optim.Optimizer) -> None:
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict) or \
+            not isinstance(saved.get("param_groups"), list):  # fmt: skip
+        raise _bad("optimizer", "is not an optimizer's state (expected 'state' and 'param_groups')")
+    ids = [i for g in saved["param_groups"] if isinstance(g, dict) for i in g.get("params", [])]
+    if ids != list(range(len(params))):
+        raise _bad("optimizer.param_groups", f"lists parameters {ids[:8]}: expected 0 to {len(params) - 1}")
+    for g, group in enumerate(saved["param_groups"]):
+        for k, v in group.items():
+            if k != "params" and isinstance(v, numbers.Real) and not isinstance(v, bool):
+                _real(v, f"optimizer.param_groups[{g}].{k}")
+    for i, entry in saved["state"].items():
+        if not isinstance(i, int) or not 0 <= i < len(params) or not isinstance(entry, dict):
+            raise _bad("optimizer.state", f"has an entry for parameter {i!r}: expected 0 to {len(params) - 1}")
+        for k, v in entry.items():
+            field = f"optimizer.state[{i}].{k}"
+            if k == "step":  # Adam's step count: a 0-dim float tensor (or a number)
+                _real(v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v, field)
+            elif v is not None:
+                _tensor(v, field, params[i].dtype, tuple(params[i].shape), finite=True)
+
+
+def _check_scheduler(saved: Any, scheduler) -> None:
+    if scheduler is None:
+        if saved is not None:
+            raise _bad("scheduler", "holds a schedule's state, but the run has a constant learning rate")
+        return
+    fresh = scheduler.state_dict()
+    if not isinstance(saved, dict) or set(saved) != set(fresh):
+        raise _bad("scheduler", f"is not a {type(scheduler).__name__}'s state")
+    for k, v in fresh.items():
+        same = type(saved[k]) is type(v) or (isinstance(v, float) and isinstance(saved[k], int))
+        if not same or (isinstance(v, float) and not math.isfinite(saved[k])):
+            raise _bad(f"scheduler.{k}", f"is {saved[k]!r}: expected a {type(v).__name__} like {v!r}")
+
+
+def _check_rng(rng: Any) -> None:
+    if not isinstance(rng, dict) or set(rng) != {"torch", "numpy", "python"}:
+        raise _bad("rng", "is not the generators' state (expected torch, numpy and python)")
+    _tensor(rng["torch"], "rng.torch", torch.uint8, (torch.get_rng_state().numel(),))
+    np_state = rng["numpy"]
+    if not isinstance(np_state, list) or len(np_state) != 5 or np_state[0] != "MT19937":
+        raise _bad("rng.numpy", "is not numpy's MT19937 state")
+    _tensor(np_state[1], "rng.numpy[1]", torch.int64, (_MT_WORDS,))
+    if not isinstance(np_state[2], int) or not 0 <= np_state[2] <= _MT_WORDS or not isinstance(np_state[3], int) \
+            or not isinstance(np_state[4], float):  # fmt: skip
+        raise _bad("rng.numpy", "has a position or Gaussian cache outside numpy's")
+    py_state = rng["python"]
+    if not isinstance(py_state, list) or len(py_state) != 3 or not isinstance(py_state[1], list) \
+            or len(py_state[1]) != _MT_WORDS + 1 or not all(isinstance(w, int) for w in py_state[1]):  # fmt: skip
+        raise _bad("rng.python", f"is not Python's Mersenne Twister state ({_MT_WORDS + 1} integers)")
+
+
+def check_state(
+    state: Mapping,
+    config: Mapping,
+    *,
+    n_train: int,
+    batches: int,
+    eval_epochs: list[int],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    data_digest: str,
+) -> None:
+    """Check a loaded checkpoint against the run it is to continue; :class:`CheckpointError` naming
+    the first bad field.
+
+    Args:
+        config: the run's configuration (``TrainConfig.to_dict()``).
+        n_train: the images an epoch draws its order from.
+        batches: optimizer steps in an epoch.
+        eval_epochs: the epochs evaluated so far would be those of this list below ``state["epoch"]``.
+        model, optimizer, scheduler: freshly built for ``config``; their states are the templates.
+        data_digest: the digest of the data the run goes on with.
+    """
+    missing = [k for k in FIELDS if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint lacks {', '.join(missing)}: not written by this version of droplab")
+    check_config(state, config)
+    if state["data_sha256"] != data_digest:
+        raise _bad("data_sha256", f"is {str(state['data_sha256'])[:16]}…: the run was trained on other data than "
+                   f"the data given now ({data_digest[:16]}…)")  # fmt: skip
+    epochs, batch_size = config["epochs"], config["batch_size"]
+    epoch = _int(state, "epoch", 1, epochs + 1)
+    step = _int(state, "step", 0, epochs * batches)
+    next_i = _int(state, "next_i", 0, max(0, (batches - 1) * batch_size))
+    if next_i % batch_size or step != (epoch - 1) * batches + next_i // batch_size:
+        raise _bad("step", f"is {step} with next_i {next_i} in epoch {epoch}: expected "
+                   f"{(epoch - 1) * batches + next_i // batch_size} ({batches} steps an epoch, batch {batch_size})")
+    order = state["order"]
+    if next_i and order is None:
+        raise _bad("order", "is missing in the middle of an epoch")
+    if order is not None:
+        _tensor(order, "order", torch.int64, (n_train,))
+        if not torch.equal(order.sort().values, torch.arange(n_train)):
+            raise _bad("order", f"is not a permutation of the {n_train} training images")
+    _real(state["loss_sum"], "loss_sum")
+    _real(state["seconds"], "seconds")
+    _int(state, "threads", 1, 1 << 16)
+    _check_history(state, [e for e in eval_epochs if e < epoch])
+    check_shapes(model, state["model"])
+    _check_optimizer(state["optimizer"], optimizer)
+    _check_scheduler(state["scheduler"], scheduler)
+    _tensor(state["shuffle"], "shuffle", torch.uint8, (_GENERATOR_BYTES,))
+    _tensor(state["augment"], "augment", torch.uint8, (_GENERATOR_BYTES,))
+    _check_rng(state["rng"])
