@@ -159,8 +159,9 @@ def test_a_checkpoint_never_runs_code(tmp_path, monkeypatch):
     torch.save({"model": _Exploit()}, zipped)  # torch's zip format, a malicious pickle inside
     for body in (pickle.dumps({"model": _Exploit()}, protocol=2), zipped.getvalue()):
         (tmp_path / "evil.pt").write_bytes(_wrap(body))
-        with pytest.raises(CheckpointError, match="cannot be read safely"):
+        with pytest.raises(CheckpointError, match="cannot be read safely") as err:
             ckpt.load(tmp_path / "evil.pt")
+        assert "weights_only" not in str(err.value) and "do not load it" in str(err.value)  # no unsafe advice
     assert not marker.exists()
     pickle.loads(pickle.dumps(_Exploit()))  # the exploit is real: unpickled without the guard, it runs
     assert marker.read_text() == "ran"
@@ -289,3 +290,106 @@ def test_disk_full_mid_run_keeps_the_previous_checkpoint(tiny, tmp_path, monkeyp
     with pytest.raises(CheckpointWriteError, match=r"cannot write .*c.pt: No space left on device; the previous one"):
         fit(small(), tiny, checkpoint=path)
     assert ckpt.load(path)["epoch"] == 2  # the first, intact
+
+
+# --- a checkpoint whose digest matches but whose contents are wrong ------------------------
+
+
+def _set(state: dict, path: str, value) -> None:
+    *parents, last = path.split("/")
+    def key(container, part: str):
+        return int(part) if isinstance(container, list) or (part.isdigit() and part not in container) else part
+
+    for part in parents:
+        state = state[key(state, part)]
+    state[key(state, last)] = value
+
+
+def _nan_first(t: torch.Tensor) -> torch.Tensor:
+    t = t.clone()
+    t.view(-1)[0] = math.nan
+    return t
+
+
+# (what is changed, how, the field the error must name); the run: 3 epochs of 10 steps,
+# momentum (so the optimizer has buffers), stopped at epoch 2 after 4 steps
+WRONG_FIELDS = [
+    ("epoch", lambda s: 99, "'epoch' is 99: expected an integer from 1 to 4"),
+    ("epoch", lambda s: "2", "'epoch' is '2'"),
+    ("step", lambda s: s["step"] + 1, "'step' is 15 with next_i 200 in epoch 2: expected 14"),
+    ("next_i", lambda s: 13, "'next_i' is 13: expected a multiple of the batch size 50"),
+    ("next_i", lambda s: 10**6, "'next_i' is 1000000"),
+    ("order", lambda s: s["order"][:-1], "'order' is a torch.int64 tensor of shape (499,)"),
+    ("order", lambda s: torch.zeros(500, dtype=torch.int64), "'order' is not a permutation of the 500"),
+    ("order", lambda s: None, "'order' is missing in the middle of an epoch"),
+    ("loss_sum", lambda s: math.nan, "'loss_sum' is nan"),
+    ("loss_sum", lambda s: -1.0, "'loss_sum' is -1.0"),
+    ("seconds", lambda s: "soon", "'seconds' is 'soon'"),
+    ("threads", lambda s: 0, "'threads' is 0"),
+    ("history", lambda s: [], "'history' has 0 rows: expected 1"),
+    ("history/0/val_acc", lambda s: 1e308, "'history[0].val_acc' is 1e+308: expected a finite number in [0, 1]"),
+    ("history/0/val_loss", lambda s: math.nan, "'history[0].val_loss' is nan"),
+    ("history/0/epoch", lambda s: 7, "'history[0].epoch' is 7: expected 1"),
+    ("history/0", lambda s: "row", "'history[0]' is not a metrics row"),
+    ("model/lin1.weight", lambda s: _nan_first(s["model"]["lin1.weight"]), "'model.lin1.weight' holds NaN"),
+    ("model/lin1.weight", lambda s: s["model"]["lin1.weight"].double(), "'model.lin1.weight' is a torch.float64"),
+    ("model/lin1.weight", lambda s: [[0.0]], "lin1.weight: checkpoint a list, model (32, 784)"),
+    ("optimizer/state/0/momentum_buffer", lambda s: torch.zeros(3), "'optimizer.state[0].momentum_buffer' is a"),
+    ("optimizer/state/1/momentum_buffer", lambda s: _nan_first(s["optimizer"]["state"][1]["momentum_buffer"]),
+     "'optimizer.state[1].momentum_buffer' holds NaN"),
+    ("optimizer/param_groups/0/lr", lambda s: math.inf, "'optimizer.param_groups[0].lr' is inf"),
+    ("optimizer/param_groups/0/params", lambda s: [0, 1], "'optimizer.param_groups' lists parameters [0, 1]"),
+    ("optimizer", lambda s: [], "'optimizer' is not an optimizer's state"),
+    ("scheduler", lambda s: {"last_epoch": 3}, "'scheduler' holds a schedule's state"),
+    ("shuffle", lambda s: torch.zeros(16, dtype=torch.uint8), "'shuffle' is a torch.uint8 tensor of shape (16,)"),
+    ("augment", lambda s: s["augment"].float(), "'augment' is a torch.float32 tensor"),
+    ("rng/torch", lambda s: s["rng"]["torch"][:100], "'rng.torch' is a torch.uint8 tensor of shape (100,)"),
+    ("rng/numpy/1", lambda s: s["rng"]["numpy"][1][:5], "'rng.numpy[1]' is a torch.int64 tensor of shape (5,)"),
+    ("rng/numpy/2", lambda s: 10**9, "'rng.numpy' has a position"),
+    ("rng/python/1", lambda s: [1, 2, 3], "'rng.python' is not Python's Mersenne Twister state"),
+    ("rng", lambda s: {}, "'rng' is not the generators' state"),
+    ("data_sha256", lambda s: "0" * 64, "'data_sha256' is 0000000000000000…: the run was trained on other data"),
+    ("config", lambda s: "x", "'config' is a str"),
+]
+
+
+@pytest.mark.parametrize("field, change, message", WRONG_FIELDS, ids=[f"{f}-{i}" for i, (f, *_) in enumerate(WRONG_FIELDS)])
+def test_a_checkpoint_with_a_valid_digest_and_wrong_contents_is_refused_naming_the_field(
+    field, change, message, tiny, tmp_path
+):
+    cfg = small(momentum=0.9)
+    stop = StopRequest()
+    with pytest.raises(Interrupted):
+        fit(cfg, tiny, checkpoint=tmp_path / "c.pt", stop=stop, on_batch=stopping_after(stop, 14))
+    state = ckpt.load(tmp_path / "c.pt")
+    assert (state["epoch"], state["next_i"], state["step"]) == (2, 200, 14)
+    fit(cfg, tiny, resume=ckpt.load(tmp_path / "c.pt"))  # the untouched checkpoint is accepted
+    _set(state, field, change(state))
+    ckpt.save(tmp_path / "bad.pt", state)  # a matching digest around the wrong contents
+    with pytest.raises(CheckpointError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")
+                       .replace("+", r"\+").replace("]", r"\]")):  # fmt: skip
+        fit(cfg, tiny, resume=ckpt.load(tmp_path / "bad.pt"))
+
+
+def test_a_checkpoint_without_the_data_digest_is_refused(tiny, tmp_path):
+    fit(small(epochs=1), tiny, checkpoint=tmp_path / "c.pt")
+    state = ckpt.load(tmp_path / "c.pt")
+    del state["data_sha256"]
+    with pytest.raises(CheckpointError, match="checkpoint lacks data_sha256: not written by this version"):
+        fit(small(epochs=1), tiny, resume=state)
+
+
+def test_resume_refuses_other_data_naming_both(tiny_dir, tmp_path):
+    from conftest import write_dataset
+
+    from droplab.train import DataMismatch
+
+    data = load_fashion_mnist(tiny_dir, val_size=100, verify=False)
+    run(small(epochs=2), data, out=tmp_path / "r")
+    (tmp_path / "r" / "summary.json").write_text('{"status": "interrupted"}')  # as if stopped before a checkpoint
+    other = load_fashion_mnist(write_dataset(tmp_path / "other", n_train=600, n_test=150), val_size=100, verify=False)
+    with pytest.raises(DataMismatch) as err:
+        resume(tmp_path / "r", other)
+    text = str(err.value)
+    assert data.digest in text and other.digest in text and str(tiny_dir) in text and str(tmp_path / "other") in text
+    assert resume(tmp_path / "r", data).summary["epochs"] == 2  # the same data goes on

@@ -119,6 +119,7 @@ BAD = [
     (["--weight-decay", "-0.1"], "--weight-decay -0.1: invalid"),
     (["--seed", "-1"], "--seed -1: invalid"),
     (["--val-size", "0"], "--val-size 0: invalid"),
+    (["--val-size", "600"], "--val-size 600: invalid, expected an integer from 1 to 599 (the data in "),
     (["--threads", "0"], "--threads 0: invalid"),
     (["--checkpoint-every", "-1"], "--checkpoint-every -1: invalid, expected an integer >= 0"),
     (["--train-size", "40"], "--batch-size 50: invalid, expected at most the 40 training images"),

@@ -19,6 +19,7 @@ import io
 import os
 import pickle
 import random
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -93,8 +94,17 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path} is damaged: SHA-256 of its contents is {digest}, the header says {said}")
     try:
         state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as err:
-        raise CheckpointError(f"{path}: cannot be read safely ({type(err).__name__}: {err})") from None
+    except pickle.UnpicklingError as err:
+        # torch's message suggests loading with weights_only=False: the one thing not to do
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(
+            f"{path}: cannot be read safely: it holds objects other than tensors and plain values{what}, which "
+            "could run code when loaded; droplab never writes such a file: do not load it"
+        ) from None
+    except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as err:
+        first = str(err).splitlines()[0][:200] if str(err) else ""
+        raise CheckpointError(f"{path}: cannot be read safely ({type(err).__name__}: {first})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: holds a {type(state).__name__}, expected a checkpoint's dict")
     return state

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from . import __version__
 from .checkpoint import CheckpointError
-from .data import DataError, load_fashion_mnist
+from .data import DataError, SplitError, load_fashion_mnist
 from .functional import IMPLEMENTATIONS
 from .interrupt import Interrupted, StudyInterrupted, exit_status
 from .models import MODEL_NAMES, NORMS
@@ -139,7 +139,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         raise UsageError(_option_message(err)) from None
 
 
-def _option_message(err: ConfigError) -> str:
+def _option_message(err: ConfigError | SplitError) -> str:
     """Name the CLI option, as typed: 'batch_size = 0' -> '--batch-size 0'."""
     value = err.value
     shown = " ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
@@ -389,6 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args, console)
     except (UsageError, RunDirError) as err:
         parser.exit(EXIT_USAGE, f"droplab {args.command}: error: {err}\n")
+    except SplitError as err:  # a validation split the data cannot give: the option's fault
+        parser.exit(EXIT_USAGE, f"droplab {args.command}: error: {_option_message(err)}\n")
     except (DataError, CheckpointError, CheckpointWriteError) as err:
         parser.exit(1, f"droplab {args.command}: error: {err}\n")
     except Diverged as err:

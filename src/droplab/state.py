@@ -201,7 +201,9 @@ def check_state(
     epoch = _int(state, "epoch", 1, epochs + 1)
     step = _int(state, "step", 0, epochs * batches)
     next_i = _int(state, "next_i", 0, max(0, (batches - 1) * batch_size))
-    if next_i % batch_size or step != (epoch - 1) * batches + next_i // batch_size:
+    if next_i % batch_size:
+        raise _bad("next_i", f"is {next_i}: expected a multiple of the batch size {batch_size}")
+    if step != (epoch - 1) * batches + next_i // batch_size:
         raise _bad("step", f"is {step} with next_i {next_i} in epoch {epoch}: expected "
                    f"{(epoch - 1) * batches + next_i // batch_size} ({batches} steps an epoch, batch {batch_size})")
     order = state["order"]
