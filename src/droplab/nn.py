@@ -30,10 +30,12 @@ class Dropout(nn.Module):
 
     Examples::
 
+        >>> import torch
         >>> m = Dropout(p=0.2)
         >>> m
         Dropout(p=0.2, inplace=False)
-        >>> out = m(torch.randn(20, 16))
+        >>> m(torch.randn(20, 16)).shape
+        torch.Size([20, 16])
     """
 
     def __init__(self, p: float = 0.5, inplace: bool = False, impl: str = "fast") -> None:
