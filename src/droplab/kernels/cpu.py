@@ -93,6 +93,25 @@ def numba_threads(requested: int) -> int:
     return n
 
 
+def _start_pool() -> None:
+    """Start numba's thread pool now, leaving torch's thread count as it was.
+
+    numba's OpenMP threading layer (``omp``, the one it picks where TBB is absent) starts its
+    pool with ``omp_set_num_threads(NUMBA_NUM_THREADS)``. Its OpenMP symbols bind to the
+    ``libgomp`` torch loaded into the global namespace, so that call also set torch's
+    intra-op thread count (``torch.get_num_threads()``) to the pool size: a run set to 1
+    thread ran on all cores from its first dropout on. Started here, at import, and undone.
+    The kernel's own regions pass their thread count explicitly and leave torch's alone.
+    """
+    before = torch.get_num_threads()  # also runs torch's per-thread lazy init first
+    numba.get_num_threads()  # starts the pool (once per process)
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
+
+_start_pool()
+
+
 HUGE_PAGE = 1 << 21
 HUGE_MIN_BYTES = 8 << 20  # outputs this large are mapped fresh: ask for 2 MiB pages
 _MADV_HUGEPAGE = 14

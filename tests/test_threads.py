@@ -1,0 +1,94 @@
+"""Thread counts: droplab.threads.use_threads, and no kernel call changing torch's count.
+
+Thread settings are process-wide (and numba's pool starts once per process), so every check
+that sets them runs in a fresh subprocess; this test process is left as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from droplab.threads import usable_cores, use_threads
+
+SCRIPT = textwrap.dedent(
+    """
+    import hashlib, json, torch
+    torch.set_num_threads(1)
+    torch.ones(4) @ torch.ones(4)  # torch's per-thread start-up done, as in a run before its first dropout
+    from droplab import functional
+    from droplab.kernels import cpu
+    from droplab.threads import use_threads
+    import numba
+
+    chunks = []  # the thread count each kernel call ran with
+    real_run = cpu._run
+    def spy(*args):
+        chunks.append(int(args[-1]))
+        return real_run(*args)
+    cpu._run = spy
+
+    x = torch.randn(4 * cpu.PARALLEL_MIN)  # above PARALLEL_MIN: the parallel path
+    def drop():
+        torch.manual_seed(0)
+        return functional.dropout(x, 0.5)
+
+    out = {}
+    drop()
+    out["plain"] = dict(torch=torch.get_num_threads(), chunks=chunks[-1])
+    for n in (1, 2, 4096):
+        used, note = use_threads(n)
+        y = drop()
+        out[str(n)] = dict(used=used, note=note, torch=torch.get_num_threads(), chunks=chunks[-1],
+                           numba=numba.get_num_threads(), digest=hashlib.sha256(y.numpy().tobytes()).hexdigest())
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict:
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_kernel_call_does_not_change_torch_threads(runs):
+    # the bug: starting numba's OpenMP pool set torch's count to the pool size
+    assert runs["plain"] == {"torch": 1, "chunks": 1}
+
+
+def test_one_thread_for_torch_and_kernel(runs):
+    r = runs["1"]
+    assert (r["used"], r["note"], r["torch"], r["chunks"], r["numba"]) == (1, None, 1, 1, 1)
+
+
+@pytest.mark.skipif(usable_cores() < 2, reason="needs 2 cores")
+def test_two_threads_for_torch_and_kernel_same_result(runs):
+    r = runs["2"]
+    assert (r["used"], r["note"], r["torch"], r["chunks"], r["numba"]) == (2, None, 2, 2, 2)
+    assert r["digest"] == runs["1"]["digest"]  # bit for bit (not a torch sum: its order follows threads)
+
+
+def test_too_many_threads_capped_with_note(runs):
+    r, cores = runs["4096"], usable_cores()
+    assert r["used"] == r["torch"] == r["chunks"] == cores
+    assert r["note"].startswith(f"threads 4096 capped at the {cores} core")
+    assert r["digest"] == runs["1"]["digest"]
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, "2", True, 2.0])
+def test_bad_values_refused(bad):
+    # refused before anything is set, so this process is not touched
+    with pytest.raises(ValueError, match=r"threads = .* is invalid: expected an integer >= 1"):
+        use_threads(bad)
+
+
+def test_docstring_examples():
+    code = "import doctest, droplab.threads as m; r = doctest.testmod(m); assert r.attempted and not r.failed, r"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
