@@ -9,7 +9,10 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import os
+import re
+import stat
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -41,49 +44,279 @@ class ReportError(ValueError):
     """No study to report, or a study directory that cannot be read."""
 
 
+STUDY_JSON_CAP = 64 << 20  # bytes of study.json read at most (real ones are well under 5 MB)
+FIGURE_CAP = 10 << 20  # bytes of one figure embedded at most
+FIGURES_TOTAL_CAP = 100 << 20  # bytes of figures embedded in one page at most
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _study_file(directory: Path) -> os.stat_result | None:
+    """The stat of ``directory/study.json`` when it is a regular file (symlinks followed), else None."""
+    st = _stat(directory / "study.json")
+    return st if st is not None and stat.S_ISREG(st.st_mode) else None
+
+
 def find_studies(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """Study directories (holding ``study.json``) among ``paths`` and their subdirectories."""
     found: list[Path] = []
     for p in map(Path, paths):
-        if not p.is_dir():
+        st = _stat(p)
+        if st is None or not stat.S_ISDIR(st.st_mode):
             raise ReportError(f"{p}: not a directory")
-        if (p / "study.json").is_file():
+        if _study_file(p) is not None:
             found.append(p)
-        else:
-            # in the order the studies were written (a suite writes them in the catalog's order)
-            subs = sorted((d for d in p.iterdir() if (d / "study.json").is_file()),
-                          key=lambda d: ((d / "study.json").stat().st_mtime, d.name))  # fmt: skip
-            if not subs:
-                raise ReportError(f"{p}: no study.json in it or in its subdirectories (run `droplab study` first)")
-            found += subs
+            continue
+        if _stat(p / "study.json") is not None:
+            raise ReportError(f"{p / 'study.json'}: not a regular file; expected the study's JSON file")
+        try:
+            entries = sorted(p.iterdir())
+        except OSError as err:
+            raise ReportError(f"{p}: cannot be listed: {err.strerror or err}") from None
+        # in the order the studies were written (a suite writes them in the catalog's order);
+        # entries that are not directories holding a regular study.json (unreadable, odd) are skipped
+        subs = [(st.st_mtime, d.name, d) for d in entries if (st := _study_file(d)) is not None]
+        if not subs:
+            raise ReportError(f"{p}: no study.json in it or in its subdirectories (run `droplab study` first)")
+        found += [d for _, _, d in sorted(subs, key=lambda t: t[:2])]
     return found
 
 
-def _load(directory: Path) -> dict:
+def _read_capped(path: Path, cap: int, what: str) -> bytes:
+    """The bytes of the regular file ``path`` (at most ``cap``), never blocking on a FIFO or device.
+
+    Raises ``OSError`` when it cannot be opened and ``ValueError`` with the reason when it is
+    not a regular file or is over ``cap`` bytes.
+    """
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"not a regular file; expected {what}")
+    if st.st_size > cap:
+        raise ValueError(f"over the cap of {_size(cap)} ({st.st_size} bytes)")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the stat above
+            raise ValueError(f"not a regular file; expected {what}")
+        data = f.read(cap + 1)
+    if len(data) > cap:  # grew since the stat above
+        raise ValueError(f"over the cap of {_size(cap)}")
+    return data
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n} bytes"
+
+
+# --- the schema of study.json (the fields the page shows; other fields are not looked at) ---
+
+_JSON_TYPES = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
+               list: "an array", dict: "an object"}  # fmt: skip
+
+
+def _kind(value) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # nan, inf: json.loads reads NaN and Infinity
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+class _Invalid(Exception):
+    def __init__(self, field: str, expected: str, value=None, missing: bool = False):
+        got = "missing" if missing else f"got {_kind(value)}"
+        super().__init__(f"{field}: {got}; expected {expected}")
+
+
+def _string(value, field: str) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(field, "a string", value)
     try:
-        study = json.loads((directory / "study.json").read_text())
-    except (OSError, ValueError) as err:
-        raise ReportError(f"{directory / 'study.json'}: cannot be read: {err}") from None
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Invalid(field, "a string of valid Unicode (no lone surrogates)", value) from None
+    return value
+
+
+def _finite(value, field: str, minimum: float | None = None) -> float:
+    expected = "a finite number" + (f" >= {minimum:g}" if minimum is not None else "")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Invalid(field, expected, value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or (minimum is not None and number < minimum):
+        raise ValueError(f"{field}: {value!r:.40}; expected {expected}")
+    return number
+
+
+def _integer(value, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Invalid(field, "an integer", value)
+    return value
+
+
+def _list(value, field: str, what: str) -> list:
+    if not isinstance(value, list):
+        raise _Invalid(field, f"an array of {what}", value)
+    return value
+
+
+def _object(value, field: str, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise _Invalid(field, what, value)
+    return value
+
+
+def _get(obj: dict, key: str, field: str, expected: str):
+    if key not in obj:
+        raise _Invalid(field, expected, missing=True)
+    return obj[key]
+
+
+def _cell(value, field: str) -> str:
+    if isinstance(value, str):
+        return _string(value, field)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        _finite(value, field)
+        return str(value)
+    raise _Invalid(field, "a string or a finite number", value)
+
+
+def _validate(raw) -> dict:
+    """The fields the page shows, checked and normalised; raises ``_Invalid``/``ValueError``."""
+    s = _object(raw, "the top level", "an object (a droplab study)")
     for key in ("study", "title", "claims", "tables", "figures"):
-        if key not in study:
-            raise ReportError(f"{directory / 'study.json'}: not a droplab study (no {key!r})")
+        if key not in s:
+            raise ValueError(f"not a droplab study (no {key!r})")
+    study = {
+        "study": _string(s["study"], "study"),
+        "title": _string(s["title"], "title"),
+        "question": _string(s.get("question", ""), "question"),
+        "seeds": [_integer(v, f"seeds[{i}]") for i, v in enumerate(_list(s.get("seeds", []), "seeds", "integers"))],
+        "quick": s.get("quick", False),
+        "runs": _integer(s["runs"], "runs") if "runs" in s else None,
+        "train_seconds": _finite(s.get("train_seconds", 0), "train_seconds", minimum=0),
+        "notes": [_string(v, f"notes[{i}]") for i, v in enumerate(_list(s.get("notes", []), "notes", "strings"))],
+        "figures": [_string(v, f"figures[{i}]") for i, v in enumerate(_list(s["figures"], "figures", "strings"))],
+        "claims": [],
+        "tables": [],
+    }
+    if not isinstance(study["quick"], bool):
+        raise _Invalid("quick", "a boolean", study["quick"])
+    if study["runs"] is not None and study["runs"] < 0:
+        raise ValueError(f"runs: {study['runs']}; expected an integer >= 0")
+    expected = "an object with 'line' and 'verdict' strings"
+    for i, c in enumerate(_list(s["claims"], "claims", "objects")):
+        c = _object(c, f"claims[{i}]", expected)
+        study["claims"].append({
+            key: _string(_get(c, key, f"claims[{i}].{key}", "a string"), f"claims[{i}].{key}")
+            for key in ("line", "verdict")
+        })  # fmt: skip
+    expected = "an object with 'title', 'headers' and 'rows'"
+    for i, t in enumerate(_list(s["tables"], "tables", "objects")):
+        f = f"tables[{i}]"
+        t = _object(t, f, expected)
+        title = _string(_get(t, "title", f"{f}.title", "a string"), f"{f}.title")
+        headers = _list(_get(t, "headers", f"{f}.headers", "an array of strings"), f"{f}.headers", "strings")
+        rows = _list(_get(t, "rows", f"{f}.rows", "an array of arrays"), f"{f}.rows", "arrays")
+        study["tables"].append({
+            "title": title,
+            "headers": [_string(h, f"{f}.headers[{j}]") for j, h in enumerate(headers)],
+            "rows": [
+                [_cell(v, f"{f}.rows[{j}][{k}]") for k, v in enumerate(_list(row, f"{f}.rows[{j}]", "cells"))]
+                for j, row in enumerate(rows)
+            ],
+        })  # fmt: skip
     return study
 
 
-def _e(text) -> str:
-    return html.escape(str(text))
-
-
-def _image(path: Path) -> str:
+def _load(directory: Path) -> dict:
+    path = directory / "study.json"
     try:
-        data = base64.b64encode(path.read_bytes()).decode()
-    except OSError:
-        return f"<p class='meta'>missing plot: {_e(path.name)}</p>"
-    return f"<figure><img alt='{_e(path.stem)}' src='data:image/png;base64,{data}'></figure>"
+        text = _read_capped(path, STUDY_JSON_CAP, "the study's JSON file").decode("utf-8")
+        raw = json.loads(text)
+    except OSError as err:
+        raise ReportError(f"{path}: cannot be read: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ReportError(f"{path}: cannot be read: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except RecursionError:
+        raise ReportError(f"{path}: cannot be read: nested too deeply") from None
+    except ValueError as err:  # JSONDecodeError, and the size and file-type refusals
+        raise ReportError(f"{path}: cannot be read: {err}") from None
+    try:
+        return _validate(raw)
+    except (_Invalid, ValueError) as err:
+        raise ReportError(f"{path}: {err}") from None
+
+
+# --- the page ------------------------------------------------------------------------------
+
+
+def _e(text) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _anchor(name: str, taken: set[str]) -> str:
+    """An id for study ``name``: the name itself when it is a plain identifier, else a slug of it
+    (letters, digits, ``-``, ``_``, ``.``); never one already in ``taken``."""
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,79}", name):
+        base = name
+    else:
+        base = "study-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:80] or "unnamed")
+    anchor, n = base, 1
+    while anchor in taken:
+        n += 1
+        anchor = f"{base}-{n}"
+    taken.add(anchor)
+    return anchor
+
+
+def _not_embedded(name: str, reason: str) -> str:
+    return f"<p class='meta'>figure {_e(name)} not embedded: {_e(reason)}</p>"
+
+
+def _figure_bytes(directory: Path, name: str) -> bytes | str:
+    """The PNG bytes of figure ``name`` of the study in ``directory``, or why it is not embedded."""
+    if not name or "\0" in name or os.path.isabs(name):
+        return "not a file name inside the study directory"
+    try:
+        root = directory.resolve(strict=True)
+        path = (directory / name).resolve(strict=True)  # symlinks followed, then checked
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, RuntimeError, ValueError) as err:
+        return f"cannot be read ({getattr(err, 'strerror', None) or err})"
+    if not path.is_relative_to(root):
+        return "outside the study directory"
+    try:
+        data = _read_capped(path, FIGURE_CAP, "a PNG file")
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    except ValueError as err:
+        return str(err)
+    if not data.startswith(PNG_SIGNATURE):
+        return "not a PNG"
+    return data
+
+
+def _image(directory: Path, name: str, budget: list[int]) -> str:
+    data = _figure_bytes(directory, name)
+    if isinstance(data, str):
+        return _not_embedded(name, data)
+    if len(data) > budget[0]:
+        return _not_embedded(name, f"the page already embeds {_size(FIGURES_TOTAL_CAP)} of figures, its cap")
+    budget[0] -= len(data)
+    alt = Path(name).stem
+    return f"<figure><img alt='{_e(alt)}' src='data:image/png;base64,{base64.b64encode(data).decode()}'></figure>"
 
 
 def _claim(c: dict) -> str:
-    color = VERDICT_COLORS.get(c["verdict"], "#59636e")
+    color = VERDICT_COLORS.get(c["verdict"], "#59636e")  # a fixed colour, never the verdict's text
     head, _, verdict = c["line"].rpartition(" — ")
     styled = f"<span class='verdict' style='color:{color}'>{_e(verdict)}</span>"
     return f"<li style='border-color:{color}'>{_e(head)} — {styled}</li>"
@@ -95,35 +328,46 @@ def _table(t: dict) -> str:
     return f"<table><caption>{_e(t['title'])}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _section(directory: Path, s: dict) -> str:
-    quick = " · quick setting" if s.get("quick") else ""
+def _section(directory: Path, s: dict, anchor: str, budget: list[int]) -> str:
+    quick = " · quick setting" if s["quick"] else ""
+    runs = "?" if s["runs"] is None else str(s["runs"])
     parts = [
-        f"<h2 id='{_e(s['study'])}'>{_e(s['title'])}</h2>",
-        f"<p class='meta'>droplab study {_e(s['study'])} · {len(s.get('seeds', []))} seeds · "
-        f"{s.get('runs', '?')} runs · {s.get('train_seconds', 0):.0f} s of training{quick}</p>",
-        f"<p class='question'>{_e(s.get('question', ''))}</p>",
+        f"<h2 id='{_e(anchor)}'>{_e(s['title'])}</h2>",
+        f"<p class='meta'>droplab study {_e(s['study'])} · {len(s['seeds'])} seeds · "
+        f"{_e(runs)} runs · {_e(format(s['train_seconds'], '.0f'))} s of training{quick}</p>",
+        f"<p class='question'>{_e(s['question'])}</p>",
         "<ul class='claims'>" + "".join(_claim(c) for c in s["claims"]) + "</ul>",
     ]
     parts += [_table(t) for t in s["tables"]]
-    if s.get("notes"):
+    if s["notes"]:
         parts.append("<ul class='notes'>" + "".join(f"<li>{_e(n)}</li>" for n in s["notes"]) + "</ul>")
-    parts += [_image(directory / f) for f in s["figures"]]
+    parts += [_image(directory, f, budget) for f in s["figures"]]
     return "\n".join(parts)
 
 
 def render(directories: Iterable[Path], title: str = "droplab report") -> str:
-    """The HTML page for the study ``directories``."""
-    studies = [(d, _load(d)) for d in directories]
+    """The HTML page for the study ``directories``.
+
+    Each ``study.json`` is untrusted input: it is read up to a size cap, checked against the
+    fields the page shows (:class:`ReportError` names the file and the field), and every string
+    is escaped. A figure is embedded only when it is a PNG file inside its study's directory,
+    under a size cap; otherwise the page says why it is not.
+    """
+    studies = [(Path(d), _load(Path(d))) for d in directories]
+    taken: set[str] = set()
+    anchors = [_anchor(s["study"], taken) for _, s in studies]
     counts: dict[str, int] = {}
     for _, s in studies:
         for c in s["claims"]:
             counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
     rows = "".join(
-        f"<tr><td><a href='#{_e(s['study'])}'>{_e(s['study'])}</a></td><td>{_e(s['title'])}</td>"
+        f"<tr><td><a href='#{_e(a)}'>{_e(s['study'])}</a></td><td>{_e(s['title'])}</td>"
         f"<td>{sum(c['verdict'] == 'supported' for c in s['claims'])} / {len(s['claims'])}</td></tr>"
-        for _, s in studies
+        for a, (_, s) in zip(anchors, studies)
     )
     tally = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+    budget = [FIGURES_TOTAL_CAP]
+    sections = "".join(_section(d, s, a, budget) for a, (d, s) in zip(anchors, studies))
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -135,10 +379,22 @@ def render(directories: Iterable[Path], title: str = "droplab report") -> str:
         "<b style='color:#cf222e'>not supported</b> when it lies on the other, "
         "<b style='color:#9a6700'>inconclusive</b> when it straddles 0.</p>"
         f"<table class='summary'><thead><tr><th>study</th><th>question</th><th>claims supported</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table>" + "".join(_section(d, s) for d, s in studies) + "</main></body></html>\n"
+        f"<tbody>{rows}</tbody></table>{sections}</main></body></html>\n"
     )
 
 
 def write_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> Path:
     """Find the studies under ``paths`` and write the page to ``out`` (atomically)."""
-    return rundir.write_text(out, render(find_studies(paths)))
+    out = Path(out)
+    expected = "the path of an HTML file to write, in an existing directory"
+    if (st := _stat(out)) is not None and not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise ReportError(f"{out}: {kind}; expected {expected}")
+    parent = out.parent
+    if (st := _stat(parent)) is None or not stat.S_ISDIR(st.st_mode):
+        raise ReportError(f"{out}: {parent} is not an existing directory; expected {expected}")
+    page = render(find_studies(paths))
+    try:
+        return rundir.write_text(out, page)
+    except OSError as err:
+        raise ReportError(f"{out}: cannot be written: {err.strerror or err}; expected {expected}") from None
