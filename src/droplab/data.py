@@ -141,6 +141,12 @@ def find_data_dir(data_dir: str | os.PathLike | None = None, download: bool = Tr
     explicit = data_dir if data_dir is not None else os.environ.get("DROPLAB_DATA") or None
     if explicit is not None:
         directory = Path(explicit).expanduser()
+        try:
+            os.stat(directory)
+        except FileNotFoundError:
+            pass
+        except OSError as err:  # a name too long, a path through a file, a loop of links
+            raise DataError(f"data directory {directory}: {err.strerror}") from None
         if has_all(directory):
             return directory
         if directory.exists() and not directory.is_dir():

@@ -40,8 +40,10 @@ from .functional import IMPLEMENTATIONS as DROPOUT_IMPLS
 from .interrupt import Interrupted, StopRequest
 from .models import MODEL_NAMES, NORMS, build_model
 from .noise import NOISE_KINDS, max_norm_
+from .memory import available_bytes, run_bytes
 from .progress import TrainProgress
 from .state import check_state
+from .threads import use_threads
 
 __all__ = ["ConfigError", "Diverged", "TrainConfig", "RunResult", "fit", "evaluate", "run", "resume", "METRICS"]
 
@@ -52,6 +54,7 @@ PROBE_SIZE = 2000  # validation images the activation variances are measured on
 _SHUFFLE_STREAM = 0x5DEECE66D  # offsets the shuffling seed from the global generator's
 _SUBSET_STREAM = 0x2545F4914F6CDD1D  # and the training subset's
 _AUGMENT_STREAM = 0x61C8864680B583EB  # and the augmentation's
+MAX_WIDTH = 2**31 - 1  # a layer's width: torch's sizes are 64-bit, but no machine holds a wider layer
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # the weights are float32: larger factors overflow
 
 
@@ -120,8 +123,8 @@ class TrainConfig:
             raise bad("model", "one of " + ", ".join(MODEL_NAMES))
         if self.dropout_impl not in DROPOUT_IMPLS:
             raise bad("dropout_impl", "one of " + ", ".join(DROPOUT_IMPLS))
-        if not self.hidden or not all(is_int(h) and h >= 1 for h in self.hidden):
-            raise bad("hidden", "one or more layer widths, each an integer >= 1")
+        if not self.hidden or not all(is_int(h) and 1 <= h <= MAX_WIDTH for h in self.hidden):
+            raise bad("hidden", f"one or more layer widths, each an integer from 1 to {MAX_WIDTH:,}")
         if not all(is_real(p) and 0.0 <= p <= 1.0 for p in self.dropout):  # NaN fails too
             raise bad("dropout", "probabilities in [0, 1]")
         if self.model != "plain" and len(self.dropout) != len(self.hidden):
@@ -142,8 +145,8 @@ class TrainConfig:
             raise bad("seed", "an integer in [0, 2**63)")
         if not is_int(self.val_size) or self.val_size < 1:
             raise bad("val_size", "an integer >= 1")
-        if not is_int(self.split_seed) or self.split_seed < 0:
-            raise bad("split_seed", "an integer >= 0")
+        if not is_int(self.split_seed) or not 0 <= self.split_seed < 2**63:
+            raise bad("split_seed", "an integer in [0, 2**63)")
         if self.threads is not None and (not is_int(self.threads) or self.threads < 1):
             raise bad("threads", "an integer >= 1")
         if not is_int(self.eval_batch_size) or self.eval_batch_size < 1:
@@ -339,10 +342,10 @@ def fit(
     """
     cfg.validate()
     check_batch_size(cfg, data)
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    elif resume is not None and resume.get("threads"):
-        torch.set_num_threads(resume["threads"])  # bit for bit needs the thread count of the first part
+    check_memory(cfg, data)
+    # bit for bit needs the thread count of the first part, when the caller does not set one
+    requested = cfg.threads if cfg.threads is not None else (resume or {}).get("threads") or None
+    threads, threads_note = use_threads(requested if isinstance(requested, int) else None)
     train_x, train_y = data.train_x, data.train_y
     if cfg.train_size:
         subset = torch.Generator().manual_seed((cfg.seed + _SUBSET_STREAM) % 2**63)
@@ -390,7 +393,7 @@ def fit(
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "shuffle": shuffle.get_state(), "augment": augment.get_state(), "rng": rng_state(),
-            "threads": torch.get_num_threads(), "data_sha256": data.digest,
+            "threads": threads, "data_sha256": data.digest,
         }  # fmt: skip
         had_one = Path(checkpoint).exists()
         try:
@@ -460,7 +463,8 @@ def fit(
         "seconds": train_seconds,
         "epochs": cfg.epochs,
         "seed": cfg.seed,
-        "threads": torch.get_num_threads(),
+        "threads": threads,
+        "threads_note": threads_note,
         "data": data.source,
         "data_sha256": data.digest,
         "versions": {
@@ -502,8 +506,22 @@ def _checkpoint_bytes(cfg: TrainConfig, n_train: int) -> int:
     return 4 * params * (1 + buffers) + 8 * n_train + (1 << 16)
 
 
+def check_memory(cfg: TrainConfig, data: FashionMNIST) -> None:
+    """Refuse a run whose model and batches the memory available cannot hold (a
+    :class:`ConfigError` for ``hidden``, with both figures), before any work."""
+    n_train = cfg.train_size or len(data.train_x)
+    eval_n = max(min(cfg.eval_train_size or n_train, n_train), len(data.val_x), len(data.test_x))
+    buffers = 2 if cfg.optimizer == "adam" else (1 if cfg.momentum else 0)
+    need = run_bytes(cfg.hidden, buffers, min(cfg.batch_size, n_train), min(cfg.eval_batch_size, eval_n),
+                     new_images=cfg.train_size)  # fmt: skip
+    free = available_bytes()
+    if free is not None and need > free:
+        raise ConfigError("hidden", cfg.hidden, f"layers this machine's memory holds: this run needs about "
+                          f"{need / 2**30:,.1f} GiB, {free / 2**30:,.1f} GiB are available")  # fmt: skip
+
+
 def _check_resources(directory: Path, cfg: TrainConfig, n_train: int) -> None:
-    """Refuse, before any work, a run the disk or the memory cannot hold."""
+    """Refuse, before any work, a run the disk cannot hold."""
     need = 3 * _checkpoint_bytes(cfg, n_train) + (1 << 20)  # a checkpoint, its next version, model.pt
     free = shutil.disk_usage(directory).free
     if free < need:
@@ -560,6 +578,7 @@ def run(
     """
     cfg.validate()
     check_batch_size(cfg, data)
+    check_memory(cfg, data)
     directory = rundir.claim_dir(out) if out is not None else rundir.new_run_dir(runs_root, cfg.model)
     try:
         _check_resources(directory, cfg, cfg.train_size or len(data.train_x))
@@ -577,7 +596,11 @@ def run(
 
 def _run_record(directory: Path) -> dict:
     """``config.json`` of the run in ``directory``: its configuration and the data it trained on."""
-    if not (directory / ".droplab").is_file() or not (directory / "config.json").is_file():
+    try:
+        is_run = (directory / ".droplab").is_file() and (directory / "config.json").is_file()
+    except OSError as err:  # a name too long, a loop of links
+        raise rundir.RunDirError(f"{directory}: {err.strerror}") from None
+    if not is_run:
         raise rundir.RunDirError(f"{directory} is not a droplab run directory (no .droplab and config.json)")
     try:
         record = json.loads((directory / "config.json").read_text())
