@@ -129,3 +129,25 @@ def test_sigint_and_sigterm_stop_at_a_safe_point(sig, code, data_and_reference):
     done = subprocess.run(train_cmd(data, "--resume", str(out), "--no-verify"), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert same_run(out, ref)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130)])
+def test_a_signal_twice_to_the_process_group_stops_at_a_safe_point_too(sig, code, data_and_reference):
+    """What a terminal sends on Ctrl-C, Ctrl-C: the signal to the whole process group, twice in a
+    row. The first stops the run after its step; a second that comes before it is out stops it at
+    once (the checkpoint being written is dropped whole), one that comes later is ignored. Either
+    way: 128 + the signal, no traceback, and --resume ends as the uninterrupted run."""
+    data, ref, root = data_and_reference
+    out = root / f"group-twice{int(sig)}"
+    cmd = train_cmd(data, "--model", "mlp", "--momentum", "0.9", "--epochs", EPOCHS, "--out", str(out), *TINY)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert wait_for(out / "checkpoint.pt", proc)  # training is under way
+    os.killpg(proc.pid, sig)
+    os.killpg(proc.pid, sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert f"interrupted by {sig.name}" in err and "Traceback" not in err, err
+    assert not temp_files(out)
+    done = subprocess.run(train_cmd(data, "--resume", str(out), "--no-verify"), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert same_run(out, ref)

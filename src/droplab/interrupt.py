@@ -2,17 +2,30 @@
 
 Inside ``with StopRequest() as stop:`` the first SIGINT or SIGTERM only records the signal;
 the training loop looks at ``stop.signum`` between steps, writes a checkpoint and raises
-:class:`Interrupted`. A second signal is not delayed: SIGINT raises ``KeyboardInterrupt``
-at once, SIGTERM ends the process (what is on disk stays whole: every write is atomic).
+:class:`Interrupted`. What a second signal does depends on who holds the request:
+
+- ``StopRequest()`` — a process that does the work itself (``droplab train``, a study with
+  ``--jobs 1``): a second signal stops it at once, raising :class:`Interrupted` wherever it is
+  (every write is atomic and removes its temporary file, so what is on disk stays whole).
+- ``StopRequest(at_once=False)`` — a worker of a study, or the parent coordinating workers:
+  every signal is only recorded (``count``). A worker must never die mid-job: a Ctrl-C at a
+  terminal reaches it directly *and* through its parent, and both only ask it to stop at its
+  next safe point. The parent decides itself what a second signal means (see
+  ``droplab.studies.engine``).
+
+When a signal has ended the work (the block is left by :class:`Interrupted` or
+:class:`StudyInterrupted`), later SIGINT/SIGTERM are ignored: the process is on its way out.
+
 The exit status is the shell's convention, 128 + the signal: 130 for SIGINT, 143 for SIGTERM.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 
-__all__ = ["StopRequest", "Interrupted", "StudyInterrupted", "exit_status"]
+__all__ = ["StopRequest", "Interrupted", "StudyInterrupted", "exit_status", "signals_blocked", "SIGNALS"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -41,23 +54,26 @@ class StudyInterrupted(Exception):
 
 
 class StopRequest:
-    """Records the first SIGINT/SIGTERM instead of dying; restores the old handlers on exit.
+    """Records SIGINT/SIGTERM instead of dying; restores the old handlers on exit.
 
-    Outside the main thread signals cannot be caught; there it records nothing.
+    ``signum`` is the first signal (None: none yet), ``count`` how many came. With
+    ``at_once`` (the default) a second signal raises :class:`Interrupted` at once; without,
+    every signal is only recorded. Outside the main thread signals cannot be caught; there
+    it records nothing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, at_once: bool = True) -> None:
         self.signum: int | None = None
+        self.count = 0
+        self.at_once = at_once
         self._old: dict[int, object] = {}
 
     def _handle(self, signum, frame) -> None:
+        self.count += 1
         if self.signum is None:
             self.signum = signum
-            return
-        signal.signal(signum, self._old.get(signum, signal.SIG_DFL))  # a second signal is not delayed
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        signal.raise_signal(signum)
+        elif self.at_once:
+            raise Interrupted(self.signum, f"and stopped at once by a second signal ({signal.Signals(signum).name})")
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
@@ -65,7 +81,32 @@ class StopRequest:
                 self._old[s] = signal.signal(s, self._handle)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.count and exc_type is not None and issubclass(exc_type, (Interrupted, StudyInterrupted)):
+            # A signal stopped the work: the process is on its way out with 128 + signum, and its
+            # interpreter takes a moment to tear torch down. A signal that comes now must not turn
+            # that exit into a traceback or a death by signal: ignored (SIG_IGN, which, unlike a
+            # Python handler, the interpreter keeps while it finalizes).
+            for s in self._old:
+                signal.signal(s, signal.SIG_IGN)
+            self._old.clear()
+            return
         for s, old in self._old.items():
             signal.signal(s, old)
         self._old.clear()
+
+
+@contextlib.contextmanager
+def signals_blocked():
+    """SIGINT/SIGTERM held back in this thread meanwhile (delivered on leaving, not lost; other
+    threads of this process still take them).
+
+    A process started in here (spawned or forked) begins with them blocked, so a signal
+    that reaches it before it has its own handlers waits instead of killing it; it unblocks
+    them once its :class:`StopRequest` is in place (``signal.pthread_sigmask``).
+    """
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
