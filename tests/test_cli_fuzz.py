@@ -680,3 +680,26 @@ def test_zz_invocation_count():
     if os.environ.get("DROPLAB_FUZZ_COUNT_FILE"):
         Path(os.environ["DROPLAB_FUZZ_COUNT_FILE"]).write_text(f"{n}\n")
     assert n >= 500, f"only {n} invocations"
+
+
+# found by a full sweep of the value lists, beyond the fixed example set above
+SWEEP_CASES = [
+    (["check", "--draws", str(2**63)], "--draws"),
+    (["check", "--draws", str(2**63 - 1)], "--draws"),
+    (["check", "--draws", "1000", "--seed", str(2**64)], "--seed"),
+    (_tiny_train("--threads", str(2**31), "--out", "run"), None),
+    (_tiny_train("--split-seed", str(2**64), "--out", "run"), "--split-seed"),
+    (_tiny_train("--hidden", "9" * 400, "--dropout", "0.5", "--out", "run"), "--hidden"),
+    (_argv(["train"], {"--resume": [LONG]}), "--resume"),
+    (_argv(["train"], TINY | {"--data-dir": [LONG], "--out": ["run"]}), None),
+    (_argv(["study", "headline"], STUDY_BASE | {"--store": ["/proc/self"]}, flags=("--quick", "--no-verify")), None),
+]
+
+
+@pytest.mark.parametrize("argv, option", SWEEP_CASES, ids=[" ".join(a[:3]) + f" #{i}" for i, (a, _) in
+                                                          enumerate(SWEEP_CASES)])  # fmt: skip
+def test_sweep_found_cases_end_with_a_message(argv, option):
+    o = check(invoke(argv))
+    assert o.code in (0, 1, 2), o.err
+    if option is not None:
+        assert o.code == 2 and option in o.err, o.err

@@ -21,14 +21,18 @@ from . import __version__
 from .checkpoint import CheckpointError
 from .data import DataError, SplitError, load_fashion_mnist
 from .functional import IMPLEMENTATIONS
-from .interrupt import Interrupted, StudyInterrupted, exit_status
+from .interrupt import Interrupted, StudyInterrupted, WorkerLost, exit_status
 from .models import MODEL_NAMES, NORMS
 from .noise import NOISE_KINDS
 from .recipes import RECIPES, recipe
 from .rundir import RunDirError
-from .train import OPTIMIZERS, SCHEDULES, CheckpointWriteError, ConfigError, Diverged, TrainConfig, check_batch_size
+from .threads import use_threads
+from .train import (
+    OPTIMIZERS, SCHEDULES, CheckpointWriteError, ConfigError, Diverged, TrainConfig, check_batch_size, check_memory,
+)  # fmt: skip
 
 EXIT_USAGE = 2
+MAX_DRAWS = 10**8  # droplab check: 400 MB of float32 ones per p
 EXIT_DIVERGED = 3
 
 
@@ -152,9 +156,20 @@ def _load(args: argparse.Namespace, cfg: TrainConfig):
     )
     try:
         check_batch_size(cfg, data)
+        check_memory(cfg, data)
     except ConfigError as err:
         raise UsageError(_option_message(err)) from None
     return data
+
+
+def _cap_threads(threads: int | None, console: Console) -> int | None:
+    """``--threads`` as used: at most the cores this process may run on, with a note when capped."""
+    if threads is None:
+        return None
+    used, note = use_threads(threads)
+    if note:
+        console.print(f"note: {note}", markup=False)
+    return used
 
 
 _RESUME_ALLOWED = ("threads", "data_dir", "no_verify", "resume")
@@ -187,10 +202,11 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     from .train import resume, run
 
     cfg = _resume_config(args) if args.resume else _config(args)
+    cfg.threads = _cap_threads(cfg.threads if not args.resume else args.threads, console) or cfg.threads
     data = _load(args, cfg)
     start = time.perf_counter()
     if args.resume:
-        result = resume(args.resume, data, threads=args.threads)
+        result = resume(args.resume, data, threads=cfg.threads if args.threads is not None else None)
     else:
         result = run(cfg, data, out=args.out, runs_root=args.runs_root)
     s = result.summary
@@ -214,6 +230,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from .compare import claims, compare, format_table
 
     cfg = _config(args)
+    cfg.threads = _cap_threads(cfg.threads, console)
     if args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds}: invalid, expected an integer >= 1")
     data = _load(args, cfg)
@@ -232,6 +249,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 def cmd_study(args: argparse.Namespace, console: Console) -> int:
     from .studies.catalog import STUDIES
     from .studies.engine import StudyError, run_study
+    from .studies.plan import PlanError
 
     if args.name == "list":
         for name, st in STUDIES.items():
@@ -240,7 +258,8 @@ def cmd_study(args: argparse.Namespace, console: Console) -> int:
     names = list(STUDIES) if args.name == "all" else [args.name]
     if names[0] not in STUDIES:
         raise UsageError(f"study {args.name!r}: unknown, expected one of all, list, {', '.join(STUDIES)}")
-    checks = [("--seeds", args.seeds, 1), ("--epochs", args.epochs, 1), ("--jobs", args.jobs, 1)]
+    checks = [("--seeds", args.seeds, 1), ("--epochs", args.epochs, 1), ("--jobs", args.jobs, 1),
+              ("--max-runs", args.max_runs, 1)]  # fmt: skip
     checks.append(("--val-size", args.val_size, 1))
     for option, value, low in checks:
         if value is not None and value < low:
@@ -256,11 +275,13 @@ def cmd_study(args: argparse.Namespace, console: Console) -> int:
         try:
             report = run_study(
                 STUDIES[name], args.data_dir, out, seeds=args.seeds, epochs=args.epochs, quick=args.quick,
-                jobs=args.jobs, store=store, verify=not args.no_verify, val_size=args.val_size,
+                jobs=args.jobs, store=store, verify=not args.no_verify, val_size=args.val_size, max_runs=args.max_runs,
                 log=lambda line: console.print(line, markup=False, soft_wrap=True),
             )  # fmt: skip
         except StudyError as err:
             raise UsageError(str(err)) from None
+        except PlanError as err:
+            raise UsageError(f"--seeds {args.seeds}: {err}; ask for fewer seeds, or raise --max-runs if you mean it")
         console.print(f"\n{report['title']}", markup=False, soft_wrap=True)
         for claim in report["claims"]:
             console.print(claim["line"], markup=False, soft_wrap=True)
@@ -368,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--data-dir", default=None, help="directory with the four Fashion-MNIST .gz files")
     study.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check")
     study.add_argument("--val-size", type=int, default=5000, help="training images held out for validation")
+    study.add_argument("--max-runs", type=int, default=10_000,
+                       help="refuse a study of more runs than this (default: %(default)s); the plan, with its "
+                            "estimated time, is printed before the runs start")
     study.set_defaults(func=cmd_study)
 
     report = sub.add_parser("report", help="one self-contained HTML page from study directories")
@@ -384,15 +408,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not console.is_terminal:
         console = Console(highlight=False, width=160)  # logs and pipes: keep table rows whole
     try:
-        if args.command == "check" and args.draws < 1:
-            raise UsageError(f"--draws {args.draws}: invalid, expected an integer >= 1")
+        if args.command == "check" and not 1 <= args.draws <= MAX_DRAWS:
+            raise UsageError(f"--draws {args.draws}: invalid, expected an integer from 1 to {MAX_DRAWS:,}")
+        if args.command == "check" and not 0 <= args.seed < 2**63:
+            raise UsageError(f"--seed {args.seed}: invalid, expected an integer in [0, 2**63)")
         return args.func(args, console)
     except (UsageError, RunDirError) as err:
         parser.exit(EXIT_USAGE, f"droplab {args.command}: error: {err}\n")
+    except ConfigError as err:  # found by the library once the data is known (the memory a run needs)
+        parser.exit(EXIT_USAGE, f"droplab {args.command}: error: {_option_message(err)}\n")
     except SplitError as err:  # a validation split the data cannot give: the option's fault
         parser.exit(EXIT_USAGE, f"droplab {args.command}: error: {_option_message(err)}\n")
     except (DataError, CheckpointError, CheckpointWriteError) as err:
         parser.exit(1, f"droplab {args.command}: error: {err}\n")
+    except OSError as err:  # the machine's refusal (a full disk, no permission), not droplab's: say which file
+        where = f": {err.filename}" if err.filename else ""
+        parser.exit(1, f"droplab {args.command}: error: {err.strerror or err}{where}\n")
     except Diverged as err:
         where = (
             f"; the last good checkpoint is in {err.directory} (droplab train --resume would diverge the same way)"
@@ -404,6 +435,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         how = f"; resume with: droplab train --resume {err.directory}" if getattr(err, "directory", None) else ""
         parser.exit(exit_status(err.signum), f"droplab {args.command}: {err}{how}\n")
     except StudyInterrupted as err:
+        if isinstance(err, WorkerLost):  # not a stop asked for: the lost job goes on from its last checkpoint
+            parser.exit(exit_status(err.signum), f"droplab {args.command}: {err}; finished runs are stored: "
+                        "the same command resumes\n")  # fmt: skip
         parser.exit(
             exit_status(err.signum),
             f"droplab {args.command}: {err}; finished runs are stored and the runs under way checkpointed: "

@@ -25,7 +25,7 @@ import contextlib
 import signal
 import threading
 
-__all__ = ["StopRequest", "Interrupted", "StudyInterrupted", "exit_status", "signals_blocked", "SIGNALS"]
+__all__ = ["StopRequest", "Interrupted", "StudyInterrupted", "WorkerLost", "exit_status", "signals_blocked", "SIGNALS"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -110,3 +110,9 @@ def signals_blocked():
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class WorkerLost(StudyInterrupted):
+    """A worker process died (SIGKILL, out of memory, a crash): the study stops; the same command resumes.
+
+    ``signum`` is the signal that killed it (exit status 128 + it; SIGKILL, 137, when it exited by itself)."""

@@ -13,7 +13,6 @@ unfinished ones absent.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import dataclasses
 import fcntl
@@ -21,9 +20,15 @@ import hashlib
 import json
 import math
 import multiprocessing
+import multiprocessing.connection
+import multiprocessing.resource_tracker
 import os
+import pickle
 import signal
+import sys
+import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +39,7 @@ import torch
 from .. import __version__, rundir
 from ..checkpoint import CheckpointError
 from ..checkpoint import load as load_checkpoint
-from ..data import FashionMNIST, load_fashion_mnist
+from ..data import DataError, FashionMNIST, load_fashion_mnist
 from ..ensemble import (
     MC_KS,
     accuracy_nll,
@@ -44,9 +49,11 @@ from ..ensemble import (
     predict_scaled,
     reliability,
 )
-from ..interrupt import Interrupted, StopRequest, StudyInterrupted
+from ..interrupt import SIGNALS, Interrupted, StopRequest, StudyInterrupted, WorkerLost, signals_blocked
 from ..stats import Interval, mean_interval, paired_interval, verdict
 from ..train import TrainConfig, fit
+from .plan import MAX_RUNS, check_size, estimate_seconds, format_seconds
+from .records import record_problem
 
 __all__ = [
     "Variant",
@@ -215,10 +222,15 @@ _stop: StopRequest | None = None
 
 
 def _init_worker(data_dir: str, val_size: int, verify: bool, threads: int) -> None:
+    """Set up a worker process (_ProcessPool): its stop request first, then torch and the data."""
     global _data, _stop
+    # However many SIGINT/SIGTERM come, a worker only records them: its job checkpoints at the next
+    # safe point and ends with StudyInterrupted. A Ctrl-C at a terminal reaches a worker directly and
+    # again through its parent (_ProcessPool.halt); neither may kill it mid-job.
+    _stop = StopRequest(at_once=False).__enter__()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)  # spawned with them blocked: one sent meanwhile counts now
     torch.set_num_threads(threads)
     _data = load_fashion_mnist(data_dir, val_size=val_size, verify=verify)
-    _stop = StopRequest().__enter__()  # a worker stops at a safe point too, checkpointing its job
 
 
 def run_job(
@@ -235,6 +247,8 @@ def run_job(
     """
     data = data if data is not None else _data
     stop = stop if stop is not None else _stop
+    if job.get("data", data.digest) != data.digest:
+        raise DataError(f"{data.source}: data digest {data.digest}, but this job is keyed to data {job['data']}")
     cfg = TrainConfig(**job["train"])
     state = None
     if checkpoint is not None and checkpoint.exists():
@@ -242,8 +256,18 @@ def run_job(
             state = load_checkpoint(checkpoint)
         except CheckpointError:
             checkpoint.unlink()  # damaged: the job starts over (its result will be the same)
+
+    def train(resume):
+        return fit(cfg, data, checkpoint=checkpoint, resume=resume, stop=stop, checkpoint_interval=CHECKPOINT_SECONDS)
+
     try:
-        result = fit(cfg, data, checkpoint=checkpoint, resume=state, stop=stop, checkpoint_interval=CHECKPOINT_SECONDS)
+        try:
+            result = train(state)
+        except CheckpointError:  # whole but unsound (checked before any step): start over
+            if state is None:
+                raise
+            checkpoint.unlink(missing_ok=True)
+            result = train(None)
     except Interrupted as err:
         raise StudyInterrupted(err.signum, str(err)) from None
     summary = {k: v for k, v in result.summary.items() if k not in ("data",)}
@@ -283,6 +307,13 @@ PROBE_FUNCTIONS = {"mc": _probe_mc}
 
 def _prepare_out(out: Path, study: str) -> None:
     """Use ``out`` for ``study``: a new or empty directory, or one this study wrote before."""
+    try:
+        _claim_out(out, study)
+    except OSError as err:  # a name too long, a path through a file, an unreadable marker
+        raise StudyError(f"cannot use {out} as the study's directory: {err.strerror or err}") from None
+
+
+def _claim_out(out: Path, study: str) -> None:
     marker = out / ".droplab-study"
     if marker.exists():
         owner = marker.read_text().strip()
@@ -312,49 +343,316 @@ def _study_lock(out: Path):
         os.close(fd)
 
 
-def _run_pool(todo, data, val_size, verify, threads, jobs, partial, stop, store_result) -> None:
-    """The jobs on a pool of spawned workers; on a signal, the workers checkpoint and stop too."""
-    ctx = multiprocessing.get_context("spawn")  # numba's and torch's thread pools do not survive fork
-    with cf.ProcessPoolExecutor(
-        min(jobs, len(todo)), mp_context=ctx, initializer=_init_worker,
-        initargs=(data.source, val_size, verify, threads),
-    ) as pool:  # fmt: skip
-        futures = {
-            pool.submit(run_job, job, None, partial / f"{key}.pt"): (name_seed, key)
-            for name_seed, (key, job) in todo.items()
-        }
-        pending, signalled = set(futures), False
-        while pending:
-            finished, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-            for fut in finished:
-                name_seed, key = futures[fut]
-                if fut.cancelled():
-                    continue
+# How jobs run, and how they stop. The contract, whatever runs the jobs (this process with
+# --jobs 1, the process pool below, a cluster backend later): a job is given a stop request
+# (anything with ``signum``); once that is set, the job writes its checkpoint at its next safe
+# point and ends with StudyInterrupted (run_job, fit). The driver, _drive, on a stop request
+# starts no more jobs, passes the request on to the jobs under way, stores what still
+# finishes, waits for the others to checkpoint, then raises StudyInterrupted; on a second
+# signal it abandons the jobs under way at once (their last checkpoints, written atomically,
+# stay whole). A backend only starts jobs, reports how they ended, passes a stop on, abandons
+# and closes: the methods of _ProcessPool.
+
+
+class _RemoteTraceback(Exception):
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+
+    def __str__(self) -> str:
+        return f"\n(in the worker process)\n{self.args[0]}"
+
+
+def _rebuild(cls: type, args: tuple, state: dict) -> BaseException:
+    err = cls.__new__(cls, *args)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
+
+class _Carried:
+    """Pickles an exception whose ``__init__`` does not take its ``args`` back (Diverged, say)
+    as its class, args and attributes; it unpickles as that exception."""
+
+    def __init__(self, err: BaseException) -> None:
+        self.err = err
+
+    def __reduce__(self):
+        return _rebuild, (type(self.err), self.err.args, dict(vars(self.err)))
+
+
+def _portable(err: Exception):
+    """What crosses to the parent for ``err``: itself, or carried; at worst a RuntimeError saying what it was."""
+    for form in (err, _Carried(err)):
+        try:
+            pickle.loads(pickle.dumps(form))
+            return form
+        except Exception:
+            pass
+    return RuntimeError(f"{type(err).__name__}: {err}")
+
+
+def _watch_parent() -> None:
+    """In a worker: if the parent dies (killed outright), the job under way stops at its next safe point."""
+    parent = multiprocessing.parent_process()
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        if _stop is not None and _stop.signum is None:
+            _stop.signum = signal.SIGHUP
+
+    if parent is not None:
+        threading.Thread(target=watch, name="droplab-parent-watch", daemon=True).start()
+
+
+def _worker_main(conn, data_dir: str, val_size: int, verify: bool, threads: int) -> None:
+    """A worker process: jobs from ``conn``, one at a time, until None, or until the parent is gone."""
+    try:
+        _init_worker(data_dir, val_size, verify, threads)
+        broken = None
+    except Exception as err:  # reported as the first job's failure
+        broken = err
+    _watch_parent()
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            break  # the parent is gone
+        if task is None:
+            break
+        try:
+            if _stop is not None and _stop.signum is not None:  # stopped before this job began: not begun
+                raise StudyInterrupted(_stop.signum, "")
+            if broken is not None:
+                raise broken
+            reply = ("done", run_job(task[0], None, task[1]))
+        except StudyInterrupted as err:
+            reply = ("stopped", err.signum)
+        except Exception as err:
+            reply = ("failed", (_portable(err), traceback.format_exc()))
+        try:
+            conn.send(reply)
+        except OSError:
+            break
+    # Nothing to tear down (every file it wrote is whole and closed); the interpreter's own
+    # teardown of torch and numba would take seconds, which the parent would wait for.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+@dataclass(eq=False)
+class _Worker:
+    proc: Any  # multiprocessing's SpawnProcess
+    conn: Any  # this end of its pipe
+    task: Any = None  # the job it runs (the driver's tag); None: idle
+    halted: bool = False  # it was asked to stop
+    gone: bool = False  # it ended, and was reaped
+
+
+class _ProcessPool:
+    """Spawned worker processes, each with a pipe of its own: no lock or queue is shared, so a
+    worker that dies loses its own job only, and the pool knows which; a worker whose parent is
+    gone ends after its job."""
+
+    def __init__(self, n: int, initargs: tuple) -> None:
+        self.n, self.initargs, self.workers = n, initargs, []
+
+    def open(self) -> None:
+        ctx = multiprocessing.get_context("spawn")  # numba's and torch's thread pools do not survive fork
+        # Started before the block, not by the first worker's start: starting it unblocks SIGINT/SIGTERM.
+        multiprocessing.resource_tracker.ensure_running()
+        with signals_blocked():  # a worker holds SIGINT/SIGTERM back until it has its StopRequest (_init_worker)
+            for _ in range(self.n):
+                conn, child = ctx.Pipe()
+                proc = ctx.Process(target=_worker_main, args=(child, *self.initargs), name="droplab-worker")
                 try:
-                    result = fut.result()
-                except StudyInterrupted:
-                    continue
-                store_result(name_seed, key, result)
+                    proc.start()
+                finally:
+                    child.close()
+                self.workers.append(_Worker(proc, conn))
+
+    def idle(self) -> list[_Worker]:
+        return [w for w in self.workers if w.task is None and not w.gone]
+
+    def busy(self) -> bool:
+        return any(w.task is not None for w in self.workers)
+
+    def start(self, worker: _Worker, tag, job: Mapping[str, Any], checkpoint: Path) -> None:
+        worker.task = tag
+        with contextlib.suppress(OSError):  # it died: poll() reports the job lost
+            worker.conn.send((job, checkpoint))
+
+    def _reap(self, w: _Worker) -> None:
+        w.proc.join()
+        w.gone = True
+
+    def poll(self, timeout: float) -> list[tuple[Any, str, Any]]:
+        """How jobs ended meanwhile: (tag, "done", result), (tag, "stopped", signum),
+        (tag, "failed", (error, traceback)), (tag, "lost", exit code); tag None: an idle worker died."""
+        watch = {}
+        for w in self.workers:
+            if not w.gone:
+                watch[w.conn], watch[w.proc.sentinel] = w, w
+        ready = multiprocessing.connection.wait(list(watch), timeout) if watch else []
+        events = []
+        for w in dict.fromkeys(watch[r] for r in ready):
+            reply = None
+            if w.conn.poll():
+                with contextlib.suppress(EOFError, OSError):  # died, maybe mid-message
+                    reply = w.conn.recv()
+            elif w.proc.is_alive():
+                continue
+            tag, w.task, w.halted = w.task, None, False
+            if reply is None:
+                self._reap(w)
+                events.append((tag, "lost", w.proc.exitcode))
+            else:
+                events.append((tag, *reply))
+        return events
+
+    def halt(self) -> None:
+        """The jobs under way stop at their next safe point: SIGTERM, which a worker only records."""
+        for w in self.workers:
+            if w.task is not None and not w.halted and not w.gone:
+                w.halted = True
+                w.proc.terminate()
+
+    def abandon(self) -> list:
+        """Kill every worker now (a second signal); the tags of the jobs they ran."""
+        for w in self.workers:
+            if not w.gone:
+                w.proc.kill()
+        tags = []
+        for w in self.workers:
+            if not w.gone:
+                self._reap(w)
+            if w.task is not None:
+                tags.append(w.task)
+                w.task = None
+        return tags
+
+    def close(self, stop: StopRequest) -> None:
+        """End every worker: a job still under way stops at its next safe point first (what it
+        sends then is dropped); a second signal meanwhile kills them."""
+        self.halt()
+        for w in self.workers:
+            if not w.gone:
+                with contextlib.suppress(OSError):
+                    w.conn.send(None)
+        open_conns = {w.conn for w in self.workers if not w.gone}
+        while not all(w.gone for w in self.workers):
+            if stop.count >= 2:
+                self.abandon()
+                break
+            alive = [w for w in self.workers if not w.gone]
+            ready = multiprocessing.connection.wait([w.proc.sentinel for w in alive] + list(open_conns), 0.2)
+            for w in alive:
+                if w.conn in ready and w.conn in open_conns:
+                    try:
+                        w.conn.recv()  # a reply nobody waits for: read, so that the worker is not stuck writing it
+                    except (EOFError, OSError):
+                        open_conns.discard(w.conn)
+                if w.proc.sentinel in ready:
+                    self._reap(w)
+        for w in self.workers:
+            w.conn.close()
+            w.proc.close()
+
+
+def _job_name(tag) -> str:
+    return f"{tag[0]}, seed {tag[1]}"
+
+
+def _died(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"was killed by {_signame(-code)}" + (" (out of memory?)" if -code == signal.SIGKILL else "")
+    return f"exited unexpectedly (status {code})"
+
+
+def _drive(pool: _ProcessPool, todo: dict, partial: Path, stop: StopRequest, store_result) -> None:
+    """Run ``todo`` on ``pool`` (see above for the contract); store each result as it comes."""
+    queue = list(todo.items())
+    signum, failure, lost, abandoned, finished = None, None, [], [], 0
+    while True:
+        if signum is None:
+            signum = stop.signum
+        ending = signum is not None or failure is not None or bool(lost)
+        if ending and stop.count >= 2:
+            abandoned = pool.abandon()
+            break
+        if ending:
+            pool.halt()
+        else:
+            for worker in pool.idle()[: len(queue)]:
+                tag, (key, job) = queue.pop(0)
+                pool.start(worker, tag, job, partial / f"{key}.pt")
+        if not pool.busy() and (ending or not queue):
+            break
+        for tag, how, what in pool.poll(0.2):
+            if how == "done":
+                key = todo[tag][0]
+                store_result(tag, key, what)
                 (partial / f"{key}.pt").unlink(missing_ok=True)
-            if stop.signum is not None and not signalled:
-                signalled = True
-                for fut in pending:
-                    fut.cancel()
-                for proc in list(getattr(pool, "_processes", {}).values()):  # the jobs under way
-                    proc.terminate()  # SIGTERM: the worker checkpoints after its current step
-        if stop.signum is not None:
-            raise StudyInterrupted(stop.signum, f"interrupted by {_signame(stop.signum)}")
+                finished += 1
+            elif how == "stopped":  # a signal to this worker alone stops the whole study too
+                signum = signum or what
+            elif how == "failed":
+                failure = failure or what
+            else:
+                lost.append((tag, what))
+    for tag in abandoned + [tag for tag, _ in lost if tag is not None]:  # killed, perhaps mid-write
+        for stale in partial.glob(f".{todo[tag][0]}.pt.tmp-*"):
+            stale.unlink(missing_ok=True)
+    if failure is not None:
+        err, remote = failure
+        raise err from _RemoteTraceback(remote)
+    done = f"{finished} of {len(todo)} runs"
+    if lost:
+        tag, code = lost[0]
+        what = f"with {_job_name(tag)} (it goes on from its last checkpoint)" if tag is not None else "between runs"
+        more = f"; {len(lost) - 1} more worker(s) died" if len(lost) > 1 else ""
+        raise WorkerLost(-code if code is not None and code < 0 else signal.SIGKILL,
+                         f"a worker process {_died(code)} {what}{more}; the study stopped after {done}")  # fmt: skip
+    if abandoned:
+        names = "; ".join(_job_name(t) for t in abandoned)
+        raise StudyInterrupted(signum, f"interrupted by {_signame(signum)} and stopped at once by a second signal "
+                                       f"after {done} ({names} go on from their last checkpoints)")  # fmt: skip
+    if signum is not None:
+        raise StudyInterrupted(signum, f"interrupted by {_signame(signum)} after {done}")
 
 
-def _load_result(path: Path, job: Mapping[str, Any]) -> dict | None:
-    """A stored result for ``job``, or None if absent or not for this exact job."""
+def _run_pool(todo, data, val_size, verify, threads, jobs, partial, stop, store_result) -> None:
+    """The jobs on a pool of spawned workers, stopped by a signal as _drive says."""
+    if stop.signum is not None:
+        raise StudyInterrupted(stop.signum, f"interrupted by {_signame(stop.signum)} before any run began")
+    pool = _ProcessPool(min(jobs, len(todo)), (data.source, val_size, verify, threads))
+    try:
+        pool.open()
+        _drive(pool, todo, partial, stop, store_result)
+    finally:
+        pool.close(stop)
+
+
+def _load_result(path: Path, job: Mapping[str, Any], log: Callable[[str], None]) -> dict | None:
+    """A stored result for ``job``, or None if absent; one that is damaged, for another job or
+    holds figures no run produces is set aside (renamed ``*.rejected``, never served) and logged."""
     try:
         stored = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return None
-    if not isinstance(stored, dict) or not isinstance(stored.get("job"), dict) or "train" not in stored["job"]:
-        return None
-    return stored if canonical(stored["job"]) == canonical(job) else None
+    except (OSError, ValueError) as err:
+        problem = f"cannot be read ({err})"
+    else:
+        problem = record_problem(stored, job, canonical)
+    if problem is None:
+        return stored
+    rejected = path.with_name(path.name + ".rejected")
+    try:
+        os.replace(path, rejected)
+        log(f"  stored result {path} set aside as {rejected.name}: {problem}; the run is trained again")
+    except OSError as err:
+        log(f"  stored result {path} not used: {problem} (and it cannot be set aside: {err.strerror})")
+    return None
 
 
 def run_study(
@@ -369,6 +667,7 @@ def run_study(
     verify: bool = True,
     val_size: int = 5000,
     log: Callable[[str], None] = print,
+    max_runs: int = MAX_RUNS,
 ) -> dict:
     """Run ``study`` (resuming what ``store`` already holds) and write its files to ``out``.
 
@@ -382,15 +681,20 @@ def run_study(
         raise StudyError(f"--epochs {epochs!r}: invalid, expected an integer >= 1")
     if not isinstance(jobs, int) or jobs < 1:
         raise StudyError(f"--jobs {jobs!r}: invalid, expected an integer >= 1")
+    variants = study.variants(quick)
+    check_size(len(variants), seeds, max_runs)  # before any work: a typo is not a study
     out = Path(out)
     store = Path(store) if store is not None else out / "runs"
     data = load_fashion_mnist(data_dir, val_size=val_size, verify=verify)  # checks the data before any work
     _prepare_out(out, study.name)
     with _study_lock(out):
-        store.mkdir(parents=True, exist_ok=True)
+        try:
+            store.mkdir(parents=True, exist_ok=True)
+            (store / "partial").mkdir(exist_ok=True)  # checkpoints of jobs under way
+        except OSError as err:
+            raise StudyError(f"cannot use {store} as the store of runs: {err.strerror or err}") from None
 
         threads = 1 if jobs > 1 else torch.get_num_threads()
-        variants = study.variants(quick)
         seed_list = list(range(seeds))
         todo, done = {}, {}
         for v in variants:
@@ -398,14 +702,19 @@ def run_study(
                 job = job_config(study, v, s, epochs, quick, len(data.train_x))
                 job["train"]["threads"] = threads
                 job["train"]["val_size"] = val_size
+                job["data"] = data.digest  # part of the key: a store never serves runs of other data
                 key = config_key(job)
-                found = _load_result(store / f"{key}.json", job)
+                found = _load_result(store / f"{key}.json", job, log)
                 if found is not None:
                     done[v.name, s] = found
                 else:
                     todo[v.name, s] = (key, job)
+        seconds, basis = estimate_seconds(
+            (job for _, job in todo.values()), done.values(), len(data.train_x), len(data.val_x), len(data.test_x)
+        )
         log(f"{study.name}: {len(variants)} configurations x {seeds} seeds = {len(done) + len(todo)} runs "
-            f"({len(done)} already in {store}), {min(jobs, max(len(todo), 1))} worker(s)")  # fmt: skip
+            f"({len(done)} already in {store}), {min(jobs, max(len(todo), 1))} worker(s); "
+            f"about {format_seconds(seconds)} of training to go ({basis})")  # fmt: skip
 
         start = time.perf_counter()
         finished = 0
@@ -422,16 +731,21 @@ def run_study(
 
         partial = store / "partial"  # checkpoints of jobs under way: a killed study goes on from them
         partial.mkdir(exist_ok=True)
-        with StopRequest() as stop:
-            if todo and jobs == 1:
-                for name_seed, (key, job) in todo.items():
-                    store_result(name_seed, key, run_job(job, data, partial / f"{key}.pt", stop))
-                    (partial / f"{key}.pt").unlink(missing_ok=True)
-                    if stop.signum is not None and finished < len(todo):
-                        why = f"interrupted by {_signame(stop.signum)} after {finished} of {len(todo)} runs"
-                        raise StudyInterrupted(stop.signum, why)
-            elif todo:
-                _run_pool(todo, data, val_size, verify, threads, jobs, partial, stop, store_result)
+        # One job at a time here: a second signal stops at once (StopRequest raises Interrupted).
+        # With workers, this process only records signals and _drive decides what they mean.
+        try:
+            with StopRequest(at_once=jobs == 1) as stop:
+                if todo and jobs == 1:
+                    for name_seed, (key, job) in todo.items():
+                        store_result(name_seed, key, run_job(job, data, partial / f"{key}.pt", stop))
+                        (partial / f"{key}.pt").unlink(missing_ok=True)
+                        if stop.signum is not None and finished < len(todo):
+                            why = f"interrupted by {_signame(stop.signum)} after {finished} of {len(todo)} runs"
+                            raise StudyInterrupted(stop.signum, why)
+                elif todo:
+                    _run_pool(todo, data, val_size, verify, threads, jobs, partial, stop, store_result)
+        except Interrupted as err:  # a second signal outside a job's training, even while a first stop unwinds
+            raise StudyInterrupted(err.signum, f"{err} after {finished} of {len(todo)} runs") from None
         wall = time.perf_counter() - start
 
         results = Results(study, variants, seed_list, done)

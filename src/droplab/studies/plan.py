@@ -1,0 +1,115 @@
+"""A study's plan before it runs: how many runs, and about how long they take.
+
+A study of V configurations over S seeds is V x S training runs. Before any is planned in
+detail, :func:`check_size` refuses plans over a limit (``--seeds 1000000`` is a typo, not a
+study). :func:`estimate_seconds` then puts a rough figure on the runs to train: the
+arithmetic of each run (its matrix products: forward and backward over the training images,
+forward over the evaluation images) at a rate taken from runs this store already holds, or,
+in an empty store, from a matrix product timed on this machine, with the trainer's measured
+overhead over its matrix products.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+
+__all__ = ["MAX_RUNS", "PlanError", "check_size", "run_flops", "estimate_seconds", "format_seconds"]
+
+MAX_RUNS = 10_000  # more runs than this in one study call is refused unless the caller raises the limit
+OVERHEAD = 3.0  # the trainer's time over its matrix products' (1.8x for the lecture's run; more for small nets)
+STEP_SECONDS = 2e-4  # fixed cost of one optimizer step (Python, autograd, the optimizer)
+
+
+class PlanError(ValueError):
+    """A plan over the limit of runs; ``runs`` and ``limit`` say by how much."""
+
+    def __init__(self, runs: int, limit: int, detail: str) -> None:
+        self.runs, self.limit = runs, limit
+        super().__init__(f"{runs:,} runs ({detail}) is over the limit of {limit:,} runs for one study")
+
+
+def check_size(configurations: int, seeds: int, limit: int = MAX_RUNS) -> int:
+    """The number of runs of a plan; :class:`PlanError` when it is over ``limit``.
+
+    Examples::
+
+        >>> check_size(2, 5)
+        10
+        >>> check_size(2, 1_000_000)
+        Traceback (most recent call last):
+        ...
+        droplab.studies.plan.PlanError: 2,000,000 runs (2 configurations x 1,000,000 seeds) is over the limit of 10,000 runs for one study
+    """
+    runs = configurations * seeds
+    if runs > limit:
+        raise PlanError(runs, limit, f"{configurations} configurations x {seeds:,} seeds")
+    return runs
+
+
+def run_flops(train: Mapping[str, Any], n_train: int, n_val: int, n_test: int) -> tuple[float, int]:
+    """Floating-point operations of one run's matrix products, and its optimizer steps."""
+    dims = [784, *train["hidden"], 10]
+    params = sum(a * b for a, b in zip(dims, dims[1:]))
+    used = train.get("train_size") or n_train
+    epochs = train["epochs"]
+    evals = len([e for e in range(1, epochs + 1) if e % train.get("eval_every", 1) == 0 or e == epochs])
+    eval_images = min(train.get("eval_train_size") or used, used) + n_val
+    flops = 6 * params * used * epochs + 2 * params * (eval_images * evals + n_test)
+    return float(flops), epochs * math.ceil(used / train["batch_size"])
+
+
+def _matmul_rate() -> float:
+    """This machine's float32 matrix-product rate (FLOP/s) on the lecture's layer, with torch's threads."""
+    a, b = torch.rand(256, 784), torch.rand(784, 256)
+    torch.mm(a, b)
+    reps, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < 0.05:
+        torch.mm(a, b)
+        reps += 1
+    return 2 * 256 * 784 * 256 * reps / elapsed
+
+
+def estimate_seconds(
+    todo: Iterable[Mapping[str, Any]], stored: Iterable[Mapping[str, Any]], n_train: int, n_val: int, n_test: int
+) -> tuple[float, str]:
+    """About how long training ``todo`` (jobs) takes, and what the figure rests on.
+
+    ``stored``: finished records in the store; where there are some, their seconds per unit of
+    work calibrate the estimate, else a timed matrix product does.
+    """
+
+    def work(train: Mapping[str, Any], rate: float) -> float:
+        flops, steps = run_flops(train, n_train, n_val, n_test)
+        return OVERHEAD * flops / rate + STEP_SECONDS * steps
+
+    rate = _matmul_rate()
+    todo = list(todo)
+    ratios = [r["summary"]["seconds"] / work(r["job"]["train"], rate) for r in stored]
+    if ratios:
+        scale, basis = statistics.median(ratios), f"from the {len(ratios)} runs already in the store"
+    else:
+        scale, basis = 1.0, f"a rough figure from this machine's matrix-product rate ({rate / 1e9:.0f} GFLOP/s)"
+    return scale * sum(work(job["train"], rate) for job in todo), basis
+
+
+def format_seconds(seconds: float) -> str:
+    """``42 s``, ``7 min``, ``3.2 h``, ``4.0 days``.
+
+    Examples::
+
+        >>> [format_seconds(s) for s in (42, 420, 11_520, 345_600)]
+        ['42 s', '7 min', '3.2 h', '4.0 days']
+    """
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"

@@ -1,0 +1,102 @@
+"""A stored run result, checked before a study serves it.
+
+A study's store is a directory of ``<key>.json`` files, one finished job each, that anyone
+who shares the directory can write. Before a record is used in place of training, it must be
+for the very job asked (its configuration and the data's digest, see ``canonical``), and its
+numbers must be what a run can produce: every figure a finite number, accuracies in [0, 1],
+losses and seconds >= 0. :func:`record_problem` says what is wrong with one, or ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["SUMMARY_KEYS", "record_problem"]
+
+# what every stored summary holds: a number each (the analyses read them)
+SUMMARY_KEYS = (
+    "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "train_loss_eval", "gap",
+    "seconds", "epochs", "seed", "threads",
+)  # fmt: skip
+HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "train_loss_eval")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _number_problem(path: str, v: Any) -> str | None:
+    """What is wrong with a figure at ``path`` (accuracies in [0, 1]; losses, seconds, counts >= 0)."""
+    if not _is_number(v) or not math.isfinite(v):
+        return f"{path} is {v!r}: expected a finite number"
+    name = path.rsplit(".", 1)[-1]
+    if name.endswith("acc") and not 0 <= v <= 1:
+        return f"{path} is {v!r}: expected an accuracy in [0, 1]"
+    if name != "gap" and (name.endswith("loss") or name.endswith("nll") or name in ("seconds", "epochs", "threads")) \
+            and v < 0:  # fmt: skip
+        return f"{path} is {v!r}: expected a number >= 0"
+    return None
+
+
+def _walk(path: str, value: Any) -> str | None:
+    """The first bad figure anywhere in ``value`` (probes: nested dicts and lists of numbers)."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if (problem := _walk(f"{path}.{k}", v)) is not None:
+                return problem
+        return None
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            if (problem := _walk(f"{path}[{i}]", v)) is not None:
+                return problem
+        return None
+    if value is None or isinstance(value, str):
+        return None  # "not measured" (JSON has no NaN), and names
+    return _number_problem(path, value)
+
+
+def record_problem(stored: Any, job: Mapping[str, Any], canonical) -> str | None:
+    """Why ``stored`` cannot stand for a run of ``job`` (``canonical``: how jobs are compared), or None.
+
+    Examples::
+
+        >>> same = lambda job: job
+        >>> record_problem([], {}, same)
+        'not a record (a list)'
+        >>> summary, history = dict.fromkeys(SUMMARY_KEYS, 0.5), [dict.fromkeys(HISTORY_KEYS, 1)]
+        >>> record_problem({"job": {"train": {}}, "summary": summary, "history": history, "probes": {}},
+        ...                {"train": {}}, same) is None
+        True
+        >>> record_problem({"job": {"train": {}}, "summary": {**summary, "val_acc": float("nan")}, "history": history,
+        ...                 "probes": {}}, {"train": {}}, same)
+        'summary.val_acc is nan: expected a finite number'
+    """
+    if not isinstance(stored, dict):
+        return f"not a record (a {type(stored).__name__})"
+    missing = [k for k in ("job", "summary", "history", "probes") if k not in stored]
+    if missing:
+        return f"no {', '.join(missing)}"
+    if not isinstance(stored["job"], dict) or not isinstance(stored["job"].get("train"), dict):
+        return "job is not a job's configuration"
+    if canonical(stored["job"]) != canonical(job):
+        return "recorded for another job (its configuration or data differ from the key's)"
+    summary, history, probes = stored["summary"], stored["history"], stored["probes"]
+    if not isinstance(summary, dict) or (absent := [k for k in SUMMARY_KEYS if k not in summary]):
+        return f"summary lacks {', '.join(absent)}" if isinstance(summary, dict) else "summary is not a mapping"
+    for k in SUMMARY_KEYS:
+        if (problem := _number_problem(f"summary.{k}", summary[k])) is not None:
+            return problem
+    if not isinstance(history, list) or not history:
+        return "history is not a list of metric rows"
+    for i, row in enumerate(history):
+        if not isinstance(row, dict) or any(k not in row for k in HISTORY_KEYS):
+            return f"history[{i}] is not a metrics row (expected {', '.join(HISTORY_KEYS)})"
+        for k, v in row.items():
+            if (problem := _number_problem(f"history[{i}].{k}", v)) is not None:
+                return problem
+    if not isinstance(probes, dict) or set(probes) != set(job.get("probes", ())):
+        return f"probes are not those of the job ({', '.join(job.get('probes', ())) or 'none'})"
+    return _walk("probes", probes)
