@@ -393,3 +393,36 @@ def test_resume_refuses_other_data_naming_both(tiny_dir, tmp_path):
     text = str(err.value)
     assert data.digest in text and other.digest in text and str(tiny_dir) in text and str(tmp_path / "other") in text
     assert resume(tmp_path / "r", data).summary["epochs"] == 2  # the same data goes on
+
+
+def test_a_run_that_fails_before_anything_to_go_on_from_leaves_no_directory(tiny, tmp_path, monkeypatch):
+    import droplab.train as train
+
+    def fails(directory, *args):
+        assert (directory / "config.json").is_file()  # the failure comes after the claim and config.json
+        raise RuntimeError("failed before the first checkpoint")
+
+    monkeypatch.setattr(train, "_train_in", fails)
+    with pytest.raises(RuntimeError):
+        run(small(epochs=1), tiny, out=tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RuntimeError):
+        run(small(epochs=1), tiny, out=tmp_path / "empty")
+    assert (tmp_path / "empty").is_dir() and not list((tmp_path / "empty").iterdir())  # given empty, left empty
+    with pytest.raises(RuntimeError):
+        run(small(epochs=1), tiny, runs_root=tmp_path / "runs")
+    assert not list((tmp_path / "runs").iterdir())
+
+
+def test_a_run_with_something_to_go_on_from_is_kept(tiny, tmp_path, monkeypatch):
+    import droplab.train as train
+
+    def interrupted(directory, *args):
+        rundir.write_json(directory / "summary.json", {"status": "interrupted"})
+        raise Interrupted(signal.SIGINT, "before the first step")
+
+    monkeypatch.setattr(train, "_train_in", interrupted)
+    with pytest.raises(Interrupted):
+        run(small(epochs=1), tiny, out=tmp_path / "r")
+    assert {p.name for p in (tmp_path / "r").iterdir()} == {".droplab", "config.json", "summary.json"}
