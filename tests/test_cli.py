@@ -243,3 +243,16 @@ def test_recipe_run_records_the_recipe_config(tiny_dir, tmp_path, capsys):
     assert code == 0, err
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["hidden"], cfg["dropout"], cfg["epochs"], cfg["seed"]) == ([1024, 1024], [0.1, 0.3], 1, 4)
+
+
+def test_threads_beyond_the_cores_are_capped_with_a_note_and_the_count_used_recorded(tiny_dir, tmp_path, capsys):
+    from droplab.threads import usable_cores
+
+    out = tmp_path / "run"
+    code, stdout, err = run_cli(["train", "--epochs", "1", "--threads", "4096", "--data-dir", str(tiny_dir),
+                                 "--out", str(out), *TINY], capsys)  # fmt: skip
+    assert code == 0, err
+    cores = usable_cores()
+    assert f"note: threads 4096 capped at the {cores} core" in stdout and f"({cores} threads)" in stdout
+    assert json.loads((out / "summary.json").read_text())["threads"] == cores
+    assert json.loads((out / "config.json").read_text())["threads"] == cores
