@@ -311,7 +311,7 @@ def _nan_first(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-# (what is changed, how, the field the error must name); the run: 3 epochs of 10 steps,
+# (what is changed, how, the field the error must name: each found by a review or a fuzzer); the run: 3 epochs of 10 steps,
 # momentum (so the optimizer has buffers), stopped at epoch 2 after 4 steps
 WRONG_FIELDS = [
     ("epoch", lambda s: 99, "'epoch' is 99: expected an integer from 1 to 4"),
@@ -338,7 +338,14 @@ WRONG_FIELDS = [
     ("optimizer/state/1/momentum_buffer", lambda s: _nan_first(s["optimizer"]["state"][1]["momentum_buffer"]),
      "'optimizer.state[1].momentum_buffer' holds NaN"),
     ("optimizer/param_groups/0/lr", lambda s: math.inf, "'optimizer.param_groups[0].lr' is inf"),
-    ("optimizer/param_groups/0/params", lambda s: [0, 1], "'optimizer.param_groups' lists parameters [0, 1]"),
+    ("optimizer/param_groups/0/params", lambda s: [0, 1], "'optimizer.param_groups[0].params' is [0, 1]: the run's"),
+    ("optimizer/param_groups/0/lr", lambda s: 0.5, "'optimizer.param_groups[0].lr' is 0.5: the run's is 0.1"),
+    ("optimizer/param_groups/0/lr", lambda s: "x", "'optimizer.param_groups[0].lr' is 'x'"),
+    ("optimizer/param_groups", lambda s: s["optimizer"]["param_groups"] + [5], "'optimizer.param_groups' are not"),
+    ("rng/python/0", lambda s: 7, "'rng' holds a state the generators refuse"),
+    ("rng/python/1", lambda s: [2**40] * 625, "'rng' holds a state the generators refuse"),
+    ("rng/numpy/1", lambda s: torch.full((624,), -1, dtype=torch.int64), "'rng' holds a state the generators refuse"),
+    ("shuffle", lambda s: torch.full_like(s["shuffle"], 255), "'shuffle' is not a generator's state"),
     ("optimizer", lambda s: [], "'optimizer' is not an optimizer's state"),
     ("scheduler", lambda s: {"last_epoch": 3}, "'scheduler' holds a schedule's state"),
     ("shuffle", lambda s: torch.zeros(16, dtype=torch.uint8), "'shuffle' is a torch.uint8 tensor of shape (16,)"),

@@ -105,7 +105,8 @@ BAD = [
     (["--dropout", "-0.1", "0.5"], "--dropout -0.1 0.5: invalid"),
     (["--dropout", "nan", "0.5"], "--dropout nan 0.5: invalid"),
     (["--dropout", "0.5"], "--dropout 0.5: invalid, expected one probability per hidden layer (2)"),
-    (["--epochs", "0"], "--epochs 0: invalid, expected an integer >= 1"),
+    (["--epochs", "0"], "--epochs 0: invalid, expected an integer from 1 to 100,000"),
+    (["--epochs", "99999999999999999999"], "--epochs 99999999999999999999: invalid, expected an integer from 1 to 100,000"),
     (["--batch-size", "0"], "--batch-size 0: invalid, expected an integer >= 1"),
     (["--batch-size", "501"], "--batch-size 501: invalid, expected at most the 500 training images"),
     (["--hidden", "0", "16"], "--hidden 0 16: invalid, expected one or more layer widths"),
@@ -256,3 +257,22 @@ def test_threads_beyond_the_cores_are_capped_with_a_note_and_the_count_used_reco
     assert f"note: threads 4096 capped at the {cores} core" in stdout and f"({cores} threads)" in stdout
     assert json.loads((out / "summary.json").read_text())["threads"] == cores
     assert json.loads((out / "config.json").read_text())["threads"] == cores
+
+
+def test_resume_as_the_hint_says_finds_the_runs_own_data(tiny_dir, tmp_path, capsys):
+    """`droplab train --resume DIR`, as printed after an interruption, with no --data-dir and no
+    --no-verify: the run's recorded directory, checked against its recorded digest."""
+    out = tmp_path / "run"
+    args = ["train", "--epochs", "2", "--data-dir", str(tiny_dir), "--out", str(out), *TINY]
+    assert run_cli(args, capsys)[0] == 0
+    finished = (out / "metrics.csv").read_text()
+    (out / "summary.json").write_text('{"status": "interrupted"}')  # as if stopped before its first checkpoint
+    code, stdout, err = run_cli(["train", "--resume", str(out)], capsys)
+    assert code == 0, err
+    assert (out / "metrics.csv").read_text() == finished
+    (out / "summary.json").write_text('{"status": "interrupted"}')
+    from conftest import write_dataset
+
+    other = write_dataset(tmp_path / "other", n_train=600, n_test=150)
+    code, _, err = run_cli(["train", "--resume", str(out), "--data-dir", str(other)], capsys)
+    assert code == 1 and "a run goes on only on the data it started on" in err

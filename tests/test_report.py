@@ -451,3 +451,17 @@ def test_a_failed_write_is_a_report_error(real_study, tmp_path, monkeypatch):
     monkeypatch.setattr(rundir, "write_text", refuse)
     with pytest.raises(ReportError, match=re.escape(f"{tmp_path / 'r.html'}: cannot be written: Permission denied")):
         write_report([d], tmp_path / "r.html")
+
+
+def test_a_report_never_overwrites_the_studys_own_files(real_study, tmp_path, capsys):
+    from droplab.cli import main
+
+    study = tmp_path / "study"
+    shutil.copytree(real_study, study)
+    before = {p.name: p.read_bytes() for p in study.iterdir() if p.is_file()}
+    pngs = sorted(p.name for p in study.glob("*.png"))
+    for target in ["study.json", *pngs[:1]]:
+        with pytest.raises(SystemExit) as exit:
+            main(["report", str(study), "-o", str(study / target)])
+        assert exit.value.code == 2 and "is one of the studies' own files" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in study.iterdir() if p.is_file()} == before

@@ -56,6 +56,10 @@ BAD_RECORDS = [
     ("history row", lambda r: r["history"].__setitem__(0, [1, 2]), "history[0] is not a metrics row"),
     ("other job", lambda r: r["job"]["train"].update(lr=0.5), "recorded for another job"),
     ("not a dict", lambda r: r.clear() or r.update(x=1), "no job, summary, history, probes"),
+    ("400-digit accuracy", lambda r: r["summary"].update(val_acc=10**400), "summary.val_acc is 1000000000"),
+    ("history cut short", lambda r: r.update(history=r["history"][:1]), "history has 1 rows: the job evaluates 2"),
+    ("another seed", lambda r: r["summary"].update(seed=7), "summary.seed is 7: the job's is 0"),
+    ("history epochs", lambda r: r["history"][1].update(epoch=5), "history[1].epoch is 5: expected 2"),
 ]
 
 
@@ -117,3 +121,55 @@ def test_a_million_seeds_exit_2_in_seconds(tiny_dir, tmp_path):
         in proc.stderr and "--max-runs" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "s").exists()
     assert time.monotonic() - start < 60  # not minutes of planning (a generous bound for a loaded machine)
+
+
+def test_unreadable_records_of_every_kind_are_set_aside(stored, tiny_dir, tmp_path):
+    """Nested too deep for the JSON parser, a FIFO (never opened for reading: it would block)."""
+    import os
+
+    store, _ = stored
+    deep, fifo = records(store)
+    deep.write_text("[" * 100_000)
+    fifo.unlink()
+    os.mkfifo(fifo)
+    lines = []
+    assert study(tiny_dir, tmp_path / "again", store, lines)["runs_trained"] == 2
+    assert any("RecursionError" in line for line in lines) and any("not a regular file" in line for line in lines)
+
+
+def test_a_record_equal_to_the_job_up_to_defaults_is_served_as_the_job(stored, tiny_dir, tmp_path):
+    """Fields at their default are left out of a job's key; a record that leaves them out (or
+    writes 2.0 for 2) is the same job, and is served with the job's own fields."""
+    store, _ = stored
+    for path in records(store):
+        record = json.loads(path.read_text())
+        record["job"]["train"]["epochs"] = float(record["job"]["train"]["epochs"])
+        del record["job"]["train"]["hidden"]  # the default (256, 256) unless overridden
+        path.write_text(json.dumps(record))
+    again = study(tiny_dir, tmp_path / "again", store)
+    assert again["runs_trained"] == 0
+    assert all(v["config"]["train"]["hidden"] == [256, 256] for v in again["variants"].values())
+
+
+def test_a_probe_record_must_hold_the_probes_figures():
+    from droplab.studies.engine import PROBE_KEYS, canonical
+    from droplab.studies.records import SUMMARY_KEYS, record_problem
+
+    job = {"train": {"epochs": 1, "seed": 0}, "probes": ["mc"]}
+    record = {"job": job, "summary": {**dict.fromkeys(SUMMARY_KEYS, 0.5), "epochs": 1, "seed": 0},
+              "history": [{"epoch": 1, "train_loss": 1, "train_acc": 0.5, "val_loss": 1, "val_acc": 0.5,
+                           "train_loss_eval": 1}], "probes": {"mc": {}}}  # fmt: skip
+    assert record_problem(record, job, canonical, PROBE_KEYS).startswith("probes.mc lacks ks, mc100_acc")
+    record["probes"]["mc"] = dict.fromkeys(PROBE_KEYS["mc"], 0.5)
+    assert record_problem(record, job, canonical, PROBE_KEYS) is None
+
+
+def test_more_jobs_than_cores_are_capped_with_a_note(tiny_dir, tmp_path):
+    from droplab.threads import usable_cores
+
+    lines = []
+    run_study(STUDIES["headline"], tiny_dir, tmp_path / "s", store=tmp_path / "store", log=lines.append,
+              jobs=64, **ONE)  # fmt: skip
+    cores = usable_cores()
+    assert lines[0] == f"note: --jobs 64 capped at the {cores} cores available"
+    assert f"{min(cores, 2)} worker(s)" in lines[1]

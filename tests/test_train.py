@@ -64,7 +64,7 @@ def test_optimizers_run(tiny):
         (dict(dropout=(1.5, 0.5)), r"dropout = \(1.5, 0.5\) is invalid: expected probabilities in \[0, 1\]"),
         (dict(dropout=(float("nan"), 0.5)), "dropout = .*nan"),
         (dict(dropout=(0.5,)), r"one probability per hidden layer \(2\)"),
-        (dict(epochs=0), "epochs = 0 is invalid: expected an integer >= 1"),
+        (dict(epochs=0), "epochs = 0 is invalid: expected an integer from 1 to 100,000"),
         (dict(batch_size=0), "batch_size = 0 is invalid"),
         (dict(lr=0.0), "lr = 0.0 is invalid: expected a number > 0 and at most 3.403e\\+38"),
         (dict(lr=1e39), "lr = 1e\\+39 is invalid: expected a number > 0"),

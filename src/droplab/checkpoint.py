@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .rundir import atomic_write
+from .rundir import atomic_write, read_regular
 
 __all__ = ["CheckpointError", "save", "load", "rng_state", "set_rng_state", "FILENAME"]
 
@@ -35,6 +35,7 @@ FILENAME = "checkpoint.pt"
 MAGIC = b"droplab-checkpoint"
 VERSION = 1
 _MAX_HEADER = 128
+MAX_BYTES = 1 << 36  # 64 GiB: far over any MLP's; a regular file is what matters
 
 
 class CheckpointError(ValueError):
@@ -78,9 +79,11 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save`; :class:`CheckpointError` if it is not one or is damaged."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, MAX_BYTES, "a checkpoint file")
     except OSError as err:
         raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror}") from None
+    except ValueError as err:  # a FIFO, a device: never read (it could block, or never end)
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
     end = raw.find(b"\n", 0, _MAX_HEADER)
     parts = raw[:end].split(b" ") if end > 0 else []
     if len(parts) != 3 or parts[0] != MAGIC:

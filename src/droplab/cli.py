@@ -151,15 +151,33 @@ def _option_message(err: ConfigError | SplitError) -> str:
 
 
 def _load(args: argparse.Namespace, cfg: TrainConfig):
-    data = load_fashion_mnist(
-        args.data_dir, val_size=cfg.val_size, split_seed=cfg.split_seed, verify=not args.no_verify
-    )
+    data_dir, verify = args.data_dir, not args.no_verify
+    if getattr(args, "resume", None):  # by default, the data the run started on: its directory and digest
+        from .train import run_data
+
+        data_dir, verify = _resume_data(args, *run_data(args.resume))
+    data = load_fashion_mnist(data_dir, val_size=cfg.val_size, split_seed=cfg.split_seed, verify=verify)
     try:
         check_batch_size(cfg, data)
         check_memory(cfg, data)
     except ConfigError as err:
         raise UsageError(_option_message(err)) from None
     return data
+
+
+def _resume_data(args: argparse.Namespace, recorded_dir: str | None, digest: str | None) -> tuple[str | None, bool]:
+    """Where ``--resume`` reads its data: ``--data-dir``, else the directory the run recorded
+    (when it is still there). The official files are verified as usual; other data is not
+    (``--no-verify`` is implied): the run's recorded digest is checked instead, which is stricter."""
+    import os
+    from pathlib import Path
+
+    from .data import OFFICIAL_DIGEST
+
+    data_dir = args.data_dir
+    if data_dir is None and not os.environ.get("DROPLAB_DATA") and recorded_dir and Path(recorded_dir).is_dir():
+        data_dir = recorded_dir
+    return data_dir, not args.no_verify and digest in (OFFICIAL_DIGEST, None)
 
 
 def _cap_threads(threads: int | None, console: Console) -> int | None:
@@ -364,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
                        help="a checkpoint every STEPS steps too (default: after each epoch only)")
     train.add_argument("--resume", default=None, metavar="RUN_DIR",
-                       help="go on with an interrupted or killed run from its last checkpoint, bit for bit")
+                       help="go on with an interrupted or killed run from its last checkpoint, bit for bit (on the "
+                            "data the run recorded, unless --data-dir says where it is now)")
     train.set_defaults(func=cmd_train)
 
     comp = sub.add_parser("compare", help="plain vs scratch vs concise over several seeds")

@@ -88,27 +88,6 @@ def find_studies(paths: Sequence[str | os.PathLike]) -> list[Path]:
     return found
 
 
-def _read_capped(path: Path, cap: int, what: str) -> bytes:
-    """The bytes of the regular file ``path`` (at most ``cap``), never blocking on a FIFO or device.
-
-    Raises ``OSError`` when it cannot be opened and ``ValueError`` with the reason when it is
-    not a regular file or is over ``cap`` bytes.
-    """
-    st = os.stat(path)
-    if not stat.S_ISREG(st.st_mode):
-        raise ValueError(f"not a regular file; expected {what}")
-    if st.st_size > cap:
-        raise ValueError(f"over the cap of {_size(cap)} ({st.st_size} bytes)")
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the stat above
-            raise ValueError(f"not a regular file; expected {what}")
-        data = f.read(cap + 1)
-    if len(data) > cap:  # grew since the stat above
-        raise ValueError(f"over the cap of {_size(cap)}")
-    return data
-
-
 def _size(n: int) -> str:
     return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n} bytes"
 
@@ -238,7 +217,7 @@ def _validate(raw) -> dict:
 def _load(directory: Path) -> dict:
     path = directory / "study.json"
     try:
-        text = _read_capped(path, STUDY_JSON_CAP, "the study's JSON file").decode("utf-8")
+        text = rundir.read_regular(path, STUDY_JSON_CAP, "the study's JSON file").decode("utf-8")
         raw = json.loads(text)
     except OSError as err:
         raise ReportError(f"{path}: cannot be read: {err.strerror or err}") from None
@@ -294,7 +273,7 @@ def _figure_bytes(directory: Path, name: str) -> bytes | str:
     if not path.is_relative_to(root):
         return "outside the study directory"
     try:
-        data = _read_capped(path, FIGURE_CAP, "a PNG file")
+        data = rundir.read_regular(path, FIGURE_CAP, "a PNG file")
     except OSError as err:
         return f"cannot be read ({err.strerror or err})"
     except ValueError as err:
@@ -393,7 +372,11 @@ def write_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> 
     parent = out.parent
     if (st := _stat(parent)) is None or not stat.S_ISDIR(st.st_mode):
         raise ReportError(f"{out}: {parent} is not an existing directory; expected {expected}")
-    page = render(find_studies(paths))
+    studies = find_studies(paths)
+    inputs = {(d / "study.json").resolve() for d in studies} | {p.resolve() for d in studies for p in d.glob("*.png")}
+    if out.resolve() in inputs:
+        raise ReportError(f"{out}: is one of the studies' own files; expected {expected} elsewhere")
+    page = render(studies)
     try:
         return rundir.write_text(out, page)
     except OSError as err:

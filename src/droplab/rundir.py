@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -24,6 +25,7 @@ import torch
 __all__ = [
     "RunDirError",
     "atomic_write",
+    "read_regular",
     "write_json",
     "write_text",
     "write_csv",
@@ -71,6 +73,36 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
             os.unlink(tmp)
         raise
     return path
+
+
+def read_regular(path: str | os.PathLike, cap: int, what: str) -> bytes:
+    """The bytes of the regular file ``path`` (at most ``cap``), never blocking on a FIFO or device.
+
+    For files others may have written: a FIFO, a device (a link to ``/dev/zero``) or a file over
+    ``cap`` bytes is refused before it is read. Raises ``OSError`` when it cannot be opened and
+    ``ValueError`` with the reason when it is not a regular file or is over ``cap`` bytes.
+    """
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"not a regular file; expected {what}")
+    if st.st_size > cap:
+        raise ValueError(f"over the cap of {_size(cap)} ({st.st_size} bytes)")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the stat above
+            raise ValueError(f"not a regular file; expected {what}")
+        chunks, size = [], 0
+        while size <= cap and (chunk := f.read(min(1 << 24, cap + 1 - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
+    if len(data) > cap:  # grew since the stat above
+        raise ValueError(f"over the cap of {_size(cap)}")
+    return data
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n} bytes"
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -15,9 +15,11 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import random
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -113,18 +115,32 @@ def _check_history(state: Mapping, eval_epochs: list[int]) -> None:
                 _real(v, f"history[{i}].{k}", 0.0, 1.0 if k.endswith("acc") else math.inf)
 
 
-def _check_optimizer(saved: Any, optimizer: torch.optim.Optimizer) -> None:
+_SCHEDULED = ("lr", "momentum", "betas")  # what a learning-rate schedule changes as it goes
+
+
+def _check_optimizer(saved: Any, optimizer: torch.optim.Optimizer, scheduled: bool) -> None:
+    """The optimizer's state: its settings those of the run (a schedule may have moved the
+    learning rate and momentum), a buffer per parameter of that parameter's shape, finite."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    fresh = optimizer.state_dict()["param_groups"]
     if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict) or \
             not isinstance(saved.get("param_groups"), list):  # fmt: skip
         raise _bad("optimizer", "is not an optimizer's state (expected 'state' and 'param_groups')")
-    ids = [i for g in saved["param_groups"] if isinstance(g, dict) for i in g.get("params", [])]
-    if ids != list(range(len(params))):
-        raise _bad("optimizer.param_groups", f"lists parameters {ids[:8]}: expected 0 to {len(params) - 1}")
-    for g, group in enumerate(saved["param_groups"]):
-        for k, v in group.items():
-            if k != "params" and isinstance(v, numbers.Real) and not isinstance(v, bool):
-                _real(v, f"optimizer.param_groups[{g}].{k}")
+    groups = saved["param_groups"]
+    if len(groups) != len(fresh) or not all(isinstance(g, dict) and set(g) == set(f) for g, f in zip(groups, fresh)):
+        raise _bad("optimizer.param_groups", f"are not those of the run's {type(optimizer).__name__}")
+    for g, (group, want) in enumerate(zip(groups, fresh)):
+        for k, v in want.items():
+            field = f"optimizer.param_groups[{g}].{k}"
+            if scheduled and k in _SCHEDULED:
+                values = v if isinstance(v, tuple) else (v,)
+                got = group[k] if isinstance(group[k], tuple) and isinstance(v, tuple) else (group[k],)
+                if len(got) != len(values):
+                    raise _bad(field, f"is {group[k]!r}: expected a value like {v!r}")
+                for x in got:
+                    _real(x, field)
+            elif group[k] != v or type(group[k]) is not type(v):
+                raise _bad(field, f"is {group[k]!r}: the run's is {v!r}")
     for i, entry in saved["state"].items():
         if not isinstance(i, int) or not 0 <= i < len(params) or not isinstance(entry, dict):
             raise _bad("optimizer.state", f"has an entry for parameter {i!r}: expected 0 to {len(params) - 1}")
@@ -150,10 +166,19 @@ def _check_scheduler(saved: Any, scheduler) -> None:
             raise _bad(f"scheduler.{k}", f"is {saved[k]!r}: expected a {type(v).__name__} like {v!r}")
 
 
+def _generator(value: Any, field: str) -> None:
+    """A torch generator's state: its size, and one a generator accepts (tried on a throwaway one)."""
+    _tensor(value, field, torch.uint8, (_GENERATOR_BYTES,))
+    try:
+        torch.Generator().set_state(value)
+    except (RuntimeError, ValueError) as err:
+        raise _bad(field, f"is not a generator's state ({err})") from None
+
+
 def _check_rng(rng: Any) -> None:
     if not isinstance(rng, dict) or set(rng) != {"torch", "numpy", "python"}:
         raise _bad("rng", "is not the generators' state (expected torch, numpy and python)")
-    _tensor(rng["torch"], "rng.torch", torch.uint8, (torch.get_rng_state().numel(),))
+    _generator(rng["torch"], "rng.torch")
     np_state = rng["numpy"]
     if not isinstance(np_state, list) or len(np_state) != 5 or np_state[0] != "MT19937":
         raise _bad("rng.numpy", "is not numpy's MT19937 state")
@@ -165,6 +190,13 @@ def _check_rng(rng: Any) -> None:
     if not isinstance(py_state, list) or len(py_state) != 3 or not isinstance(py_state[1], list) \
             or len(py_state[1]) != _MT_WORDS + 1 or not all(isinstance(w, int) for w in py_state[1]):  # fmt: skip
         raise _bad("rng.python", f"is not Python's Mersenne Twister state ({_MT_WORDS + 1} integers)")
+    try:  # what the generators themselves accept, tried on throwaway ones
+        np.random.RandomState().set_state(("MT19937", np_state[1].numpy().astype(np.uint32), *np_state[2:]))
+        if (np_state[1] < 0).any() or (np_state[1] >= 2**32).any():
+            raise ValueError("words outside 32 bits")
+        random.Random().setstate((py_state[0], tuple(py_state[1]), py_state[2]))
+    except (ValueError, TypeError, OverflowError) as err:
+        raise _bad("rng", f"holds a state the generators refuse ({err})") from None
 
 
 def check_state(
@@ -218,8 +250,8 @@ def check_state(
     _int(state, "threads", 1, 1 << 16)
     _check_history(state, [e for e in eval_epochs if e < epoch])
     check_shapes(model, state["model"])
-    _check_optimizer(state["optimizer"], optimizer)
+    _check_optimizer(state["optimizer"], optimizer, scheduled=scheduler is not None)
     _check_scheduler(state["scheduler"], scheduler)
-    _tensor(state["shuffle"], "shuffle", torch.uint8, (_GENERATOR_BYTES,))
-    _tensor(state["augment"], "augment", torch.uint8, (_GENERATOR_BYTES,))
+    _generator(state["shuffle"], "shuffle")
+    _generator(state["augment"], "augment")
     _check_rng(state["rng"])

@@ -54,6 +54,7 @@ PROBE_SIZE = 2000  # validation images the activation variances are measured on
 _SHUFFLE_STREAM = 0x5DEECE66D  # offsets the shuffling seed from the global generator's
 _SUBSET_STREAM = 0x2545F4914F6CDD1D  # and the training subset's
 _AUGMENT_STREAM = 0x61C8864680B583EB  # and the augmentation's
+MAX_EPOCHS = 100_000  # the longest study run is 713 epochs; 10^20 epochs is a typo, not a plan
 MAX_WIDTH = 2**31 - 1  # a layer's width: torch's sizes are 64-bit, but no machine holds a wider layer
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # the weights are float32: larger factors overflow
 
@@ -129,8 +130,8 @@ class TrainConfig:
             raise bad("dropout", "probabilities in [0, 1]")
         if self.model != "plain" and len(self.dropout) != len(self.hidden):
             raise bad("dropout", f"one probability per hidden layer ({len(self.hidden)})")
-        if not is_int(self.epochs) or self.epochs < 1:
-            raise bad("epochs", "an integer >= 1")
+        if not is_int(self.epochs) or not 1 <= self.epochs <= MAX_EPOCHS:
+            raise bad("epochs", f"an integer from 1 to {MAX_EPOCHS:,}")
         if not is_int(self.batch_size) or self.batch_size < 1:
             raise bad("batch_size", "an integer >= 1")
         if not is_real(self.lr) or not 0 < self.lr <= FLOAT32_MAX:
@@ -620,6 +621,13 @@ def run_config(directory: str | Path) -> TrainConfig:
         return TrainConfig(**{k: v for k, v in fields.items() if k in known}).validate()
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{directory / 'config.json'} is damaged or from another version: {err}") from None
+
+
+def run_data(directory: str | Path) -> tuple[str | None, str | None]:
+    """The data directory and digest the run in ``directory`` recorded (None where it did not)."""
+    record = _run_record(Path(directory))
+    source, digest = record.get("data"), record.get("data_sha256")
+    return (source if isinstance(source, str) else None), (digest if isinstance(digest, str) else None)
 
 
 def check_same_data(directory: str | Path, data: FashionMNIST) -> None:

@@ -51,6 +51,7 @@ from ..ensemble import (
 )
 from ..interrupt import SIGNALS, Interrupted, StopRequest, StudyInterrupted, WorkerLost, signals_blocked
 from ..stats import Interval, mean_interval, paired_interval, verdict
+from ..threads import usable_cores, use_threads
 from ..train import TrainConfig, fit
 from .plan import MAX_RUNS, check_size, estimate_seconds, format_seconds
 from .records import record_problem
@@ -229,7 +230,7 @@ def _init_worker(data_dir: str, val_size: int, verify: bool, threads: int) -> No
     # again through its parent (_ProcessPool.halt); neither may kill it mid-job.
     _stop = StopRequest(at_once=False).__enter__()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)  # spawned with them blocked: one sent meanwhile counts now
-    torch.set_num_threads(threads)
+    use_threads(threads)
     _data = load_fashion_mnist(data_dir, val_size=val_size, verify=verify)
 
 
@@ -300,6 +301,11 @@ def _probe_mc(model, data: FashionMNIST, seed: int) -> dict:
 
 
 PROBE_FUNCTIONS = {"mc": _probe_mc}
+PROBE_KEYS = {  # what each probe's record holds (a stored record lacking one is not served)
+    "mc": ("scaled_acc", "scaled_nll", "scaled_ece", "scaled_reliability", "scaled_acc_vs_conf", "ks", "mc_ece",
+           "mc_reliability", "mc_acc_vs_conf", *(f"mc{k}_{m}" for k in MC_KS for m in ("acc", "nll"))),
+}  # fmt: skip
+RECORD_CAP = 64 << 20  # a run's record is a few hundred kB
 
 
 # --- the study ------------------------------------------------------------------------------
@@ -316,7 +322,10 @@ def _prepare_out(out: Path, study: str) -> None:
 def _claim_out(out: Path, study: str) -> None:
     marker = out / ".droplab-study"
     if marker.exists():
-        owner = marker.read_text().strip()
+        try:
+            owner = rundir.read_regular(marker, 4096, "a study's marker").decode().strip()
+        except ValueError as err:  # a FIFO, a device, not text
+            raise StudyError(f"{marker} is not a droplab study marker ({err})") from None
         if owner != study:
             raise StudyError(f"{out} holds results of study {owner!r}, not {study!r}: choose another --out")
         return
@@ -637,15 +646,15 @@ def _load_result(path: Path, job: Mapping[str, Any], log: Callable[[str], None])
     """A stored result for ``job``, or None if absent; one that is damaged, for another job or
     holds figures no run produces is set aside (renamed ``*.rejected``, never served) and logged."""
     try:
-        stored = json.loads(path.read_text())
+        stored = json.loads(rundir.read_regular(path, RECORD_CAP, "a run's JSON record"))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as err:
-        problem = f"cannot be read ({err})"
+    except (OSError, ValueError, RecursionError) as err:  # a FIFO, a device, not JSON, nested too deep
+        problem = f"cannot be read ({type(err).__name__}: {str(err)[:200]})"
     else:
-        problem = record_problem(stored, job, canonical)
+        problem = record_problem(stored, job, canonical, PROBE_KEYS)
     if problem is None:
-        return stored
+        return {**stored, "job": json.loads(json.dumps(job))}  # the job as asked: equal, with every field
     rejected = path.with_name(path.name + ".rejected")
     try:
         os.replace(path, rejected)
@@ -694,7 +703,10 @@ def run_study(
         except OSError as err:
             raise StudyError(f"cannot use {store} as the store of runs: {err.strerror or err}") from None
 
-        threads = 1 if jobs > 1 else torch.get_num_threads()
+        if jobs > (cores := usable_cores()):  # more processes than cores only wait on each other
+            log(f"note: --jobs {jobs} capped at the {cores} cores available")
+            jobs = cores
+        threads = 1 if jobs > 1 else use_threads(None)[0]
         seed_list = list(range(seeds))
         todo, done = {}, {}
         for v in variants:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from ..state import HISTORY_KEYS  # a stored history is the run's own
 
 __all__ = ["SUMMARY_KEYS", "record_problem"]
 
@@ -21,7 +23,6 @@ SUMMARY_KEYS = (
     "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "train_loss_eval", "gap",
     "seconds", "epochs", "seed", "threads",
 )  # fmt: skip
-HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "train_loss_eval")
 
 
 def _is_number(v: Any) -> bool:
@@ -30,8 +31,13 @@ def _is_number(v: Any) -> bool:
 
 def _number_problem(path: str, v: Any) -> str | None:
     """What is wrong with a figure at ``path`` (accuracies in [0, 1]; losses, seconds, counts >= 0)."""
-    if not _is_number(v) or not math.isfinite(v):
-        return f"{path} is {v!r}: expected a finite number"
+    try:
+        finite = _is_number(v) and math.isfinite(v)
+    except OverflowError:  # an integer of hundreds of digits
+        finite = False
+    if not finite:
+        shown = repr(v) if len(repr(v)) < 40 else repr(v)[:30] + "…"
+        return f"{path} is {shown}: expected a finite number"
     name = path.rsplit(".", 1)[-1]
     if name.endswith("acc") and not 0 <= v <= 1:
         return f"{path} is {v!r}: expected an accuracy in [0, 1]"
@@ -58,8 +64,14 @@ def _walk(path: str, value: Any) -> str | None:
     return _number_problem(path, value)
 
 
-def record_problem(stored: Any, job: Mapping[str, Any], canonical) -> str | None:
+def record_problem(
+    stored: Any, job: Mapping[str, Any], canonical, probe_keys: Mapping[str, Iterable[str]] | None = None
+) -> str | None:
     """Why ``stored`` cannot stand for a run of ``job`` (``canonical``: how jobs are compared), or None.
+
+    The record must hold one metrics row per epoch the job evaluates (its ``epochs`` and
+    ``eval_every``), the job's seed and epochs in its summary, and for each probe of the job
+    the figures ``probe_keys`` names.
 
     Examples::
 
@@ -89,14 +101,27 @@ def record_problem(stored: Any, job: Mapping[str, Any], canonical) -> str | None
     for k in SUMMARY_KEYS:
         if (problem := _number_problem(f"summary.{k}", summary[k])) is not None:
             return problem
+    train = job["train"]
+    for k in ("seed", "epochs"):
+        if k in train and summary[k] != train[k]:
+            return f"summary.{k} is {summary[k]!r}: the job's is {train[k]!r}"
     if not isinstance(history, list) or not history:
         return "history is not a list of metric rows"
+    epochs = [e for e in range(1, train.get("epochs", 0) + 1) if e % train.get("eval_every", 1) == 0 or e == train["epochs"]]
+    if "epochs" in train and len(history) != len(epochs):
+        return f"history has {len(history)} rows: the job evaluates {len(epochs)} epochs"
     for i, row in enumerate(history):
         if not isinstance(row, dict) or any(k not in row for k in HISTORY_KEYS):
             return f"history[{i}] is not a metrics row (expected {', '.join(HISTORY_KEYS)})"
+        if "epochs" in train and row["epoch"] != epochs[i]:
+            return f"history[{i}].epoch is {row['epoch']!r}: expected {epochs[i]}"
         for k, v in row.items():
             if (problem := _number_problem(f"history[{i}].{k}", v)) is not None:
                 return problem
     if not isinstance(probes, dict) or set(probes) != set(job.get("probes", ())):
         return f"probes are not those of the job ({', '.join(job.get('probes', ())) or 'none'})"
+    for name, keys in (probe_keys or {}).items():
+        if name in probes and (not isinstance(probes[name], dict) or (absent := set(keys) - set(probes[name]))):
+            return f"probes.{name} lacks {', '.join(sorted(absent))}" if isinstance(probes[name], dict) else \
+                f"probes.{name} is not a mapping"  # fmt: skip
     return _walk("probes", probes)
