@@ -433,3 +433,22 @@ def test_a_run_with_something_to_go_on_from_is_kept(tiny, tmp_path, monkeypatch)
     with pytest.raises(Interrupted):
         run(small(epochs=1), tiny, out=tmp_path / "r")
     assert {p.name for p in (tmp_path / "r").iterdir()} == {".droplab", "config.json", "summary.json"}
+
+
+@pytest.mark.parametrize("name", ["checkpoint.pt", "config.json", "summary.json"])
+def test_a_fifo_in_a_run_directory_is_refused_without_blocking(name, tiny, tmp_path):
+    """Files others may have put in a shared run directory are read only when regular: a FIFO
+    would block the reader forever (the test would time out)."""
+    import os
+
+    run(small(epochs=1), tiny, out=tmp_path / "r")
+    (tmp_path / "r" / "summary.json").write_text('{"status": "interrupted"}')
+    target = tmp_path / "r" / name
+    target.unlink(missing_ok=True)
+    os.mkfifo(target)
+    if name == "summary.json":  # not a finished run's (that one is a regular file): the run goes on
+        assert resume(tmp_path / "r", tiny).summary["epochs"] == 1
+        return
+    with pytest.raises((CheckpointError, rundir.RunDirError)) as err:
+        resume(tmp_path / "r", tiny)
+    assert "not a regular file" in str(err.value) or "not a droplab run directory" in str(err.value)

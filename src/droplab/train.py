@@ -604,8 +604,8 @@ def _run_record(directory: Path) -> dict:
     if not is_run:
         raise rundir.RunDirError(f"{directory} is not a droplab run directory (no .droplab and config.json)")
     try:
-        record = json.loads((directory / "config.json").read_text())
-    except (OSError, ValueError) as err:
+        record = json.loads(rundir.read_regular(directory / "config.json", 1 << 24, "a run's config.json"))
+    except (OSError, ValueError, RecursionError) as err:
         raise CheckpointError(f"{directory / 'config.json'} cannot be read: {err}") from None
     if not isinstance(record, dict):
         raise CheckpointError(f"{directory / 'config.json'} holds a {type(record).__name__}, expected a run's record")
@@ -669,7 +669,7 @@ def resume(directory: str | Path, data: FashionMNIST, threads: int | None = None
 
 def _status(summary: Path) -> str | None:
     try:
-        record = json.loads(summary.read_text())
-    except (OSError, ValueError):
+        record = json.loads(rundir.read_regular(summary, 1 << 24, "a run's summary.json"))
+    except (OSError, ValueError, RecursionError):
         return None  # damaged: not a finished run's (it is written last, atomically)
     return record.get("status") if isinstance(record, dict) else None
