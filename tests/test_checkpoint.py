@@ -311,7 +311,8 @@ def _nan_first(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-# (what is changed, how, the field the error must name: each found by a review or a fuzzer); the run: 3 epochs of 10 steps,
+# (what is changed, how, the field the error must name: each found by a review or a fuzzer);
+# the run: 3 epochs of 10 steps,
 # momentum (so the optimizer has buffers), stopped at epoch 2 after 4 steps
 WRONG_FIELDS = [
     ("epoch", lambda s: 99, "'epoch' is 99: expected an integer from 1 to 4"),
@@ -360,7 +361,8 @@ WRONG_FIELDS = [
 ]
 
 
-@pytest.mark.parametrize("field, change, message", WRONG_FIELDS, ids=[f"{f}-{i}" for i, (f, *_) in enumerate(WRONG_FIELDS)])
+@pytest.mark.parametrize("field, change, message", WRONG_FIELDS,
+                         ids=[f"{f}-{i}" for i, (f, *_) in enumerate(WRONG_FIELDS)])  # fmt: skip
 def test_a_checkpoint_with_a_valid_digest_and_wrong_contents_is_refused_naming_the_field(
     field, change, message, tiny, tmp_path
 ):

@@ -77,7 +77,8 @@ MALFORMED = [
 
 LONG = "x" * 300
 PATHS = [
-    LONG, "x" * 255, "x" * 256, "é" * 128, "名" * 90, "a/" * 150 + "run", "d/" * 2100 + "run", "nonexistent/deep/er/run",
+    LONG, "x" * 255, "x" * 256, "é" * 128, "名" * 90, "a/" * 150 + "run", "d/" * 2100 + "run",
+    "nonexistent/deep/er/run",
     ".", "..", "../x", "../../x", "", " ", "run ", " run", "-", "--", "-out", "~", "~/run", "$HOME", "*", "?", "a\\b",
     "a:b", "a\tb", "\u202eevil", "🙂", "名前/ラン", "\udcffname", "\x1b[31mred", "con", "./././x", "a///b",
     "afile", "afile/sub", "full", "empty", "/proc/self", "/proc/self/nope/deeper", "/dev/null/sub",

@@ -194,8 +194,8 @@ def test_a_data_path_that_is_not_a_file_is_named_as_such(tiny_dir, kind):
     target = tiny_dir / FILES["test_labels"][0]
     target.unlink()
     target.mkdir() if kind == "directory" else os.mkfifo(target)
-    with pytest.raises(DataError, match=f"t10k-labels-idx1-ubyte.gz is a {'directory' if kind == 'directory' else 'FIFO'}"
-                       ", not a regular file") as err:  # fmt: skip
+    what = "directory" if kind == "directory" else "FIFO"
+    with pytest.raises(DataError, match=f"t10k-labels-idx1-ubyte.gz is a {what}, not a regular file") as err:
         find_data_dir(tiny_dir)
     assert "missing" not in str(err.value).lower()
 

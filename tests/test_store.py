@@ -48,7 +48,8 @@ def test_a_store_never_serves_runs_of_other_data(stored, tmp_path):
 
 BAD_RECORDS = [
     ("NaN accuracy", lambda r: r["summary"].update(val_acc=None), "summary.val_acc is None: expected a finite number"),
-    ("huge accuracy", lambda r: r["summary"].update(test_acc=1e308), "summary.test_acc is 1e+308: expected an accuracy"),
+    ("huge accuracy", lambda r: r["summary"].update(test_acc=1e308),
+     "summary.test_acc is 1e+308: expected an accuracy"),
     ("negative loss", lambda r: r["summary"].update(val_loss=-1.0), "summary.val_loss is -1.0: expected a number >= 0"),
     ("string seconds", lambda r: r["summary"].update(seconds="1"), "summary.seconds is '1'"),
     ("missing key", lambda r: r["summary"].pop("val_acc"), "summary lacks val_acc"),

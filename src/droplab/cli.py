@@ -28,7 +28,14 @@ from .recipes import RECIPES, recipe
 from .rundir import RunDirError
 from .threads import use_threads
 from .train import (
-    OPTIMIZERS, SCHEDULES, CheckpointWriteError, ConfigError, Diverged, TrainConfig, check_batch_size, check_memory,
+    OPTIMIZERS,
+    SCHEDULES,
+    CheckpointWriteError,
+    ConfigError,
+    Diverged,
+    TrainConfig,
+    check_batch_size,
+    check_memory,
 )  # fmt: skip
 
 EXIT_USAGE = 2

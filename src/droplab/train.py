@@ -38,9 +38,9 @@ from .checkpoint import save as save_checkpoint_file
 from .data import DataError, FashionMNIST
 from .functional import IMPLEMENTATIONS as DROPOUT_IMPLS
 from .interrupt import Interrupted, StopRequest
+from .memory import available_bytes, run_bytes
 from .models import MODEL_NAMES, NORMS, build_model
 from .noise import NOISE_KINDS, max_norm_
-from .memory import available_bytes, run_bytes
 from .progress import TrainProgress
 from .state import check_state
 from .threads import use_threads

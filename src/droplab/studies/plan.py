@@ -44,7 +44,7 @@ def check_size(configurations: int, seeds: int, limit: int = MAX_RUNS) -> int:
         >>> check_size(2, 1_000_000)
         Traceback (most recent call last):
         ...
-        droplab.studies.plan.PlanError: 2,000,000 runs (2 configurations x 1,000,000 seeds) is over the limit of 10,000 runs for one study
+        droplab.studies.plan.PlanError: 2,000,000 runs (2 configurations x 1,000,000 seeds) is over the limit ...
     """
     runs = configurations * seeds
     if runs > limit:

@@ -107,7 +107,8 @@ def record_problem(
             return f"summary.{k} is {summary[k]!r}: the job's is {train[k]!r}"
     if not isinstance(history, list) or not history:
         return "history is not a list of metric rows"
-    epochs = [e for e in range(1, train.get("epochs", 0) + 1) if e % train.get("eval_every", 1) == 0 or e == train["epochs"]]
+    last = train.get("epochs", 0)
+    epochs = [e for e in range(1, last + 1) if e % train.get("eval_every", 1) == 0 or e == last]
     if "epochs" in train and len(history) != len(epochs):
         return f"history has {len(history)} rows: the job evaluates {len(epochs)} epochs"
     for i, row in enumerate(history):

@@ -1,0 +1,166 @@
+"""One job of a study: its configuration and key, and how it is trained and probed.
+
+A job is one (variant, seed) of a study: a full :class:`~droplab.train.TrainConfig`, the
+probes to run after training, and the digest of the data it trains on. Its key, a hash of all
+of that, names its result in a store, so a store serves a job only the result of that very job.
+:func:`run_job` trains one (in this process, or in a worker set up by :func:`_init_worker`),
+going on from its checkpoint if a stopped study left one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..checkpoint import CheckpointError
+from ..checkpoint import load as load_checkpoint
+from ..data import DataError, FashionMNIST, load_fashion_mnist
+from ..ensemble import (
+    MC_KS,
+    accuracy_nll,
+    accuracy_vs_confidence,
+    expected_calibration_error,
+    predict_mc,
+    predict_scaled,
+    reliability,
+)
+from ..interrupt import SIGNALS, Interrupted, StopRequest, StudyInterrupted
+from ..threads import use_threads
+from ..train import TrainConfig, fit
+
+if TYPE_CHECKING:
+    from .engine import Study, Variant
+
+__all__ = ["FORMAT", "PROBES", "PROBE_KEYS", "job_config", "canonical", "config_key", "run_job"]
+
+FORMAT = 1  # bump when a result file's meaning changes: old results are then not reused
+PROBES = ("mc",)
+
+
+def job_config(study: Study, variant: Variant, seed: int, epochs: int | None, quick: bool, n_train: int) -> dict:
+    """The full configuration of one job, as stored and hashed."""
+    fields = {**study.base, **variant.overrides}
+    cfg = TrainConfig(**fields)
+    cfg.seed = seed
+    cfg.epochs = epochs if epochs is not None else (variant.epochs or study.epochs)
+    if quick:  # a tiny setting for tests and CI: two epochs on at most 2,000 images, batches of 64
+        cfg.epochs = 2 if epochs is None else epochs
+        cfg.train_size = min(cfg.train_size or 2000, 2000, n_train)
+        if cfg.train_size >= n_train:
+            cfg.train_size = 0
+        cfg.eval_train_size = min(cfg.eval_train_size or 1000, 1000)
+        cfg.batch_size = min(cfg.batch_size, 64, cfg.train_size or n_train)
+    cfg.validate()
+    return {"train": cfg.to_dict(), "probes": list(variant.probes), "format": FORMAT}
+
+
+_DEFAULTS = json.loads(json.dumps(TrainConfig().to_dict()))
+
+
+def canonical(job: Mapping[str, Any]) -> dict:
+    """A job as it is compared and hashed: JSON values, ``TrainConfig`` fields at their
+    default left out. So adding a field with a default keeps every stored result valid;
+    changing a default's meaning needs a new ``FORMAT``."""
+    job = json.loads(json.dumps(job, default=list))
+    job["train"] = {k: v for k, v in job["train"].items() if k not in _DEFAULTS or _DEFAULTS[k] != v}
+    return job
+
+
+def config_key(job: Mapping[str, Any]) -> str:
+    """A stable hash of a job's full configuration (canonical sorted JSON, SHA-256, 16 hex digits)."""
+    text = json.dumps(canonical(job), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+CHECKPOINT_SECONDS = 30.0  # a job's checkpoints: at most this often (and when stopped)
+_data: FashionMNIST | None = None
+_stop: StopRequest | None = None
+
+
+def _init_worker(data_dir: str, val_size: int, verify: bool, threads: int) -> None:
+    """Set up a worker process (_ProcessPool): its stop request first, then torch and the data."""
+    global _data, _stop
+    # However many SIGINT/SIGTERM come, a worker only records them: its job checkpoints at the next
+    # safe point and ends with StudyInterrupted. A Ctrl-C at a terminal reaches a worker directly and
+    # again through its parent (_ProcessPool.halt); neither may kill it mid-job.
+    _stop = StopRequest(at_once=False).__enter__()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)  # spawned with them blocked: one sent meanwhile counts now
+    use_threads(threads)
+    _data = load_fashion_mnist(data_dir, val_size=val_size, verify=verify)
+
+
+def run_job(
+    job: Mapping[str, Any],
+    data: FashionMNIST | None = None,
+    checkpoint: Path | None = None,
+    stop: StopRequest | None = None,
+) -> dict:
+    """Train one job and run its probes; return what is stored (JSON-able).
+
+    With ``checkpoint``, the job checkpoints after an epoch at most every
+    ``CHECKPOINT_SECONDS`` (and when a signal stops it) and, if that file holds a
+    usable checkpoint of this job (a study killed earlier), goes on from it bit for bit.
+    """
+    data = data if data is not None else _data
+    stop = stop if stop is not None else _stop
+    if job.get("data", data.digest) != data.digest:
+        raise DataError(f"{data.source}: data digest {data.digest}, but this job is keyed to data {job['data']}")
+    cfg = TrainConfig(**job["train"])
+    state = None
+    if checkpoint is not None and checkpoint.exists():
+        try:
+            state = load_checkpoint(checkpoint)
+        except CheckpointError:
+            checkpoint.unlink()  # damaged: the job starts over (its result will be the same)
+
+    def train(resume):
+        return fit(cfg, data, checkpoint=checkpoint, resume=resume, stop=stop, checkpoint_interval=CHECKPOINT_SECONDS)
+
+    try:
+        try:
+            result = train(state)
+        except CheckpointError:  # whole but unsound (checked before any step): start over
+            if state is None:
+                raise
+            checkpoint.unlink(missing_ok=True)
+            result = train(None)
+    except Interrupted as err:
+        raise StudyInterrupted(err.signum, str(err)) from None
+    summary = {k: v for k, v in result.summary.items() if k not in ("data",)}
+    probes = {name: PROBE_FUNCTIONS[name](result.model, data, cfg.seed) for name in job["probes"]}
+    return {"job": job, "summary": summary, "history": result.history, "probes": probes}
+
+
+def _probe_mc(model, data: FashionMNIST, seed: int) -> dict:
+    """Weight scaling against Monte-Carlo averages of k thinned networks, on the test set."""
+    x, y = data.test_x, data.test_y
+    scaled = predict_scaled(model, x)
+    mc = predict_mc(model, x, MC_KS, seed=seed)
+    acc_s, nll_s = accuracy_nll(scaled, y)
+    out = {
+        "scaled_acc": acc_s,
+        "scaled_nll": nll_s,
+        "scaled_ece": expected_calibration_error(scaled, y),
+        "scaled_reliability": reliability(scaled, y),
+        "scaled_acc_vs_conf": accuracy_vs_confidence(scaled, y),
+        "ks": list(MC_KS),
+    }
+    for k, probs in mc.items():
+        acc, nll = accuracy_nll(probs, y)
+        out[f"mc{k}_acc"], out[f"mc{k}_nll"] = acc, nll
+    top = mc[max(MC_KS)]
+    out["mc_ece"] = expected_calibration_error(top, y)
+    out["mc_reliability"] = reliability(top, y)
+    out["mc_acc_vs_conf"] = accuracy_vs_confidence(top, y)
+    return out
+
+
+PROBE_FUNCTIONS = {"mc": _probe_mc}
+PROBE_KEYS = {  # what each probe's record holds (a stored record lacking one is not served)
+    "mc": ("scaled_acc", "scaled_nll", "scaled_ece", "scaled_reliability", "scaled_acc_vs_conf", "ks", "mc_ece",
+           "mc_reliability", "mc_acc_vs_conf", *(f"mc{k}_{m}" for k in MC_KS for m in ("acc", "nll"))),
+}  # fmt: skip
