@@ -347,6 +347,9 @@ WRONG_FIELDS = [
     ("rng/python/1", lambda s: [2**40] * 625, "'rng' holds a state the generators refuse"),
     ("rng/numpy/1", lambda s: torch.full((624,), -1, dtype=torch.int64), "'rng' holds a state the generators refuse"),
     ("shuffle", lambda s: torch.full_like(s["shuffle"], 255), "'shuffle' is not a generator's state"),
+    ("optimizer/state/1", lambda s: {}, "'optimizer.state[1]' holds nothing: expected momentum_buffer"),
+    ("optimizer/state", lambda s: {0: s["optimizer"]["state"][0]}, "'optimizer.state' has entries for parameters 0"),
+    ("threads", lambda s: -1, "'threads' is -1"),
     ("optimizer", lambda s: [], "'optimizer' is not an optimizer's state"),
     ("scheduler", lambda s: {"last_epoch": 3}, "'scheduler' holds a schedule's state"),
     ("shuffle", lambda s: torch.zeros(16, dtype=torch.uint8), "'shuffle' is a torch.uint8 tensor of shape (16,)"),
@@ -454,3 +457,30 @@ def test_a_fifo_in_a_run_directory_is_refused_without_blocking(name, tiny, tmp_p
     with pytest.raises((CheckpointError, rundir.RunDirError)) as err:
         resume(tmp_path / "r", tiny)
     assert "not a regular file" in str(err.value) or "not a droplab run directory" in str(err.value)
+
+
+# a run with a schedule and Adam: the schedule's state and Adam's buffers
+SCHEDULED_WRONG = [
+    ("scheduler/last_epoch", lambda s: 10**6, "'scheduler.last_epoch' is 1000000: expected 14 after 14 steps"),
+    ("scheduler/total_steps", lambda s: 3, "'scheduler.total_steps' is 3: the run's is 30"),
+    ("scheduler/base_lrs", lambda s: [math.nan], "'scheduler.base_lrs' is [nan]"),
+    ("scheduler/_last_lr", lambda s: ["x"], "'scheduler._last_lr' is 'x'"),
+    ("optimizer/param_groups/0/lr", lambda s: 1e300, "'optimizer.param_groups[0].lr' is 1e+300"),
+    ("optimizer/state/0", lambda s: {k: v for k, v in s["optimizer"]["state"][0].items() if k != "exp_avg"},
+     "'optimizer.state[0]' holds step, exp_avg_sq: expected exp_avg, exp_avg_sq, step"),
+    ("optimizer/state/0/step", lambda s: torch.tensor(99.0), "'optimizer.state[0].step' is 99.0: the run has taken 14"),
+]
+
+
+@pytest.mark.parametrize("field, change, message", SCHEDULED_WRONG, ids=[f for f, *_ in SCHEDULED_WRONG])
+def test_a_schedule_and_adam_state_are_checked_too(field, change, message, tiny, tmp_path):
+    cfg = small(optimizer="adam", lr=0.01, schedule="onecycle")
+    stop = StopRequest()
+    with pytest.raises(Interrupted):
+        fit(cfg, tiny, checkpoint=tmp_path / "c.pt", stop=stop, on_batch=stopping_after(stop, 14))
+    fit(cfg, tiny, resume=ckpt.load(tmp_path / "c.pt"))  # the untouched checkpoint is accepted
+    state = ckpt.load(tmp_path / "c.pt")
+    _set(state, field, change(state))
+    with pytest.raises(CheckpointError) as err:
+        fit(cfg, tiny, resume=state)
+    assert message in str(err.value)

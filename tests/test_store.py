@@ -172,5 +172,20 @@ def test_more_jobs_than_cores_are_capped_with_a_note(tiny_dir, tmp_path):
     run_study(STUDIES["headline"], tiny_dir, tmp_path / "s", store=tmp_path / "store", log=lines.append,
               jobs=64, **ONE)  # fmt: skip
     cores = usable_cores()
-    assert lines[0] == f"note: --jobs 64 capped at the {cores} cores available"
+    assert lines[0] == f"note: 64 worker processes asked for, capped at the {cores} cores available"
     assert f"{min(cores, 2)} worker(s)" in lines[1]
+
+
+def test_an_unsound_partial_checkpoint_in_a_shared_store_makes_its_job_start_over(stored, tiny_dir, tmp_path):
+    from droplab import checkpoint
+
+    store, first = stored
+    path = records(store)[0]
+    original = json.loads(path.read_text())
+    path.unlink()
+    checkpoint.save(store / "partial" / f"{path.stem}.pt", {"epoch": 99, "model": {}})  # a valid digest
+    lines = []
+    again = study(tiny_dir, tmp_path / "again", store, lines)
+    assert again["runs_trained"] == 1
+    assert json.loads(path.read_text())["history"] == original["history"]  # trained from the start, bit for bit
+    assert not (store / "partial" / f"{path.stem}.pt").exists()

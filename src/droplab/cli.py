@@ -442,7 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, RunDirError) as err:
         parser.exit(EXIT_USAGE, f"droplab {args.command}: error: {err}\n")
     except ConfigError as err:  # found by the library once the data is known (the memory a run needs)
-        parser.exit(EXIT_USAGE, f"droplab {args.command}: error: {_option_message(err)}\n")
+        typed = args.command in ("train", "compare") and not getattr(args, "resume", None)  # the user's options
+        parser.exit(EXIT_USAGE, f"droplab {args.command}: error: {_option_message(err) if typed else err}\n")
     except SplitError as err:  # a validation split the data cannot give: the option's fault
         parser.exit(EXIT_USAGE, f"droplab {args.command}: error: {_option_message(err)}\n")
     except (DataError, CheckpointError, CheckpointWriteError) as err:

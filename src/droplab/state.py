@@ -36,6 +36,7 @@ RUN_ONLY = ("threads", "checkpoint_every")  # config fields that do not change w
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "train_loss_eval")
 _GENERATOR_BYTES = torch.Generator().get_state().numel()
 _MT_WORDS = 624  # numpy's and Python's Mersenne Twister
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # a learning rate or momentum past it overflows the weights
 
 
 def _bad(field: str, problem: str) -> CheckpointError:
@@ -108,7 +109,7 @@ def _check_history(state: Mapping, eval_epochs: list[int]) -> None:
     for i, (row, epoch) in enumerate(zip(history, eval_epochs)):
         if not isinstance(row, dict) or any(k not in row for k in HISTORY_KEYS):
             raise _bad(f"history[{i}]", f"is not a metrics row (expected the keys {', '.join(HISTORY_KEYS)})")
-        if row["epoch"] != epoch or isinstance(row["epoch"], bool):
+        if row["epoch"] != epoch or type(row["epoch"]) is not int:
             raise _bad(f"history[{i}].epoch", f"is {row['epoch']!r}: expected {epoch}")
         for k, v in row.items():
             if k != "epoch":
@@ -118,7 +119,7 @@ def _check_history(state: Mapping, eval_epochs: list[int]) -> None:
 _SCHEDULED = ("lr", "momentum", "betas")  # what a learning-rate schedule changes as it goes
 
 
-def _check_optimizer(saved: Any, optimizer: torch.optim.Optimizer, scheduled: bool) -> None:
+def _check_optimizer(saved: Any, optimizer: torch.optim.Optimizer, scheduler, step: int) -> None:
     """The optimizer's state: its settings those of the run (a schedule may have moved the
     learning rate and momentum), a buffer per parameter of that parameter's shape, finite."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -132,27 +133,48 @@ def _check_optimizer(saved: Any, optimizer: torch.optim.Optimizer, scheduled: bo
     for g, (group, want) in enumerate(zip(groups, fresh)):
         for k, v in want.items():
             field = f"optimizer.param_groups[{g}].{k}"
-            if scheduled and k in _SCHEDULED:
+            if scheduler is not None and k in _SCHEDULED:
                 values = v if isinstance(v, tuple) else (v,)
                 got = group[k] if isinstance(group[k], tuple) and isinstance(v, tuple) else (group[k],)
                 if len(got) != len(values):
                     raise _bad(field, f"is {group[k]!r}: expected a value like {v!r}")
                 for x in got:
-                    _real(x, field)
+                    _real(x, field, 0.0, _FLOAT32_MAX)
             elif group[k] != v or type(group[k]) is not type(v):
                 raise _bad(field, f"is {group[k]!r}: the run's is {v!r}")
-    for i, entry in saved["state"].items():
-        if not isinstance(i, int) or not 0 <= i < len(params) or not isinstance(entry, dict):
-            raise _bad("optimizer.state", f"has an entry for parameter {i!r}: expected 0 to {len(params) - 1}")
+    wanted = _buffers(optimizer, scheduler)
+    entries = saved["state"]
+    if set(entries) != (set(range(len(params))) if step and wanted else set()):
+        have = sorted(map(repr, entries))[:8]
+        expected = f"one per parameter (0 to {len(params) - 1})" if step and wanted else "none (no step needs one)"
+        raise _bad("optimizer.state", f"has entries for parameters {', '.join(have) or 'none'}: expected {expected}")
+    for i, entry in entries.items():
+        if not isinstance(entry, dict) or set(entry) != wanted:
+            keys = ", ".join(map(str, entry)) if isinstance(entry, dict) else type(entry).__name__
+            raise _bad(f"optimizer.state[{i}]", f"holds {keys or 'nothing'}: expected {', '.join(sorted(wanted))}")
         for k, v in entry.items():
             field = f"optimizer.state[{i}].{k}"
-            if k == "step":  # Adam's step count: a 0-dim float tensor (or a number)
-                _real(v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v, field)
-            elif v is not None:
+            if k == "step":  # Adam's step count: a 0-dim float tensor, the run's steps
+                count = v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v
+                if count != step:
+                    raise _bad(field, f"is {count!r}: the run has taken {step} steps")
+            else:
                 _tensor(v, field, params[i].dtype, tuple(params[i].shape), finite=True)
 
 
-def _check_scheduler(saved: Any, scheduler) -> None:
+def _buffers(optimizer: torch.optim.Optimizer, scheduler) -> set[str]:
+    """What the optimizer keeps per parameter once it has stepped (torch's names)."""
+    if isinstance(optimizer, torch.optim.Adam):
+        return {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if optimizer.defaults["amsgrad"] else set())
+    cycled = getattr(scheduler, "cycle_momentum", False)  # OneCycleLR moves SGD's momentum from 0
+    return {"momentum_buffer"} if cycled or any(g["momentum"] for g in optimizer.param_groups) else set()
+
+
+_SCHEDULE_MOVES = ("last_epoch", "_step_count", "_last_lr")  # what a schedule's state changes as it steps
+
+
+def _check_scheduler(saved: Any, scheduler, step: int) -> None:
+    """A schedule's state: where it stands is the run's step; everything else is the run's own."""
     if scheduler is None:
         if saved is not None:
             raise _bad("scheduler", "holds a schedule's state, but the run has a constant learning rate")
@@ -161,9 +183,16 @@ def _check_scheduler(saved: Any, scheduler) -> None:
     if not isinstance(saved, dict) or set(saved) != set(fresh):
         raise _bad("scheduler", f"is not a {type(scheduler).__name__}'s state")
     for k, v in fresh.items():
-        same = type(saved[k]) is type(v) or (isinstance(v, float) and isinstance(saved[k], int))
-        if not same or (isinstance(v, float) and not math.isfinite(saved[k])):
-            raise _bad(f"scheduler.{k}", f"is {saved[k]!r}: expected a {type(v).__name__} like {v!r}")
+        if k not in _SCHEDULE_MOVES and (saved[k] != v or type(saved[k]) is not type(v)):
+            raise _bad(f"scheduler.{k}", f"is {saved[k]!r}: the run's is {v!r}")
+    for k, want in (("last_epoch", step), ("_step_count", step + 1)):
+        if saved[k] != want or type(saved[k]) is not int:
+            raise _bad(f"scheduler.{k}", f"is {saved[k]!r}: expected {want} after {step} steps")
+    last = saved["_last_lr"]
+    if not isinstance(last, list) or len(last) != len(fresh["_last_lr"]):
+        raise _bad("scheduler._last_lr", f"is {last!r}: expected {len(fresh['_last_lr'])} learning rate(s)")
+    for x in last:
+        _real(x, "scheduler._last_lr", 0.0, _FLOAT32_MAX)
 
 
 def _generator(value: Any, field: str) -> None:
@@ -250,8 +279,8 @@ def check_state(
     _int(state, "threads", 1, 1 << 16)
     _check_history(state, [e for e in eval_epochs if e < epoch])
     check_shapes(model, state["model"])
-    _check_optimizer(state["optimizer"], optimizer, scheduled=scheduler is not None)
-    _check_scheduler(state["scheduler"], scheduler)
+    _check_optimizer(state["optimizer"], optimizer, scheduler, step)
+    _check_scheduler(state["scheduler"], scheduler, step)
     _generator(state["shuffle"], "shuffle")
     _generator(state["augment"], "augment")
     _check_rng(state["rng"])

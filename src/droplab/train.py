@@ -345,8 +345,9 @@ def fit(
     check_batch_size(cfg, data)
     check_memory(cfg, data)
     # bit for bit needs the thread count of the first part, when the caller does not set one
-    requested = cfg.threads if cfg.threads is not None else (resume or {}).get("threads") or None
-    threads, threads_note = use_threads(requested if isinstance(requested, int) else None)
+    recorded = (resume or {}).get("threads")  # checked with the rest of the checkpoint below
+    recorded = recorded if type(recorded) is int and recorded >= 1 else None
+    threads, threads_note = use_threads(cfg.threads if cfg.threads is not None else recorded)
     train_x, train_y = data.train_x, data.train_y
     if cfg.train_size:
         subset = torch.Generator().manual_seed((cfg.seed + _SUBSET_STREAM) % 2**63)
@@ -503,8 +504,13 @@ def _checkpoint_bytes(cfg: TrainConfig, n_train: int) -> int:
     """About how large a checkpoint of this run is: weights, optimizer buffers, the epoch's order."""
     dims = [784, *cfg.hidden, 10]
     params = sum(a * b + b for a, b in zip(dims, dims[1:])) + 4 * sum(cfg.hidden)
-    buffers = 2 if cfg.optimizer == "adam" else (1 if cfg.momentum else 0)
-    return 4 * params * (1 + buffers) + 8 * n_train + (1 << 16)
+    return 4 * params * (1 + _optimizer_buffers(cfg)) + 8 * n_train + (1 << 16)
+
+
+def _optimizer_buffers(cfg: TrainConfig) -> int:
+    """Copies of the weights the optimizer keeps: Adam 2; SGD 1 with momentum (which the
+    one-cycle schedule turns on), else 0."""
+    return 2 if cfg.optimizer == "adam" else (1 if cfg.momentum or cfg.schedule == "onecycle" else 0)
 
 
 def check_memory(cfg: TrainConfig, data: FashionMNIST) -> None:
@@ -512,9 +518,8 @@ def check_memory(cfg: TrainConfig, data: FashionMNIST) -> None:
     :class:`ConfigError` for ``hidden``, with both figures), before any work."""
     n_train = cfg.train_size or len(data.train_x)
     eval_n = max(min(cfg.eval_train_size or n_train, n_train), len(data.val_x), len(data.test_x))
-    buffers = 2 if cfg.optimizer == "adam" else (1 if cfg.momentum else 0)
-    need = run_bytes(cfg.hidden, buffers, min(cfg.batch_size, n_train), min(cfg.eval_batch_size, eval_n),
-                     new_images=cfg.train_size)  # fmt: skip
+    need = run_bytes(cfg.hidden, _optimizer_buffers(cfg), min(cfg.batch_size, n_train),
+                     min(cfg.eval_batch_size, eval_n), new_images=cfg.train_size)  # fmt: skip
     free = available_bytes()
     if free is not None and need > free:
         raise ConfigError("hidden", cfg.hidden, f"layers this machine's memory holds: this run needs about "
@@ -536,7 +541,7 @@ def _train_in(directory: Path, cfg: TrainConfig, data: FashionMNIST, state: dict
     """Train in a claimed run directory, checkpointing; record an interruption or a divergence."""
     n_train = cfg.train_size or len(data.train_x)
     batches = batches_per_epoch(cfg, n_train)
-    done = state["step"] if state else 0
+    done = state.get("step") if state and type(state.get("step")) is int else 0  # checked by fit
     with StopRequest() as stop, TrainProgress(cfg.epochs, batches, label or cfg.model, done=done) as progress:
         try:
             result = fit(

@@ -267,7 +267,7 @@ def run_study(
             raise StudyError(f"cannot use {store} as the store of runs: {err.strerror or err}") from None
 
         if jobs > (cores := usable_cores()):  # more processes than cores only wait on each other
-            log(f"note: --jobs {jobs} capped at the {cores} cores available")
+            log(f"note: {jobs} worker processes asked for, capped at the {cores} cores available")
             jobs = cores
         threads = 1 if jobs > 1 else use_threads(None)[0]
         seed_list = list(range(seeds))

@@ -57,11 +57,12 @@ def run_flops(train: Mapping[str, Any], n_train: int, n_val: int, n_test: int) -
     dims = [784, *train["hidden"], 10]
     params = sum(a * b for a, b in zip(dims, dims[1:]))
     used = train.get("train_size") or n_train
-    epochs = train["epochs"]
-    evals = len([e for e in range(1, epochs + 1) if e % train.get("eval_every", 1) == 0 or e == epochs])
+    epochs, every, batch = train["epochs"], train.get("eval_every", 1), train["batch_size"]
+    evals = epochs // every + (epochs % every != 0)  # every eval_every epochs, and after the last
     eval_images = min(train.get("eval_train_size") or used, used) + n_val
     flops = 6 * params * used * epochs + 2 * params * (eval_images * evals + n_test)
-    return float(flops), epochs * math.ceil(used / train["batch_size"])
+    steps = used // batch if train.get("drop_last") else math.ceil(used / batch)
+    return float(flops), epochs * steps
 
 
 def _matmul_rate() -> float:
