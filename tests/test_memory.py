@@ -121,7 +121,8 @@ def measured() -> dict[str, int]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM: Linux")
+@pytest.mark.skipif(not Path("/proc/self/status").exists(),
+                    reason="the measured peak is /proc/self/status VmHWM, which only Linux has")
 @pytest.mark.parametrize("name", CASES)
 def test_estimate_within_a_factor_of_the_measured_peak(measured, name):
     # Why 0.5x to 3x. The estimate is for refusing a run before it starts ("needs about X,
@@ -188,7 +189,8 @@ def test_available_under_a_cgroup_v1_limit_and_unknown(tmp_path):
     assert available_bytes(tmp_path / "none", tmp_path / "none", tmp_path / "none") is None
 
 
-@pytest.mark.skipif(not Path("/proc/meminfo").exists(), reason="Linux")
+@pytest.mark.skipif(not Path("/proc/meminfo").exists(),
+                    reason="available_bytes reads /proc/meminfo, which only Linux has (elsewhere: None)")
 def test_available_here():
     free = available_bytes()
     lines = Path("/proc/meminfo").read_text().splitlines()

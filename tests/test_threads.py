@@ -67,7 +67,7 @@ def test_one_thread_for_torch_and_kernel(runs):
     assert (r["used"], r["note"], r["torch"], r["chunks"], r["numba"]) == (1, None, 1, 1, 1)
 
 
-@pytest.mark.skipif(usable_cores() < 2, reason="needs 2 cores")
+@pytest.mark.skipif(usable_cores() < 2, reason="comparing 1 and 2 threads needs a process allowed on 2 cores or more")
 def test_two_threads_for_torch_and_kernel_same_result(runs):
     r = runs["2"]
     assert (r["used"], r["note"], r["torch"], r["chunks"], r["numba"]) == (2, None, 2, 2, 2)
