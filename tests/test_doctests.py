@@ -58,6 +58,7 @@ def test_every_module_imports_without_the_optional_packages():
         "import importlib, sys; sys.modules['triton'] = None\n"  # `import triton` now raises ImportError
         f"for name in {MODULES!r}: importlib.import_module(name)\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    path = [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
