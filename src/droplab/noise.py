@@ -153,13 +153,12 @@ class AdditiveNoise(nn.Module):
 
         >>> import torch
         >>> from droplab.noise import AdditiveNoise
-        >>> m = AdditiveNoise(sigma=0.5)
-        >>> m
-        AdditiveNoise(sigma=0.5)
         >>> _ = torch.manual_seed(0)
-        >>> e = m(torch.zeros(1_000_000))
-        >>> f"mean {e.mean():+.2f}, std {e.std():.2f}"
-        'mean -0.00, std 0.50'
+        >>> noisy = AdditiveNoise(sigma=0.5)(torch.full((1_000_000,), 3.0))
+        >>> f"mean {noisy.mean():.2f}, std {noisy.std():.2f}"  # the input's 3, and sigma
+        'mean 3.00, std 0.50'
+        >>> AdditiveNoise(sigma=0.5).eval()
+        AdditiveNoise(sigma=0.5)
     """
 
     def __init__(self, sigma: float = 0.5) -> None:
@@ -275,16 +274,17 @@ class NoRescaleDropout(_NoiseLayer):
 
         >>> import torch
         >>> from droplab.noise import NoRescaleDropout
-        >>> m = NoRescaleDropout(p=0.5)
-        >>> m
-        NoRescaleDropout(p=0.5, test_scale=False)
         >>> _ = torch.manual_seed(0)
-        >>> m(torch.ones(2, 8))  # kept units are not scaled up
+        >>> NoRescaleDropout(p=0.5)(torch.ones(2, 8))  # kept units are not scaled up
         tensor([[0., 0., 1., 1., 1., 1., 1., 0.],
                 [1., 1., 1., 1., 1., 1., 0., 1.]])
-        >>> m.eval()(torch.ones(3))  # at test time: h, not (1 - p) h
+        >>> x = torch.ones(3)
+        >>> NoRescaleDropout(p=0.5).eval()(x)  # at test time: h, not (1 - p) h
         tensor([1., 1., 1.])
-        >>> NoRescaleDropout(p=0.5, test_scale=True).eval()(torch.ones(3))
+        >>> scaled = NoRescaleDropout(p=0.5, test_scale=True)
+        >>> scaled
+        NoRescaleDropout(p=0.5, test_scale=True)
+        >>> scaled.eval()(x)
         tensor([0.5000, 0.5000, 0.5000])
     """
 
@@ -324,13 +324,12 @@ class AlphaDropout(nn.AlphaDropout):
 
         >>> import torch
         >>> from droplab.noise import AlphaDropout
-        >>> m = AlphaDropout(p=0.2)
-        >>> m
-        AlphaDropout(p=0.2, inplace=False)
         >>> _ = torch.manual_seed(0)
-        >>> y = m(torch.randn(1_000_000))
+        >>> y = AlphaDropout(p=0.2)(torch.randn(1_000_000))
         >>> f"mean {y.mean():+.2f}, std {y.std():.2f}"  # those of the input: 0 and 1
         'mean -0.00, std 1.00'
+        >>> AlphaDropout(p=0.2)
+        AlphaDropout(p=0.2, inplace=False)
     """
 
     def __init__(self, p: float = 0.5) -> None:
