@@ -172,9 +172,9 @@ show(plots.run_curves(runs["scratch"].history, "DropoutMLPScratch, seed 0"))
 
 # %% [markdown]
 # `train_loss` is the mean over the epoch's minibatches with dropout on; `val_loss` and
-# `val_acc` are measured with dropout off. The concise model trains the same way. Its masks
-# come from PyTorch's generator rather than droplab's kernel, so its curves are close to the
-# scratch model's without being the same.
+# `val_acc` are measured with dropout off. The concise model trains the same way, from the
+# same weights; its masks come from PyTorch's dropout rather than droplab's kernel, so its
+# numbers need not match the scratch model's exactly.
 
 # %%
 runs["concise"] = train("concise")
@@ -240,15 +240,20 @@ for figure in figures:
 # What this run found, claim by claim (written from the measured numbers above):
 
 # %%
+def difference(claim):
+    """The claim's mean paired difference: accuracies in percentage points, losses as they are."""
+    return f"{claim['mean']:+.2f} pp" if claim["unit"] == "pp" else f"{claim['mean']:+.4f}"
+
+
 Markdown("\n".join(
-    f"- *{c['text']}*: **{c['verdict']}** (mean difference {c['mean']:+.4g}"
-    f"{' pp' if c['unit'] == 'pp' else ''} over {c['n']} seeds)"
+    f"- *{c['text']}*: **{c['verdict']}** (mean difference {difference(c)} over {c['n']} seeds)"
     for c in report["claims"]
 ))
 
 # %% [markdown]
 # A verdict holds for the setting it was measured in: these seeds, these epochs, this much
-# data. *Inconclusive* is a measurement too: the spread over seeds is as large as the effect.
-# The full study (`droplab study headline`, 10 epochs on all 55,000 training images, 5 seeds)
-# and the others (`droplab study list`: rates per layer, longer training, weight decay,
-# DropConnect, other kinds of noise...) measure the rest of the lecture's claims the same way.
+# data. *Inconclusive* is a result too: with these seeds, the difference cannot be told apart
+# from the spread between seeds. The study in the lecture's setting is `droplab study
+# headline` (10 epochs on all 55,000 training images, 5 seeds); `droplab study list` names
+# the others (rates per layer, longer training, weight decay, DropConnect, other kinds of
+# noise, ...), which put the rest of the lecture's claims to the same kind of test.
