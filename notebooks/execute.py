@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 from pathlib import Path
 
 import jupytext
@@ -33,10 +34,26 @@ class _ThisPython(KernelSpecManager):
         return KernelSpec(resource_dir="", **{**spec, "argv": [*spec["argv"], "--IPKernelApp.log_level=ERROR"]})
 
 
+def _progress(notebook) -> dict:
+    """Hooks that print one line per code cell as it finishes: a long run shows where it is."""
+    total, started = sum(c.cell_type == "code" for c in notebook.cells), {}
+
+    def start(cell, cell_index) -> None:
+        started[cell_index] = time.perf_counter()
+
+    def done(cell, cell_index, execute_reply) -> None:
+        first = next((line for line in cell.source.splitlines() if line.strip()), "")[:60]
+        seconds = time.perf_counter() - started.pop(cell_index, time.perf_counter())
+        print(f"  cell {cell.execution_count}/{total} ({seconds:.0f} s): {first}", flush=True)
+
+    return {"on_cell_start": start, "on_cell_executed": done}
+
+
 def execute(source: Path, output: Path, timeout: int) -> None:
     notebook = jupytext.read(source)
     manager = KernelManager(kernel_name="python3", kernel_spec_manager=_ThisPython())
-    client = NotebookClient(notebook, km=manager, timeout=timeout, resources={"metadata": {"path": str(source.parent)}})
+    resources = {"metadata": {"path": str(source.parent)}}
+    client = NotebookClient(notebook, km=manager, timeout=timeout, resources=resources, **_progress(notebook))
     try:
         client.execute()
     finally:
