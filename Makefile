@@ -1,4 +1,5 @@
-# droplab: `make demo` runs the lecture's comparison end to end; `make test` runs the tests.
+# droplab: `make demo` runs the lecture's comparison end to end; `make notebook` executes the
+# lecture's notebook; `make test` runs the tests.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,16 +7,23 @@ SEEDS ?= 3
 EPOCHS ?= 10
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test install data check bench clean
+.PHONY: demo notebook test install data check bench clean
 
 demo: install data
 	$(BIN)/droplab check
 	$(BIN)/droplab compare --seeds $(SEEDS) --epochs $(EPOCHS)
 
+# The lecture as a notebook: notebooks/dropout.py (jupytext) executed headless into
+# notebooks/dropout.ipynb, with its outputs and curves (full setting: a few minutes on 2 cores).
+notebook: install data
+	$(BIN)/python notebooks/execute.py notebooks/dropout.py
+
+# tests/, then every Examples:: block in src/ as a doctest (pyproject.toml: testpaths, --doctest-modules).
 test: install data
 	$(BIN)/python -m pytest -q
 
 # The venv, with torch pinned to the CPU build (constraints.txt); redone when the deps change.
+# The test extra includes the notebook's runner (jupytext, nbclient, ipykernel).
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,4 +47,4 @@ bench: install data
 	$(BIN)/python benchmarks/train_seed.py
 
 clean:
-	rm -rf $(VENV) src/*.egg-info .pytest_cache
+	rm -rf $(VENV) src/*.egg-info .pytest_cache notebooks/dropout.ipynb

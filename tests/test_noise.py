@@ -10,8 +10,11 @@ import math
 import pytest
 import torch
 
+import droplab.weights
+from droplab.nn import Dropout, _NoiseLayer
 from droplab.noise import (
     AdditiveNoise,
+    AlphaDropout,
     DropConnectLinear,
     GaussianDropout,
     NoRescaleDropout,
@@ -99,8 +102,8 @@ def test_max_norm_clips_long_rows_only():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: gaussian_dropout(torch.ones(3), 1.0), "needs p < 1"),
-        (lambda: GaussianDropout(1.0), "needs p < 1"),
+        (lambda: gaussian_dropout(torch.ones(3), 1.0), r"has to be in \[0, 1\), but got 1.0 \(the variance"),
+        (lambda: GaussianDropout(1.0), r"has to be in \[0, 1\), but got 1.0"),
         (lambda: gaussian_dropout(torch.ones(3), float("nan")), "between 0 and 1"),
         (lambda: additive_noise(torch.ones(3), -1.0), "sigma must be a finite number >= 0, got -1.0"),
         (lambda: AdditiveNoise(float("inf")), "sigma must be a finite number >= 0"),
@@ -114,3 +117,55 @@ def test_max_norm_clips_long_rows_only():
 def test_bad_arguments_are_named(call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         call()
+
+
+P_LAYERS = [Dropout, GaussianDropout, StratifiedDropout, NoRescaleDropout]
+
+
+@pytest.mark.parametrize("layer", P_LAYERS)
+@pytest.mark.parametrize("p", [-0.1, 1.5, float("nan")])
+def test_layers_of_strength_p_share_one_check(layer, p):
+    assert issubclass(layer, _NoiseLayer)
+    with pytest.raises(ValueError, match=f"^dropout probability has to be between 0 and 1, but got {p}$"):
+        layer(p)
+    with pytest.raises(TypeError, match="real number in \\[0, 1\\], got '0.5'"):
+        layer("0.5")
+
+
+@pytest.mark.parametrize(
+    "layer, text",
+    [
+        (Dropout(0.2), "Dropout(p=0.2, inplace=False)"),
+        (Dropout(1, impl="reference"), "Dropout(p=1.0, inplace=False, impl='reference')"),
+        (GaussianDropout(0.3), "GaussianDropout(p=0.3)"),
+        (StratifiedDropout(0), "StratifiedDropout(p=0.0)"),
+        (NoRescaleDropout(0.5, test_scale=True), "NoRescaleDropout(p=0.5, test_scale=True)"),
+        (AdditiveNoise(1), "AdditiveNoise(sigma=1.0)"),
+        (AlphaDropout(0.1), "AlphaDropout(p=0.1, inplace=False)"),
+        (DropConnectLinear(2, 3, p=0.25), "DropConnectLinear(in_features=2, out_features=3, bias=True, p=0.25)"),
+    ],
+)
+def test_reprs_show_the_strength(layer, text):
+    assert repr(layer) == text
+
+
+def test_state_dict_keys_and_homes_are_unchanged():
+    for layer in [*(cls(0.5) for cls in P_LAYERS), AdditiveNoise(0.5), AlphaDropout(0.5)]:
+        assert layer.state_dict() == {}
+    assert list(DropConnectLinear(2, 3).state_dict()) == ["weight", "bias"]
+    assert (DropConnectLinear, max_norm_) == (droplab.weights.DropConnectLinear, droplab.weights.max_norm_)
+
+
+@pytest.mark.parametrize(
+    "function, layer",
+    [
+        (gaussian_dropout, GaussianDropout),
+        (additive_noise, AdditiveNoise),
+        (stratified_dropout, StratifiedDropout),
+        (no_rescale_dropout, NoRescaleDropout),
+    ],
+)
+def test_each_function_refers_to_its_layer_which_carries_the_docs(function, layer):
+    assert f":class:`{layer.__name__}`" in function.__doc__
+    for section in (".. math::", "Args:", "Shape:", "Examples::"):
+        assert section in layer.__doc__, (layer.__name__, section)

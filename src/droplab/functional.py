@@ -61,18 +61,12 @@ def check_dropout_args(x: Tensor, p: float) -> None:
 def dropout_reference(
     x: Tensor, p: float, training: bool = True, generator: torch.Generator | None = None
 ) -> Tensor:
-    r"""Inverted dropout, exactly as the lecture writes it.
+    r"""Inverted dropout, exactly as the lecture writes it: zero each element of ``x`` with
+    probability ``p``, scale the rest by :math:`1/(1-p)`.
 
-    Each element is zeroed with probability :math:`p`; survivors are scaled by
-    :math:`1/(1-p)`:
-
-    .. math::
-        h' = \begin{cases} 0 & \text{with probability } p, \\
-                           \dfrac{h}{1-p} & \text{otherwise,} \end{cases}
-        \qquad \mathbb{E}[h'] = h.
-
-    The keep-mask is ``u > p`` for ``u`` uniform on [0, 1), drawn in float32 whatever
-    the dtype of ``x``. The gradient, through autograd, is ``mask / (1 - p)``.
+    See :class:`droplab.nn.Dropout` for the math and shapes. The keep-mask is ``u > p`` for
+    ``u`` uniform on [0, 1), drawn in float32 whatever the dtype of ``x``, from ``generator``;
+    the result is ``mask * x / (1 - p)``, and its gradient, through autograd, ``mask / (1 - p)``.
 
     Args:
         x: input tensor of any shape and floating dtype.
@@ -81,15 +75,23 @@ def dropout_reference(
         training: apply dropout if ``True``; otherwise return ``x`` unchanged.
         generator: a ``torch.Generator`` for the uniform draws (default: torch's global one).
 
-    Shape:
-        - Input: :math:`(*)`. Output: :math:`(*)`, the same shape.
-
     Examples::
 
-        >>> _ = torch.manual_seed(0)
+        The lecture's quick check, on a 2×8 input:
+
+        >>> import torch
+        >>> from droplab.functional import dropout_reference
         >>> x = torch.arange(16, dtype=torch.float32).reshape(2, 8)
-        >>> dropout_reference(x, 0.5).shape
-        torch.Size([2, 8])
+        >>> _ = torch.manual_seed(0)
+        >>> dropout_reference(x, 0.0)  # nothing dropped: x itself
+        tensor([[ 0.,  1.,  2.,  3.,  4.,  5.,  6.,  7.],
+                [ 8.,  9., 10., 11., 12., 13., 14., 15.]])
+        >>> dropout_reference(x, 0.5)  # about half dropped, the rest doubled
+        tensor([[ 0.,  2.,  0.,  0.,  0., 10.,  0., 14.],
+                [ 0., 18.,  0.,  0.,  0.,  0.,  0., 30.]])
+        >>> dropout_reference(x, 1.0)  # everything dropped
+        tensor([[0., 0., 0., 0., 0., 0., 0., 0.],
+                [0., 0., 0., 0., 0., 0., 0., 0.]])
     """
     check_dropout_args(x, p)
     if not training or p == 0.0:
@@ -212,9 +214,10 @@ def dropout(
 ) -> Tensor:
     r"""Inverted dropout, fast: the entry point the layers, models and training use.
 
-    The same semantics as :func:`dropout_reference` (see there for the math), computed by a
-    counter-based kernel: the keep bit of element ``i`` is a hash of ``(seed, i, p)``, with one
-    64-bit seed drawn per call from ``generator`` (default: torch's global generator). So
+    See :class:`droplab.nn.Dropout` for the math and shapes; the semantics are those of
+    :func:`dropout_reference`, with another mask. A counter-based kernel computes it: the keep
+    bit of element ``i`` is a hash of ``(seed, i, p)`` (:mod:`droplab.kernels.counter`), with
+    one 64-bit seed drawn per call from ``generator`` (default: torch's global generator). So
 
     - ``torch.manual_seed`` reproduces every mask, and the mask does not depend on the number
       of threads or on the device (CPU: numba; CUDA: Triton, the same hash);
@@ -227,15 +230,28 @@ def dropout(
         inplace: write the result into ``x``.
         generator: a ``torch.Generator`` to draw the seed from.
 
-    Shape:
-        - Input: :math:`(*)`. Output: :math:`(*)`, the same shape (contiguous).
+    Returns:
+        A contiguous tensor of the shape and dtype of ``x`` (``x`` itself when ``training`` is
+        false, ``p = 0`` or ``inplace``).
 
     Examples::
 
+        >>> import torch
+        >>> from droplab.functional import dropout
+        >>> x = torch.arange(16, dtype=torch.float32).reshape(2, 8)
         >>> _ = torch.manual_seed(0)
+        >>> dropout(x, 0.5)  # another mask than dropout_reference's for the same seed
+        tensor([[ 0.,  0.,  4.,  6.,  8., 10., 12.,  0.],
+                [16., 18., 20., 22., 24., 26.,  0., 30.]])
         >>> y = dropout(torch.ones(4, 4), p=0.25)
         >>> torch.unique(y)  # dropped: 0; kept: 1 / (1 - p)
         tensor([0.0000, 1.3333])
+        >>> x = torch.ones(3, requires_grad=True)
+        >>> _ = torch.manual_seed(1)
+        >>> y = dropout(x, 0.5)
+        >>> y.sum().backward()
+        >>> torch.equal(x.grad, y.detach())  # the gradient: the same mask and scale
+        True
     """
     check_dropout_args(x, p)
     if not training or p == 0.0:

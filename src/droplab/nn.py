@@ -1,4 +1,6 @@
-"""Dropout layers: thin modules over :mod:`droplab.functional`.
+r"""Dropout as a layer: :class:`Dropout`, a drop-in for :class:`torch.nn.Dropout` over
+:mod:`droplab.functional`, and ``_NoiseLayer``, the base of every droplab layer whose noise
+has a strength ``p`` in [0, 1] (the others are in :mod:`droplab.noise`).
 
 Dropout: A Simple Way to Prevent Neural Networks from Overfitting
     N. Srivastava, G. Hinton, A. Krizhevsky, I. Sutskever, R. Salakhutdinov, JMLR 15 (2014).
@@ -13,34 +15,79 @@ from . import functional as F
 __all__ = ["Dropout"]
 
 
-class Dropout(nn.Module):
+class _NoiseLayer(nn.Module):
+    r"""Base of droplab's noise layers of strength ``p``, as ``_DropoutNd`` is of torch's
+    dropout layers: ``p`` is checked once, here, and shown once, by :meth:`extra_repr`.
+
+    A subclass writes ``forward`` and its own docs. It narrows the accepted ``p`` by overriding
+    :meth:`check_p`, and lists in ``_shown`` the attributes its repr shows.
+    """
+
+    _shown: tuple[str, ...] = ("p",)
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        self.p = self.check_p(p)
+
+    @staticmethod
+    def check_p(p: float) -> float:
+        """``p`` as a float; ``ValueError`` naming it unless it lies in [0, 1]."""
+        return F.check_probability(p)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{name}={getattr(self, name)!r}" for name in self._shown)
+
+
+class Dropout(_NoiseLayer):
     r"""Inverted dropout; a drop-in for :class:`torch.nn.Dropout`.
 
-    While training, zeroes each element with probability :math:`p` and scales the rest by
-    :math:`1/(1-p)`, so :math:`\mathbb{E}[h'] = h`; in ``eval()`` mode it is the identity.
+    While training, each element of the input is zeroed with probability :math:`p`, and the
+    ones kept are scaled by :math:`1/(1-p)`:
+
+    .. math::
+        h' = \begin{cases} 0 & \text{with probability } p, \\
+                           \dfrac{h}{1-p} & \text{otherwise,} \end{cases}
+        \qquad \mathbb{E}[h'] = h.
+
+    Every call draws a new mask, so each minibatch trains another thinned network. In
+    ``eval()`` mode the layer is the identity: thanks to the scale, the next layer sees
+    activations of the same expected size as in training. (Without it they would be
+    :math:`(1-p)\,h` in training and :math:`h` at test time; :class:`droplab.noise.NoRescaleDropout`
+    keeps that mismatch on purpose.)
 
     Args:
         p: probability of an element to be zeroed, in [0, 1]. Default: 0.5.
-        inplace: if ``True``, do the operation in place. Default: ``False``.
-        impl: ``"fast"`` (:func:`droplab.functional.dropout`, the counter-based kernel) or
-            ``"reference"`` (:func:`droplab.functional.dropout_reference`, the lecture's code).
+        inplace: if ``True``, write the result into the input. Default: ``False``.
+        impl: ``"fast"`` (:func:`droplab.functional.dropout`, the counter-based kernel whose
+            mask is regenerated in backward, not stored) or ``"reference"``
+            (:func:`droplab.functional.dropout_reference`, the lecture's code). Default: ``"fast"``.
 
     Shape:
-        - Input: :math:`(*)`. Output: :math:`(*)`, the same shape.
+        - Input: :math:`(*)`, any shape, a floating dtype.
+        - Output: :math:`(*)`, the same shape.
 
     Examples::
 
         >>> import torch
-        >>> m = Dropout(p=0.2)
+        >>> from droplab.nn import Dropout
+        >>> m = Dropout(p=0.5)
         >>> m
-        Dropout(p=0.2, inplace=False)
-        >>> m(torch.randn(20, 16)).shape
-        torch.Size([20, 16])
+        Dropout(p=0.5, inplace=False)
+        >>> _ = torch.manual_seed(0)
+        >>> m(torch.ones(2, 8))  # dropped: 0; kept: 1 / (1 - p) = 2
+        tensor([[0., 0., 2., 2., 2., 2., 2., 0.],
+                [2., 2., 2., 2., 2., 2., 0., 2.]])
+        >>> x = torch.ones(2, 8)
+        >>> m.eval()(x) is x  # eval mode: the identity
+        True
+        >>> Dropout(p=0.5, impl="reference")
+        Dropout(p=0.5, inplace=False, impl='reference')
     """
 
+    _shown = ("p", "inplace")
+
     def __init__(self, p: float = 0.5, inplace: bool = False, impl: str = "fast") -> None:
-        super().__init__()
-        self.p = F.check_probability(p)
+        super().__init__(p)
         self.inplace = inplace
         self.impl = F.check_impl(impl)
 
@@ -51,5 +98,4 @@ class Dropout(nn.Module):
         return F.dropout(x, self.p, training=self.training, inplace=self.inplace)
 
     def extra_repr(self) -> str:
-        extra = f", impl={self.impl!r}" if self.impl != "fast" else ""  # as torch's when fast
-        return f"p={self.p}, inplace={self.inplace}{extra}"
+        return super().extra_repr() + (f", impl={self.impl!r}" if self.impl != "fast" else "")  # torch's when fast

@@ -51,5 +51,18 @@ def draws(seed: int, n: int) -> np.ndarray:
 
 
 def keep_mask(seed: int, n: int, p: float) -> np.ndarray:
-    """Boolean keep-mask of elements 0..n-1 for dropout probability p in (0, 1)."""
+    """Boolean keep-mask of elements 0..n-1 for dropout probability p in (0, 1).
+
+    Examples::
+
+        The specification and the compiled kernel, for one seed:
+
+        >>> import torch
+        >>> from droplab.functional import seeded_dropout
+        >>> from droplab.kernels.counter import keep_mask
+        >>> keep_mask(seed=7, n=8, p=0.5)
+        array([False,  True,  True, False, False,  True, False, False])
+        >>> seeded_dropout(torch.ones(8), 0.5, seed=7)
+        tensor([0., 2., 2., 0., 0., 2., 0., 0.])
+    """
     return draws(seed, n) >= np.uint32(threshold(p))
