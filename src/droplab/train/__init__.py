@@ -30,158 +30,42 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import __version__, plots, rundir
-from .checkpoint import FILENAME as CHECKPOINT
-from .checkpoint import CheckpointError, rng_state, set_rng_state
-from .checkpoint import load as load_checkpoint
-from .checkpoint import save as save_checkpoint_file
-from .data import DataError, FashionMNIST
-from .functional import IMPLEMENTATIONS as DROPOUT_IMPLS
-from .interrupt import Interrupted, StopRequest
-from .memory import available_bytes, run_bytes
-from .models import MODEL_NAMES, NORMS, build_model
-from .noise import NOISE_KINDS, max_norm_
-from .progress import TrainProgress
+from .. import __version__, plots, rundir
+from ..checkpoint import FILENAME as CHECKPOINT
+from ..checkpoint import CheckpointError, rng_state, set_rng_state
+from ..checkpoint import load as load_checkpoint
+from ..checkpoint import save as save_checkpoint_file
+from ..data import DataError, FashionMNIST
+from ..interrupt import Interrupted, StopRequest
+from ..memory import available_bytes, run_bytes
+from ..models import build_model
+from ..noise import max_norm_
+from ..progress import TrainProgress
+from ..threads import use_threads
+from .config import (
+    AUGMENT_STREAM,
+    OPTIMIZERS,
+    SCHEDULES,
+    SHUFFLE_STREAM,
+    SUBSET_STREAM,
+    ConfigError,
+    TrainConfig,
+    batches_per_epoch,
+    check_batch_size,
+    evaluated_epochs,
+    generator,
+    make_optimizer,
+    make_scheduler,
+)  # fmt: skip
 from .state import check_state
-from .threads import use_threads
 
-__all__ = ["ConfigError", "Diverged", "TrainConfig", "RunResult", "fit", "evaluate", "run", "resume", "METRICS"]
+__all__ = [
+    "OPTIMIZERS", "SCHEDULES", "ConfigError", "Diverged", "TrainConfig", "RunResult", "fit", "evaluate", "run",
+    "resume", "METRICS",
+]  # fmt: skip
 
 METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
-OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("constant", "onecycle", "cosine")
 PROBE_SIZE = 2000  # validation images the activation variances are measured on
-_SHUFFLE_STREAM = 0x5DEECE66D  # offsets the shuffling seed from the global generator's
-_SUBSET_STREAM = 0x2545F4914F6CDD1D  # and the training subset's
-_AUGMENT_STREAM = 0x61C8864680B583EB  # and the augmentation's
-MAX_EPOCHS = 100_000  # the longest study run is 713 epochs; 10^20 epochs is a typo, not a plan
-MAX_WIDTH = 2**31 - 1  # a layer's width: torch's sizes are 64-bit, but no machine holds a wider layer
-FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # the weights are float32: larger factors overflow
-
-
-class ConfigError(ValueError):
-    """A configuration value outside what is accepted; the message names both."""
-
-    def __init__(self, field: str, value, accepted: str) -> None:
-        self.field, self.value, self.accepted = field, value, accepted
-        super().__init__(f"{field} = {value!r} is invalid: expected {accepted}")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that determines a run. Defaults: the lecture's run."""
-
-    model: str = "scratch"
-    dropout_impl: str = "fast"  # scratch model: droplab's fast kernel, or the lecture's "reference"
-    hidden: tuple[int, ...] = (256, 256)
-    dropout: tuple[float, ...] = (0.5, 0.5)
-    epochs: int = 10
-    batch_size: int = 256
-    lr: float = 0.1
-    optimizer: str = "sgd"
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    seed: int = 0
-    val_size: int = 5000
-    split_seed: int = 0
-    threads: int | None = None  # torch intra-op threads; None keeps torch's default
-    eval_batch_size: int = 8192
-    # model "mlp" only: other noise than dropout, normalization (see droplab.models.MLP)
-    noise: str = "dropout"
-    norm: str = "none"
-    max_norm: float = 0.0  # > 0: max-norm constraint on every linear layer's rows, after each step
-    train_size: int = 0  # > 0: train on this many training images (a subset drawn with the seed)
-    eval_train_size: int = 0  # > 0: train-set metrics on this many of the training images
-    schedule: str = "constant"  # learning rate: constant, onecycle or cosine (stepped per batch)
-    track_activations: bool = False  # per epoch: variance of each hidden layer's activations
-    augment: int = 0  # > 0: shift each training image by up to this many pixels (random, per example)
-    drop_last: bool = False  # True: every step a full batch (the epoch's last partial batch is left out)
-    eval_every: int = 1  # train/val metrics every this many epochs, and after the last
-    checkpoint_every: int = 0  # > 0: a checkpoint every this many steps too (always: after each epoch)
-
-    def __post_init__(self) -> None:
-        self.hidden = tuple(self.hidden) if isinstance(self.hidden, list) else self.hidden
-        self.dropout = tuple(self.dropout) if isinstance(self.dropout, list) else self.dropout
-        # plain has no dropout layers: record that, not the probabilities given (bad ones
-        # are kept, for validate() to refuse)
-        valid = all(isinstance(p, (int, float)) and 0 <= p <= 1 for p in self.dropout)
-        if self.model == "plain" and valid and isinstance(self.hidden, tuple):
-            self.dropout = (0.0,) * len(self.hidden)
-
-    def validate(self) -> TrainConfig:
-        """Check every field; raise :class:`ConfigError` naming the first bad one."""
-
-        def bad(name: str, accepted: str) -> ConfigError:
-            return ConfigError(name, getattr(self, name), accepted)
-
-        def is_int(v) -> bool:
-            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-        def is_real(v) -> bool:
-            return isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
-
-        if self.model not in MODEL_NAMES:
-            raise bad("model", "one of " + ", ".join(MODEL_NAMES))
-        if self.dropout_impl not in DROPOUT_IMPLS:
-            raise bad("dropout_impl", "one of " + ", ".join(DROPOUT_IMPLS))
-        if not self.hidden or not all(is_int(h) and 1 <= h <= MAX_WIDTH for h in self.hidden):
-            raise bad("hidden", f"one or more layer widths, each an integer from 1 to {MAX_WIDTH:,}")
-        if not all(is_real(p) and 0.0 <= p <= 1.0 for p in self.dropout):  # NaN fails too
-            raise bad("dropout", "probabilities in [0, 1]")
-        if self.model != "plain" and len(self.dropout) != len(self.hidden):
-            raise bad("dropout", f"one probability per hidden layer ({len(self.hidden)})")
-        if not is_int(self.epochs) or not 1 <= self.epochs <= MAX_EPOCHS:
-            raise bad("epochs", f"an integer from 1 to {MAX_EPOCHS:,}")
-        if not is_int(self.batch_size) or self.batch_size < 1:
-            raise bad("batch_size", "an integer >= 1")
-        if not is_real(self.lr) or not 0 < self.lr <= FLOAT32_MAX:
-            raise bad("lr", f"a number > 0 and at most {FLOAT32_MAX:.4g} (the largest float32)")
-        if self.optimizer not in OPTIMIZERS:
-            raise bad("optimizer", "one of " + ", ".join(OPTIMIZERS))
-        if not is_real(self.momentum) or not 0.0 <= self.momentum < 1.0:
-            raise bad("momentum", "a number in [0, 1)")
-        if not is_real(self.weight_decay) or not 0.0 <= self.weight_decay <= FLOAT32_MAX:
-            raise bad("weight_decay", f"a number >= 0 and at most {FLOAT32_MAX:.4g} (the largest float32)")
-        if not is_int(self.seed) or not 0 <= self.seed < 2**63:
-            raise bad("seed", "an integer in [0, 2**63)")
-        if not is_int(self.val_size) or self.val_size < 1:
-            raise bad("val_size", "an integer >= 1")
-        if not is_int(self.split_seed) or not 0 <= self.split_seed < 2**63:
-            raise bad("split_seed", "an integer in [0, 2**63)")
-        if self.threads is not None and (not is_int(self.threads) or self.threads < 1):
-            raise bad("threads", "an integer >= 1")
-        if not is_int(self.eval_batch_size) or self.eval_batch_size < 1:
-            raise bad("eval_batch_size", "an integer >= 1")
-        if self.noise not in NOISE_KINDS:
-            raise bad("noise", "one of " + ", ".join(NOISE_KINDS))
-        if self.norm not in NORMS:
-            raise bad("norm", "one of " + ", ".join(NORMS))
-        if self.model != "mlp" and (self.noise, self.norm) != ("dropout", "none"):
-            raise bad("model", "mlp when noise or norm is set")
-        if self.noise == "gaussian" and any(p == 1.0 for p in self.dropout):
-            raise bad("dropout", "probabilities in [0, 1) for gaussian noise (p = 1: infinite variance)")
-        if not is_real(self.max_norm) or not 0.0 <= self.max_norm <= FLOAT32_MAX:
-            raise bad("max_norm", f"a number >= 0 and at most {FLOAT32_MAX:.4g} (0: off)")
-        if not is_int(self.train_size) or self.train_size < 0:
-            raise bad("train_size", "an integer >= 0 (0: all training images)")
-        if not is_int(self.eval_train_size) or self.eval_train_size < 0:
-            raise bad("eval_train_size", "an integer >= 0 (0: all training images)")
-        if self.schedule not in SCHEDULES:
-            raise bad("schedule", "one of " + ", ".join(SCHEDULES))
-        if not is_int(self.augment) or not 0 <= self.augment <= 8:
-            raise bad("augment", "an integer from 0 to 8 (pixels of random shift)")
-        if not is_int(self.eval_every) or self.eval_every < 1:
-            raise bad("eval_every", "an integer >= 1 (epochs between evaluations)")
-        if not is_int(self.checkpoint_every) or self.checkpoint_every < 0:
-            raise bad("checkpoint_every", "an integer >= 0 (steps between checkpoints; 0: after each epoch only)")
-        if not isinstance(self.drop_last, bool):
-            raise bad("drop_last", "true or false")
-        if not isinstance(self.track_activations, bool):
-            raise bad("track_activations", "true or false")
-        return self
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -190,21 +74,6 @@ class RunResult:
     summary: dict
     model: nn.Module
     directory: Path | None = None
-
-
-def check_batch_size(cfg: TrainConfig, data: FashionMNIST) -> None:
-    """The checks that need the data: a training subset no larger than the training set, a
-    batch no larger than what is trained on."""
-    n = len(data.train_x)
-    if cfg.train_size > n:
-        raise ConfigError("train_size", cfg.train_size, f"at most the {n} training images (0: all)")
-    if cfg.batch_size > (cfg.train_size or n):
-        raise ConfigError("batch_size", cfg.batch_size, f"at most the {cfg.train_size or n} training images")
-
-
-def batches_per_epoch(cfg: TrainConfig, n: int) -> int:
-    """Optimizer steps an epoch on ``n`` images takes."""
-    return n // cfg.batch_size if cfg.drop_last else math.ceil(n / cfg.batch_size)
 
 
 @torch.inference_mode()
@@ -222,12 +91,6 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return loss_sum / len(x), correct / len(x)
 
 
-def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
 def shift_images(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
     """Shift each 28x28 image of ``x`` (N, 784) by its own random (dy, dx) in [-k, k]^2,
     filling with zeros (the background): the usual translation augmentation."""
@@ -239,14 +102,6 @@ def shift_images(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.T
     rows = (base[None, :] + k - dy[:, None])[:, :, None]
     cols = (base[None, :] + k - dx[:, None])[:, None, :]
     return padded[torch.arange(n)[:, None, None], rows, cols].reshape(n, side * side)
-
-
-def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps: int):
-    if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps)
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    return None
 
 
 @torch.no_grad()
@@ -350,7 +205,7 @@ def fit(
     threads, threads_note = use_threads(cfg.threads if cfg.threads is not None else recorded)
     train_x, train_y = data.train_x, data.train_y
     if cfg.train_size:
-        subset = torch.Generator().manual_seed((cfg.seed + _SUBSET_STREAM) % 2**63)
+        subset = generator(cfg.seed, SUBSET_STREAM)
         pick = torch.randperm(len(train_x), generator=subset)[: cfg.train_size]
         train_x, train_y = train_x[pick], train_y[pick]
     n = len(train_x)
@@ -358,15 +213,15 @@ def fit(
     eval_n = min(cfg.eval_train_size or n, n)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, cfg.hidden, cfg.dropout, cfg.dropout_impl, cfg.noise, cfg.norm)
-    optimizer = _optimizer(cfg, model.parameters())
-    scheduler = _scheduler(cfg, optimizer, cfg.epochs * batches_per_epoch(cfg, n))
+    optimizer = make_optimizer(cfg, model.parameters())
+    scheduler = make_scheduler(cfg, optimizer, cfg.epochs * batches_per_epoch(cfg, n))
     constrained = [m for m in model.modules() if isinstance(m, nn.Linear)] if cfg.max_norm > 0 else []
-    shuffle = torch.Generator().manual_seed((cfg.seed + _SHUFFLE_STREAM) % 2**63)
-    augment = torch.Generator().manual_seed((cfg.seed + _AUGMENT_STREAM) % 2**63)
+    shuffle = generator(cfg.seed, SHUFFLE_STREAM)
+    augment = generator(cfg.seed, AUGMENT_STREAM)
     # where the run stands: the next epoch and batch, that epoch's order and running loss
     first_epoch, next_i, order, loss_sum, step, history, elapsed = 1, 0, None, 0.0, 0, [], 0.0
     if resume is not None:
-        evaluated = [e for e in range(1, cfg.epochs + 1) if e % cfg.eval_every == 0 or e == cfg.epochs]
+        evaluated = evaluated_epochs(cfg.epochs, cfg.eval_every)
         check_state(resume, cfg.to_dict(), n_train=n, batches=batches_per_epoch(cfg, n), eval_epochs=evaluated,
                     model=model, optimizer=optimizer, scheduler=scheduler, data_digest=data.digest)  # fmt: skip
         try:
