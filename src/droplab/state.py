@@ -1,4 +1,5 @@
-"""Moved: the checkpoint's checks are in :mod:`droplab.train.state`. This alias stays until
-``droplab.studies.records`` imports :data:`HISTORY_KEYS` from there."""
+"""Moved: a checkpoint's checks are in :mod:`droplab.train.checks`, a metrics row's keys in
+:mod:`droplab.train.metrics`. This alias stays until ``droplab.studies.records`` imports
+``HISTORY_KEYS`` from there."""
 
-from .train.state import HISTORY_KEYS, check_state  # noqa: F401
+from .train.metrics import HISTORY_KEYS  # noqa: F401

@@ -1,286 +1,147 @@
-"""What a training checkpoint holds, and the checks it passes before a run trusts it.
+"""Where a run stands and what it trains with (:class:`TrainState`), as a checkpoint holds it.
 
-A checkpoint's SHA-256 (see :mod:`droplab.checkpoint`) proves the file is whole, not that
-what it says is sound: a file can be written with a matching digest by anyone. Before a run
-goes on from one, :func:`check_state` checks every field against the configuration the run
-is resumed with: types, ranges (the epoch within the configured epochs, the step where the
-epoch and batch say it is, the minibatch order a permutation of the training images), the
-random generators' state sizes, the data's digest, the model's shapes and finite weights,
-the optimizer's buffers. Any failure is a :class:`~droplab.checkpoint.CheckpointError` that
-names the field.
+:class:`TrainState` is the checkpoint's schema: its fields, in order, are the checkpoint's
+(written once, here). :meth:`TrainState.to_checkpoint` turns it into plain values and tensors
+for :func:`droplab.checkpoint.save`; :meth:`TrainState.from_checkpoint` puts a loaded one back.
+
+Before a run goes on from a checkpoint, :func:`~droplab.train.checks.check_state` checks every
+field of it: a checkpoint's digest proves the file whole, not what it says sound.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import numbers
-import random
+import dataclasses
+import os
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import CheckpointError
+from .. import checkpoint
+from ..checkpoint import CheckpointError, rng_state, set_rng_state
+from ..models import build_model
+from . import config as C
+from .checks import check_state
+from .config import TrainConfig
 
-__all__ = ["FIELDS", "RUN_ONLY", "check_state"]
-
-# the fields of a checkpoint, as fit() writes them
-FIELDS = (
-    "config", "epoch", "next_i", "order", "loss_sum", "step", "history", "seconds", "model", "optimizer",
-    "scheduler", "shuffle", "augment", "rng", "threads", "data_sha256",
-)  # fmt: skip
-RUN_ONLY = ("threads", "checkpoint_every")  # config fields that do not change what a run computes
-HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "train_loss_eval")
-_GENERATOR_BYTES = torch.Generator().get_state().numel()
-_MT_WORDS = 624  # numpy's and Python's Mersenne Twister
-_FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # a learning rate or momentum past it overflows the weights
+__all__ = ["TrainState", "FIELDS", "CheckpointWriteError", "recorded_threads"]
 
 
-def _bad(field: str, problem: str) -> CheckpointError:
-    return CheckpointError(f"checkpoint field {field!r} {problem}")
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written to ``path`` (``errno``, ``why``: the system's reason);
+    the previous one, if there was one (``had_previous``), is intact."""
+
+    def __init__(self, path: str | os.PathLike, errno: int | None, why: str, had_previous: bool) -> None:
+        kept = "the previous one is intact" if had_previous else "there was none before it: the run starts over"
+        super().__init__(errno, f"cannot write {path}: {why}; {kept}")
+        self.path, self.why, self.had_previous = Path(path), why, had_previous
+
+    def __reduce__(self):  # OSError pickles its (errno, strerror): a worker's error crosses to its parent
+        return type(self), (self.path, self.errno, self.why, self.had_previous)
 
 
-def _int(state: Mapping, field: str, low: int, high: int) -> int:
-    v = state[field]
-    if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= high:
-        raise _bad(field, f"is {v!r}: expected an integer from {low} to {high}")
-    return v
+class GlobalGenerators:
+    """torch's, numpy's and Python's global generators, whose state a checkpoint holds as ``rng``
+    (torch's: the initial weights; droplab's dropout draws its masks' seeds from it)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return rng_state()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        set_rng_state(state)
 
 
-def _real(value: Any, field: str, low: float = 0.0, high: float = math.inf) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value) \
-            or not low <= value <= high:  # fmt: skip
-        raise _bad(field, f"is {value!r}: expected a finite number in [{low:g}, {high:g}]")
-    return float(value)
+def _restored(kind: str) -> Any:
+    """A field of the checkpoint: ``"where"`` (where the run stands: put back as it is), ``"state"`` (an
+    object whose state is saved and loaded back), ``"identity"`` (what run it is: checked, never put back)."""
+    return dataclasses.field(metadata={"kind": kind})
 
 
-def _tensor(value: Any, field: str, dtype: torch.dtype, shape: tuple[int, ...], finite: bool = False) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise _bad(field, f"is a {type(value).__name__}: expected a tensor")
-    if value.dtype != dtype or tuple(value.shape) != shape:
-        raise _bad(field, f"is a {value.dtype} tensor of shape {tuple(value.shape)}: expected {dtype} of shape {shape}")
-    if finite and value.is_floating_point() and not bool(torch.isfinite(value).all()):
-        raise _bad(field, "holds NaN or infinite values: the checkpoint is damaged (a run never saves such weights)")
-    return value
+@dataclass
+class TrainState:
+    """Everything a run changes as it goes, and what identifies it; the fields are the checkpoint's.
 
-
-def check_config(state: Mapping, config: Mapping) -> None:
-    """Refuse a checkpoint written for another configuration (the model would not fit, or worse, would)."""
-    if not isinstance(state["config"], dict):
-        raise _bad("config", f"is a {type(state['config']).__name__}: expected the run's configuration")
-    saved = json.loads(json.dumps(state["config"], default=list))
-    wanted = json.loads(json.dumps(dict(config), default=list))
-    differ = [k for k in sorted(set(saved) | set(wanted)) if k not in RUN_ONLY and saved.get(k) != wanted.get(k)]
-    if differ:
-        shown = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, run {wanted.get(k)!r}" for k in differ)
-        raise CheckpointError(f"checkpoint was written for another configuration ({shown})")
-
-
-def check_shapes(model: nn.Module, saved: Any) -> None:
-    """Refuse weights of another architecture with one line per difference, not torch's traceback."""
-    mine = model.state_dict()
-    if not isinstance(saved, dict):
-        raise CheckpointError("checkpoint does not fit the configured model: no weights in it")
-
-    def shape(v: Any) -> str:
-        return str(tuple(v.shape)) if isinstance(v, torch.Tensor) else f"a {type(v).__name__}"
-
-    diffs = [f"{k} missing" for k in mine if k not in saved] + [f"{k} unexpected" for k in saved if k not in mine]
-    diffs += [
-        f"{k}: checkpoint {shape(saved[k])}, model {tuple(v.shape)}"
-        for k, v in mine.items()
-        if k in saved and (not isinstance(saved[k], torch.Tensor) or saved[k].shape != v.shape)
-    ]
-    if diffs:
-        more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""
-        raise CheckpointError(f"checkpoint does not fit the configured model: {'; '.join(diffs[:3])}{more}")
-    for k, v in mine.items():
-        _tensor(saved[k], f"model.{k}", v.dtype, tuple(v.shape), finite=True)
-
-
-def _check_history(state: Mapping, eval_epochs: list[int]) -> None:
-    history = state["history"]
-    if not isinstance(history, list) or len(history) != len(eval_epochs):
-        n = len(history) if isinstance(history, list) else type(history).__name__
-        raise _bad("history", f"has {n} rows: expected {len(eval_epochs)}, one per evaluated epoch so far")
-    for i, (row, epoch) in enumerate(zip(history, eval_epochs)):
-        if not isinstance(row, dict) or any(k not in row for k in HISTORY_KEYS):
-            raise _bad(f"history[{i}]", f"is not a metrics row (expected the keys {', '.join(HISTORY_KEYS)})")
-        if row["epoch"] != epoch or type(row["epoch"]) is not int:
-            raise _bad(f"history[{i}].epoch", f"is {row['epoch']!r}: expected {epoch}")
-        for k, v in row.items():
-            if k != "epoch":
-                _real(v, f"history[{i}].{k}", 0.0, 1.0 if k.endswith("acc") else math.inf)
-
-
-_SCHEDULED = ("lr", "momentum", "betas")  # what a learning-rate schedule changes as it goes
-
-
-def _check_optimizer(saved: Any, optimizer: torch.optim.Optimizer, scheduler, step: int) -> None:
-    """The optimizer's state: its settings those of the run (a schedule may have moved the
-    learning rate and momentum), a buffer per parameter of that parameter's shape, finite."""
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    fresh = optimizer.state_dict()["param_groups"]
-    if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict) or \
-            not isinstance(saved.get("param_groups"), list):  # fmt: skip
-        raise _bad("optimizer", "is not an optimizer's state (expected 'state' and 'param_groups')")
-    groups = saved["param_groups"]
-    if len(groups) != len(fresh) or not all(isinstance(g, dict) and set(g) == set(f) for g, f in zip(groups, fresh)):
-        raise _bad("optimizer.param_groups", f"are not those of the run's {type(optimizer).__name__}")
-    for g, (group, want) in enumerate(zip(groups, fresh)):
-        for k, v in want.items():
-            field = f"optimizer.param_groups[{g}].{k}"
-            if scheduler is not None and k in _SCHEDULED:
-                values = v if isinstance(v, tuple) else (v,)
-                got = group[k] if isinstance(group[k], tuple) and isinstance(v, tuple) else (group[k],)
-                if len(got) != len(values):
-                    raise _bad(field, f"is {group[k]!r}: expected a value like {v!r}")
-                for x in got:
-                    _real(x, field, 0.0, _FLOAT32_MAX)
-            elif group[k] != v or type(group[k]) is not type(v):
-                raise _bad(field, f"is {group[k]!r}: the run's is {v!r}")
-    wanted = _buffers(optimizer, scheduler)
-    entries = saved["state"]
-    if set(entries) != (set(range(len(params))) if step and wanted else set()):
-        have = sorted(map(repr, entries))[:8]
-        expected = f"one per parameter (0 to {len(params) - 1})" if step and wanted else "none (no step needs one)"
-        raise _bad("optimizer.state", f"has entries for parameters {', '.join(have) or 'none'}: expected {expected}")
-    for i, entry in entries.items():
-        if not isinstance(entry, dict) or set(entry) != wanted:
-            keys = ", ".join(map(str, entry)) if isinstance(entry, dict) else type(entry).__name__
-            raise _bad(f"optimizer.state[{i}]", f"holds {keys or 'nothing'}: expected {', '.join(sorted(wanted))}")
-        for k, v in entry.items():
-            field = f"optimizer.state[{i}].{k}"
-            if k == "step":  # Adam's step count: a 0-dim float tensor, the run's steps
-                count = v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v
-                if count != step:
-                    raise _bad(field, f"is {count!r}: the run has taken {step} steps")
-            else:
-                _tensor(v, field, params[i].dtype, tuple(params[i].shape), finite=True)
-
-
-def _buffers(optimizer: torch.optim.Optimizer, scheduler) -> set[str]:
-    """What the optimizer keeps per parameter once it has stepped (torch's names)."""
-    if isinstance(optimizer, torch.optim.Adam):
-        return {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if optimizer.defaults["amsgrad"] else set())
-    cycled = getattr(scheduler, "cycle_momentum", False)  # OneCycleLR moves SGD's momentum from 0
-    return {"momentum_buffer"} if cycled or any(g["momentum"] for g in optimizer.param_groups) else set()
-
-
-_SCHEDULE_MOVES = ("last_epoch", "_step_count", "_last_lr")  # what a schedule's state changes as it steps
-
-
-def _check_scheduler(saved: Any, scheduler, step: int) -> None:
-    """A schedule's state: where it stands is the run's step; everything else is the run's own."""
-    if scheduler is None:
-        if saved is not None:
-            raise _bad("scheduler", "holds a schedule's state, but the run has a constant learning rate")
-        return
-    fresh = scheduler.state_dict()
-    if not isinstance(saved, dict) or set(saved) != set(fresh):
-        raise _bad("scheduler", f"is not a {type(scheduler).__name__}'s state")
-    for k, v in fresh.items():
-        if k not in _SCHEDULE_MOVES and (saved[k] != v or type(saved[k]) is not type(v)):
-            raise _bad(f"scheduler.{k}", f"is {saved[k]!r}: the run's is {v!r}")
-    for k, want in (("last_epoch", step), ("_step_count", step + 1)):
-        if saved[k] != want or type(saved[k]) is not int:
-            raise _bad(f"scheduler.{k}", f"is {saved[k]!r}: expected {want} after {step} steps")
-    last = saved["_last_lr"]
-    if not isinstance(last, list) or len(last) != len(fresh["_last_lr"]):
-        raise _bad("scheduler._last_lr", f"is {last!r}: expected {len(fresh['_last_lr'])} learning rate(s)")
-    for x in last:
-        _real(x, "scheduler._last_lr", 0.0, _FLOAT32_MAX)
-
-
-def _generator(value: Any, field: str) -> None:
-    """A torch generator's state: its size, and one a generator accepts (tried on a throwaway one)."""
-    _tensor(value, field, torch.uint8, (_GENERATOR_BYTES,))
-    try:
-        torch.Generator().set_state(value)
-    except (RuntimeError, ValueError) as err:
-        raise _bad(field, f"is not a generator's state ({err})") from None
-
-
-def _check_rng(rng: Any) -> None:
-    if not isinstance(rng, dict) or set(rng) != {"torch", "numpy", "python"}:
-        raise _bad("rng", "is not the generators' state (expected torch, numpy and python)")
-    _generator(rng["torch"], "rng.torch")
-    np_state = rng["numpy"]
-    if not isinstance(np_state, list) or len(np_state) != 5 or np_state[0] != "MT19937":
-        raise _bad("rng.numpy", "is not numpy's MT19937 state")
-    _tensor(np_state[1], "rng.numpy[1]", torch.int64, (_MT_WORDS,))
-    if not isinstance(np_state[2], int) or not 0 <= np_state[2] <= _MT_WORDS or not isinstance(np_state[3], int) \
-            or not isinstance(np_state[4], float):  # fmt: skip
-        raise _bad("rng.numpy", "has a position or Gaussian cache outside numpy's")
-    py_state = rng["python"]
-    if not isinstance(py_state, list) or len(py_state) != 3 or not isinstance(py_state[1], list) \
-            or len(py_state[1]) != _MT_WORDS + 1 or not all(isinstance(w, int) for w in py_state[1]):  # fmt: skip
-        raise _bad("rng.python", f"is not Python's Mersenne Twister state ({_MT_WORDS + 1} integers)")
-    try:  # what the generators themselves accept, tried on throwaway ones
-        np.random.RandomState().set_state(("MT19937", np_state[1].numpy().astype(np.uint32), *np_state[2:]))
-        if (np_state[1] < 0).any() or (np_state[1] >= 2**32).any():
-            raise ValueError("words outside 32 bits")
-        random.Random().setstate((py_state[0], tuple(py_state[1]), py_state[2]))
-    except (ValueError, TypeError, OverflowError) as err:
-        raise _bad("rng", f"holds a state the generators refuse ({err})") from None
-
-
-def check_state(
-    state: Mapping,
-    config: Mapping,
-    *,
-    n_train: int,
-    batches: int,
-    eval_epochs: list[int],
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler,
-    data_digest: str,
-) -> None:
-    """Check a loaded checkpoint against the run it is to continue; :class:`CheckpointError` naming
-    the first bad field.
-
-    Args:
-        config: the run's configuration (``TrainConfig.to_dict()``).
-        n_train: the images an epoch draws its order from.
-        batches: optimizer steps in an epoch.
-        eval_epochs: the epochs evaluated so far would be those of this list below ``state["epoch"]``.
-        model, optimizer, scheduler: freshly built for ``config``; their states are the templates.
-        data_digest: the digest of the data the run goes on with.
+    A fresh run starts with :meth:`start`; a checkpoint's is put back with :meth:`from_checkpoint`.
     """
-    missing = [k for k in FIELDS if k not in state]
-    if missing:
-        raise CheckpointError(f"checkpoint lacks {', '.join(missing)}: not written by this version of droplab")
-    check_config(state, config)
-    if state["data_sha256"] != data_digest:
-        raise _bad("data_sha256", f"is {str(state['data_sha256'])[:16]}…: the run was trained on other data than "
-                   f"the data given now ({data_digest[:16]}…)")  # fmt: skip
-    epochs, batch_size = config["epochs"], config["batch_size"]
-    epoch = _int(state, "epoch", 1, epochs + 1)
-    step = _int(state, "step", 0, epochs * batches)
-    next_i = _int(state, "next_i", 0, max(0, (batches - 1) * batch_size))
-    if next_i % batch_size:
-        raise _bad("next_i", f"is {next_i}: expected a multiple of the batch size {batch_size}")
-    if step != (epoch - 1) * batches + next_i // batch_size:
-        raise _bad("step", f"is {step} with next_i {next_i} in epoch {epoch}: expected "
-                   f"{(epoch - 1) * batches + next_i // batch_size} ({batches} steps an epoch, batch {batch_size})")
-    order = state["order"]
-    if next_i and order is None:
-        raise _bad("order", "is missing in the middle of an epoch")
-    if order is not None:
-        _tensor(order, "order", torch.int64, (n_train,))
-        if not torch.equal(order.sort().values, torch.arange(n_train)):
-            raise _bad("order", f"is not a permutation of the {n_train} training images")
-    _real(state["loss_sum"], "loss_sum")
-    _real(state["seconds"], "seconds")
-    _int(state, "threads", 1, 1 << 16)
-    _check_history(state, [e for e in eval_epochs if e < epoch])
-    check_shapes(model, state["model"])
-    _check_optimizer(state["optimizer"], optimizer, scheduler, step)
-    _check_scheduler(state["scheduler"], scheduler, step)
-    _generator(state["shuffle"], "shuffle")
-    _generator(state["augment"], "augment")
-    _check_rng(state["rng"])
+
+    config: TrainConfig = _restored("identity")
+    epoch: int = _restored("where")  # the epoch under way, or the next to start
+    next_i: int = _restored("where")  # where in ``order`` the epoch's next batch starts
+    order: torch.Tensor | None = _restored("where")  # the epoch's minibatch order (None: between epochs)
+    loss_sum: float = _restored("where")  # the epoch's training loss so far, summed over its images
+    step: int = _restored("where")  # optimizer steps taken
+    history: list[dict] = _restored("where")  # a metrics row per evaluated epoch so far
+    seconds: float = _restored("where")  # training time so far
+    model: nn.Module = _restored("state")
+    optimizer: torch.optim.Optimizer = _restored("state")
+    scheduler: Any = _restored("state")  # a learning-rate schedule, or None for a constant rate
+    shuffle: torch.Generator = _restored("state")  # the minibatch order's generator
+    augment: torch.Generator = _restored("state")  # the augmentation's generator
+    rng: GlobalGenerators = _restored("state")
+    threads: int = _restored("identity")  # the thread count the run uses (bit for bit needs the same)
+    data_sha256: str = _restored("identity")  # the data's digest
+
+    @classmethod
+    def start(cls, cfg: TrainConfig, n_train: int, threads: int, data_digest: str) -> TrainState:
+        """A fresh run of ``cfg`` on ``n_train`` images: the model's initial weights drawn with
+        ``cfg.seed``, the optimizer, the schedule, the generators of its own streams."""
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.model, cfg.hidden, cfg.dropout, cfg.dropout_impl, cfg.noise, cfg.norm)
+        optimizer = C.make_optimizer(cfg, model.parameters())
+        scheduler = C.make_scheduler(cfg, optimizer, cfg.epochs * C.batches_per_epoch(cfg, n_train))
+        shuffle, augment = C.generator(cfg.seed, C.SHUFFLE_STREAM), C.generator(cfg.seed, C.AUGMENT_STREAM)
+        return cls(cfg, 1, 0, None, 0.0, 0, [], 0.0, model, optimizer, scheduler, shuffle, augment,
+                   GlobalGenerators(), threads, data_digest)  # fmt: skip
+
+    @classmethod
+    def from_checkpoint(
+        cls, saved: Mapping, cfg: TrainConfig, n_train: int, threads: int, data_digest: str
+    ) -> TrainState:
+        """The run ``saved`` (a loaded checkpoint) stands at, once :func:`check_state` has found it
+        sound for ``cfg`` on this data; the arguments are :meth:`start`'s."""
+        state = cls.start(cfg, n_train, threads, data_digest)
+        check_state(saved, state, n_train)
+        for f in dataclasses.fields(state):
+            kind, value, mine = f.metadata["kind"], saved[f.name], getattr(state, f.name)
+            if kind == "where":
+                setattr(state, f.name, value)
+            elif isinstance(mine, torch.Generator):
+                mine.set_state(value)
+            elif kind == "state" and mine is not None:
+                try:
+                    mine.load_state_dict(value)
+                except (RuntimeError, KeyError, ValueError) as err:
+                    raise CheckpointError(f"checkpoint does not fit the configured model: {err}") from None
+        return state
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        """The checkpoint's contents: plain values and tensors (loadable with ``weights_only``)."""
+
+        def saved(value: Any) -> Any:
+            if isinstance(value, TrainConfig):
+                return value.to_dict()
+            if isinstance(value, torch.Generator):
+                return value.get_state()
+            return value.state_dict() if hasattr(value, "state_dict") else value
+
+        return {f.name: saved(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the checkpoint to ``path`` atomically; :class:`CheckpointWriteError` when it cannot."""
+        had_previous = Path(path).exists()
+        try:
+            checkpoint.save(path, self.to_checkpoint())
+        except OSError as err:
+            raise CheckpointWriteError(path, err.errno, err.strerror or str(err), had_previous) from None
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(TrainState))  # a checkpoint's fields
+
+
+def recorded_threads(saved: Mapping | None) -> int | None:
+    """The thread count a checkpoint recorded, where it is one (checked with the rest before use)."""
+    threads = (saved or {}).get("threads")
+    return threads if type(threads) is int and threads >= 1 else None
