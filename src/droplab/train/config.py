@@ -124,8 +124,9 @@ class TrainConfig:
     batch 256, 10 epochs. Each field's metadata says what it accepts (see the module's doc).
     """
 
-    model: str = _choice("scratch", MODEL_NAMES, "scratch (the lecture's DropoutMLPScratch), concise (nn.Dropout), "
-                         "plain (no dropout), mlp (general)", commands=("train",), recipe=True)  # fmt: skip
+    model: str = _choice("scratch", MODEL_NAMES, "the model: the lecture's scratch DropoutMLPScratch or concise "
+                         "nn.Dropout MLP, plain without dropout, or the general mlp", commands=("train",),
+                         recipe=True)  # fmt: skip
     dropout_impl: str = _choice("fast", DROPOUT_IMPLS, "dropout of the scratch and mlp models: droplab's fast kernel "
                                 "or the lecture's readable reference", recipe=True)  # fmt: skip
     hidden: tuple[int, ...] = _option(
