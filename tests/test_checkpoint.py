@@ -15,7 +15,6 @@ from droplab import checkpoint as ckpt
 from droplab import rundir
 from droplab.data import load_fashion_mnist
 from droplab.interrupt import Interrupted, StopRequest
-from droplab.train.loop import _nonfinite_gradient
 from droplab.train import (
     CheckpointError,
     CheckpointWriteError,
@@ -25,6 +24,7 @@ from droplab.train import (
     resume,
     run,
 )
+from droplab.train.loop import _nonfinite_gradient
 
 
 @pytest.fixture
@@ -484,3 +484,14 @@ def test_a_schedule_and_adam_state_are_checked_too(field, change, message, tiny,
     with pytest.raises(CheckpointError) as err:
         fit(cfg, tiny, resume=state)
     assert message in str(err.value)
+
+
+def test_the_checkpoint_schema_is_train_states_fields(tiny, tmp_path):
+    """TrainState's fields are a checkpoint's, in the order droplab has always written them: the
+    checkpoints of earlier versions load."""
+    from droplab.train.state import FIELDS
+
+    assert FIELDS == ("config", "epoch", "next_i", "order", "loss_sum", "step", "history", "seconds", "model",
+                      "optimizer", "scheduler", "shuffle", "augment", "rng", "threads", "data_sha256")  # fmt: skip
+    fit(small(epochs=1), tiny, checkpoint=tmp_path / "c.pt")
+    assert tuple(ckpt.load(tmp_path / "c.pt")) == FIELDS
