@@ -248,37 +248,37 @@ def check_state(saved: Mapping, run: TrainState, n_train: int) -> None:
             data's digest, and its model's, optimizer's and schedule's states as templates.
         n_train: the images an epoch draws its order from.
     """
-    state, config = saved, run.config.to_dict()
-    missing = [f.name for f in dataclasses.fields(run) if f.name not in state]
+    config = run.config.to_dict()
+    missing = [f.name for f in dataclasses.fields(run) if f.name not in saved]
     if missing:
         raise CheckpointError(f"checkpoint lacks {', '.join(missing)}: not written by this version of droplab")
-    check_config(state, config)
-    if state["data_sha256"] != run.data_sha256:
-        raise _bad("data_sha256", f"is {str(state['data_sha256'])[:16]}…: the run was trained on other data than "
+    check_config(saved, config)
+    if saved["data_sha256"] != run.data_sha256:
+        raise _bad("data_sha256", f"is {str(saved['data_sha256'])[:16]}…: the run was trained on other data than "
                    f"the data given now ({run.data_sha256[:16]}…)")  # fmt: skip
     epochs, batch_size, batches = config["epochs"], config["batch_size"], batches_per_epoch(run.config, n_train)
-    epoch = _int(state, "epoch", 1, epochs + 1)
-    step = _int(state, "step", 0, epochs * batches)
-    next_i = _int(state, "next_i", 0, max(0, (batches - 1) * batch_size))
+    epoch = _int(saved, "epoch", 1, epochs + 1)
+    step = _int(saved, "step", 0, epochs * batches)
+    next_i = _int(saved, "next_i", 0, max(0, (batches - 1) * batch_size))
     if next_i % batch_size:
         raise _bad("next_i", f"is {next_i}: expected a multiple of the batch size {batch_size}")
     if step != (epoch - 1) * batches + next_i // batch_size:
         raise _bad("step", f"is {step} with next_i {next_i} in epoch {epoch}: expected "
                    f"{(epoch - 1) * batches + next_i // batch_size} ({batches} steps an epoch, batch {batch_size})")
-    order = state["order"]
+    order = saved["order"]
     if next_i and order is None:
         raise _bad("order", "is missing in the middle of an epoch")
     if order is not None:
         _tensor(order, "order", torch.int64, (n_train,))
         if not torch.equal(order.sort().values, torch.arange(n_train)):
             raise _bad("order", f"is not a permutation of the {n_train} training images")
-    _real(state["loss_sum"], "loss_sum")
-    _real(state["seconds"], "seconds")
-    _int(state, "threads", 1, 1 << 16)
-    _check_history(state, [e for e in evaluated_epochs(epochs, config["eval_every"]) if e < epoch])
-    check_shapes(run.model, state["model"])
-    _check_optimizer(state["optimizer"], run.optimizer, run.scheduler, step)
-    _check_scheduler(state["scheduler"], run.scheduler, step)
-    _generator(state["shuffle"], "shuffle")
-    _generator(state["augment"], "augment")
-    _check_rng(state["rng"])
+    _real(saved["loss_sum"], "loss_sum")
+    _real(saved["seconds"], "seconds")
+    _int(saved, "threads", 1, 1 << 16)
+    _check_history(saved, [e for e in evaluated_epochs(epochs, config["eval_every"]) if e < epoch])
+    check_shapes(run.model, saved["model"])
+    _check_optimizer(saved["optimizer"], run.optimizer, run.scheduler, step)
+    _check_scheduler(saved["scheduler"], run.scheduler, step)
+    _generator(saved["shuffle"], "shuffle")
+    _generator(saved["augment"], "augment")
+    _check_rng(saved["rng"])

@@ -86,9 +86,18 @@ def run(
     """Train and write a run directory: ``config.json`` first, checkpoints as it goes, the
     results when done.
 
-    ``out`` (default: a fresh ``runs_root/<model>-<timestamp>``) is claimed before training
-    starts, so an unusable, already used or too full directory is an error before any work.
-    SIGINT/SIGTERM stop it at a safe point (``Interrupted``); :func:`resume` goes on.
+    Args:
+        out: the run directory (default: a fresh ``runs_root/<model>-<timestamp>``), claimed
+            before training starts: an unusable, already used or too full directory is an error
+            before any work.
+        label: what the progress bar calls the run (default: the model's name).
+
+    Returns:
+        the :class:`RunResult`, with the directory it was written to.
+
+    Raises:
+        Interrupted: SIGINT/SIGTERM stopped it at a safe point (:func:`resume` goes on).
+        Diverged: a non-finite loss or gradient (the last good checkpoint stays).
     """
     check_run(cfg, data)
     with claimed(out, runs_root, cfg.model) as directory:
@@ -98,12 +107,18 @@ def run(
         return _train_in(directory, cfg, data, None, label)
 
 
-def resume(directory: str | Path, data: FashionMNIST, threads: int | None = None, label: str | None = None):
+def resume(
+    directory: str | Path, data: FashionMNIST, threads: int | None = None, label: str | None = None
+) -> RunResult:
     """Go on with the run in ``directory`` from its last checkpoint (or from the start, when it
     was stopped before the first): the result is bit for bit the uninterrupted run's.
 
+    Args:
+        threads: the thread count to go on with (default: the one the run recorded).
+
     Raises:
         DataMismatch: ``data`` is not the data the run started on.
+        RunDirError: ``directory`` is not a run's, another process holds it, or its run has finished.
     """
     directory = Path(directory)
     cfg = run_config(directory)
@@ -118,7 +133,9 @@ def resume(directory: str | Path, data: FashionMNIST, threads: int | None = None
         return _train_in(directory, cfg, data, state, label)
 
 
-def _train_in(directory: Path, cfg: TrainConfig, data: FashionMNIST, state: dict | None, label: str | None):
+def _train_in(
+    directory: Path, cfg: TrainConfig, data: FashionMNIST, state: dict | None, label: str | None
+) -> RunResult:
     """Train in a claimed run directory, checkpointing; record an interruption or a divergence,
     and raise it again with the directory (where the run can go on from)."""
     batches = batches_per_epoch(cfg, cfg.train_size or len(data.train_x))

@@ -75,14 +75,15 @@ def fit(cfg: TrainConfig, data: FashionMNIST, on_batch: Callable[[float], None] 
     """
     # --- the run's set-up: the configuration checked against the data and this machine
     check_run(cfg, data)
-    threads = use_threads(cfg.threads if cfg.threads is not None else recorded_threads(resume))  # bit for bit
+    # bit for bit needs the thread count of the run's first part, when the caller does not set one
+    threads, threads_note = use_threads(cfg.threads if cfg.threads is not None else recorded_threads(resume))
     train_x, train_y = training_set(cfg, data)
     n, eval_n = len(train_x), min(cfg.eval_train_size or len(train_x), len(train_x))
     used = n - n % cfg.batch_size if cfg.drop_last else n  # images an epoch trains on
 
     # --- restore: a fresh run, or where the checkpoint stands (each of its fields checked first)
-    run = TrainState.start(cfg, n, threads[0], data.digest) if resume is None else \
-        TrainState.from_checkpoint(resume, cfg, n, threads[0], data.digest)  # fmt: skip
+    run = TrainState.start(cfg, n, threads, data.digest) if resume is None else \
+        TrainState.from_checkpoint(resume, cfg, n, threads, data.digest)  # fmt: skip
     saver, start = Checkpointer(checkpoint, checkpoint_interval), time.perf_counter() - run.seconds
 
     for epoch in range(run.epoch, cfg.epochs + 1):
@@ -119,8 +120,8 @@ def fit(cfg: TrainConfig, data: FashionMNIST, on_batch: Callable[[float], None] 
             raise Interrupted(stop.signum, f"after epoch {epoch}")
 
     # --- the summary: the test set, evaluated once, and the run's provenance
-    seconds = time.perf_counter() - start
-    return RunResult(run.history, summarize(cfg, data, run.model, run.history[-1], seconds, threads), run.model)
+    summary = summarize(cfg, data, run.model, run.history[-1], time.perf_counter() - start, threads, threads_note)
+    return RunResult(run.history, summary, run.model)
 
 
 def training_set(cfg: TrainConfig, data: FashionMNIST) -> tuple[torch.Tensor, torch.Tensor]:

@@ -94,11 +94,15 @@ def metrics_row(
     return row
 
 
-def summarize(
-    cfg: TrainConfig, data: FashionMNIST, model: nn.Module, last: dict, seconds: float, threads: tuple[int, str | None]
-) -> dict:
+def summarize(cfg: TrainConfig, data: FashionMNIST, model: nn.Module, last: dict, seconds: float, threads: int,
+              threads_note: str | None) -> dict:  # fmt: skip
     """A finished run's summary: the last evaluated epoch's metrics, the test set's (evaluated
-    here, once), and the run's provenance. ``threads``: the count used and a note on it."""
+    here, once), and the run's provenance.
+
+    Args:
+        last: the last metrics row. seconds: the training time.
+        threads: the thread count used; ``threads_note``: what changed it from the one asked for.
+    """
     test_loss, test_acc = evaluate(model, data.test_x, data.test_y, cfg.eval_batch_size)
     return {
         **{k: last[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc")},
@@ -109,8 +113,8 @@ def summarize(
         "seconds": seconds,
         "epochs": cfg.epochs,
         "seed": cfg.seed,
-        "threads": threads[0],
-        "threads_note": threads[1],
+        "threads": threads,
+        "threads_note": threads_note,
         "data": data.source,
         "data_sha256": data.digest,
         "versions": versions(),

@@ -23,9 +23,16 @@ from torch import nn
 from .. import checkpoint
 from ..checkpoint import CheckpointError, rng_state, set_rng_state
 from ..models import build_model
-from . import config as C
 from .checks import check_state
-from .config import TrainConfig
+from .config import (
+    AUGMENT_STREAM,
+    SHUFFLE_STREAM,
+    TrainConfig,
+    batches_per_epoch,
+    generator,
+    make_optimizer,
+    make_scheduler,
+)
 
 __all__ = ["TrainState", "FIELDS", "CheckpointWriteError", "recorded_threads"]
 
@@ -90,9 +97,9 @@ class TrainState:
         ``cfg.seed``, the optimizer, the schedule, the generators of its own streams."""
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model, cfg.hidden, cfg.dropout, cfg.dropout_impl, cfg.noise, cfg.norm)
-        optimizer = C.make_optimizer(cfg, model.parameters())
-        scheduler = C.make_scheduler(cfg, optimizer, cfg.epochs * C.batches_per_epoch(cfg, n_train))
-        shuffle, augment = C.generator(cfg.seed, C.SHUFFLE_STREAM), C.generator(cfg.seed, C.AUGMENT_STREAM)
+        optimizer = make_optimizer(cfg, model.parameters())
+        scheduler = make_scheduler(cfg, optimizer, cfg.epochs * batches_per_epoch(cfg, n_train))
+        shuffle, augment = generator(cfg.seed, SHUFFLE_STREAM), generator(cfg.seed, AUGMENT_STREAM)
         return cls(cfg, 1, 0, None, 0.0, 0, [], 0.0, model, optimizer, scheduler, shuffle, augment,
                    GlobalGenerators(), threads, data_digest)  # fmt: skip
 
@@ -105,29 +112,18 @@ class TrainState:
         state = cls.start(cfg, n_train, threads, data_digest)
         check_state(saved, state, n_train)
         for f in dataclasses.fields(state):
-            kind, value, mine = f.metadata["kind"], saved[f.name], getattr(state, f.name)
-            if kind == "where":
-                setattr(state, f.name, value)
-            elif isinstance(mine, torch.Generator):
-                mine.set_state(value)
-            elif kind == "state" and mine is not None:
+            if f.metadata["kind"] == "where":
+                setattr(state, f.name, saved[f.name])
+            elif f.metadata["kind"] == "state":
                 try:
-                    mine.load_state_dict(value)
+                    _load_state(getattr(state, f.name), saved[f.name])
                 except (RuntimeError, KeyError, ValueError) as err:
                     raise CheckpointError(f"checkpoint does not fit the configured model: {err}") from None
         return state
 
     def to_checkpoint(self) -> dict[str, Any]:
         """The checkpoint's contents: plain values and tensors (loadable with ``weights_only``)."""
-
-        def saved(value: Any) -> Any:
-            if isinstance(value, TrainConfig):
-                return value.to_dict()
-            if isinstance(value, torch.Generator):
-                return value.get_state()
-            return value.state_dict() if hasattr(value, "state_dict") else value
-
-        return {f.name: saved(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: _state_of(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the checkpoint to ``path`` atomically; :class:`CheckpointWriteError` when it cannot."""
@@ -139,6 +135,24 @@ class TrainState:
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(TrainState))  # a checkpoint's fields
+
+
+def _state_of(value: Any) -> Any:
+    """What a checkpoint holds of a field's value: a generator's state, an object's ``state_dict``,
+    the configuration as a dict, or the value itself."""
+    if isinstance(value, TrainConfig):
+        return value.to_dict()
+    if isinstance(value, torch.Generator):
+        return value.get_state()
+    return value.state_dict() if hasattr(value, "state_dict") else value
+
+
+def _load_state(obj: Any, state: Any) -> None:
+    """Put ``state`` (:func:`_state_of`'s) back into ``obj``; None (no schedule) has none."""
+    if isinstance(obj, torch.Generator):
+        obj.set_state(state)
+    elif obj is not None:
+        obj.load_state_dict(state)
 
 
 def recorded_threads(saved: Mapping | None) -> int | None:
