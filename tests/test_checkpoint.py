@@ -20,11 +20,11 @@ from droplab.train import (
     CheckpointWriteError,
     Diverged,
     TrainConfig,
-    _nonfinite_gradient,
     fit,
     resume,
     run,
 )
+from droplab.train.loop import _nonfinite_gradient
 
 
 @pytest.fixture
@@ -183,11 +183,11 @@ def test_rng_state_round_trips():
 
 
 def test_nonfinite_loss_stops_before_the_step_and_keeps_the_last_checkpoint(tiny, tmp_path, monkeypatch):
-    import droplab.train as train_module
+    import droplab.train.state as state_module
 
     built = []
-    real_build = train_module.build_model
-    monkeypatch.setattr(train_module, "build_model", lambda *a, **k: built.append(real_build(*a, **k)) or built[-1])
+    real_build = state_module.build_model
+    monkeypatch.setattr(state_module, "build_model", lambda *a, **k: built.append(real_build(*a, **k)) or built[-1])
     steps = []
 
     def poison(_loss: float) -> None:  # after step 13 (epoch 2), a weight becomes NaN
@@ -224,21 +224,21 @@ def test_nonfinite_gradient_is_named():
 def test_run_is_interrupted_then_resumed_in_its_directory(tiny, tmp_path, monkeypatch):
     cfg = small(model="mlp", momentum=0.9)
     whole = run(cfg, tiny, out=tmp_path / "whole")
-    import droplab.train as train_module
+    import droplab.train.directory as directory_module
 
-    real_fit = train_module.fit
+    real_fit = directory_module.fit
 
     def fit_with_signal(*args, **kw):
         kw["on_batch"] = stopping_after(kw["stop"], 15, signal.SIGTERM)
         return real_fit(*args, **kw)
 
-    monkeypatch.setattr(train_module, "fit", fit_with_signal)
+    monkeypatch.setattr(directory_module, "fit", fit_with_signal)
     with pytest.raises(Interrupted):
         run(cfg, tiny, out=tmp_path / "cut")
-    monkeypatch.setattr(train_module, "fit", real_fit)
+    monkeypatch.setattr(directory_module, "fit", real_fit)
     summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["signal"] == "SIGTERM"
-    assert summary["resume"] == f"droplab train --resume {tmp_path / 'cut'}"
+    assert summary["last_checkpoint"] == str(tmp_path / "cut" / "checkpoint.pt")  # where it goes on from
     assert not (tmp_path / "cut" / "metrics.csv").exists()
     resumed = resume(tmp_path / "cut", tiny)
     for name in ("metrics.csv",):
@@ -408,7 +408,7 @@ def test_resume_refuses_other_data_naming_both(tiny_dir, tmp_path):
 
 
 def test_a_run_that_fails_before_anything_to_go_on_from_leaves_no_directory(tiny, tmp_path, monkeypatch):
-    import droplab.train as train
+    import droplab.train.directory as train
 
     def fails(directory, *args):
         assert (directory / "config.json").is_file()  # the failure comes after the claim and config.json
@@ -428,7 +428,7 @@ def test_a_run_that_fails_before_anything_to_go_on_from_leaves_no_directory(tiny
 
 
 def test_a_run_with_something_to_go_on_from_is_kept(tiny, tmp_path, monkeypatch):
-    import droplab.train as train
+    import droplab.train.directory as train
 
     def interrupted(directory, *args):
         rundir.write_json(directory / "summary.json", {"status": "interrupted"})
@@ -484,3 +484,14 @@ def test_a_schedule_and_adam_state_are_checked_too(field, change, message, tiny,
     with pytest.raises(CheckpointError) as err:
         fit(cfg, tiny, resume=state)
     assert message in str(err.value)
+
+
+def test_the_checkpoint_schema_is_train_states_fields(tiny, tmp_path):
+    """TrainState's fields are a checkpoint's, in the order droplab has always written them: the
+    checkpoints of earlier versions load."""
+    from droplab.train.state import FIELDS
+
+    assert FIELDS == ("config", "epoch", "next_i", "order", "loss_sum", "step", "history", "seconds", "model",
+                      "optimizer", "scheduler", "shuffle", "augment", "rng", "threads", "data_sha256")  # fmt: skip
+    fit(small(epochs=1), tiny, checkpoint=tmp_path / "c.pt")
+    assert tuple(ckpt.load(tmp_path / "c.pt")) == FIELDS

@@ -277,3 +277,51 @@ def test_resume_as_the_hint_says_finds_the_runs_own_data(tiny_dir, tmp_path, cap
     other = write_dataset(tmp_path / "other", n_train=600, n_test=150)
     code, _, err = run_cli(["train", "--resume", str(out), "--data-dir", str(other)], capsys)
     assert code == 1 and "a run goes on only on the data it started on" in err
+
+
+def _subparser(command):
+    import argparse
+
+    from droplab.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[command]
+
+
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_the_configuration_options_are_the_config_fields(command):
+    """A field of TrainConfig is an option of the commands its metadata names, with its default and
+    type; nothing else says which options there are (a new field is one edit)."""
+    import dataclasses
+
+    from droplab.train import TrainConfig
+
+    parser = _subparser(command)
+    actions = {a.dest: a for a in parser._actions}
+    for f in dataclasses.fields(TrainConfig):
+        assert (f.name in actions) == (command in f.metadata["commands"]), f.name
+        if f.name in actions:
+            assert actions[f.name].default == (list(f.default) if isinstance(f.default, tuple) else f.default)
+            assert actions[f.name].choices == f.metadata["choices"]
+    args = parser.parse_args(["--hidden", "8", "4", "--dropout", "0.1", "0.2", "--lr", "0.5", "--epochs", "3"])
+    assert (args.hidden, args.dropout, args.lr, args.epochs) == ([8, 4], [0.1, 0.2], 0.5, 3)
+
+
+def test_what_a_recipe_fixes_and_resume_may_change_come_from_the_fields():
+    import dataclasses
+
+    from droplab.cli.options import config_from_args
+    from droplab.train import TrainConfig
+
+    fields = dataclasses.fields(TrainConfig)
+    assert {f.name for f in fields if f.metadata["recipe"]} == {
+        "model", "hidden", "dropout", "dropout_impl", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
+        "noise", "norm", "max_norm", "train_size", "schedule", "augment"}  # fmt: skip
+    assert {f.name for f in fields if f.metadata["resumable"]} == {"threads"}
+    assert {f.name for f in fields if f.metadata["mlp"]} == {"noise", "norm"}
+    from droplab.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--recipe", "best", "--seed", "3", "--epochs", "2",
+                                      "--checkpoint-every", "5"])  # fmt: skip
+    cfg = config_from_args(args)
+    assert (cfg.hidden, cfg.seed, cfg.epochs, cfg.checkpoint_every, cfg.augment) == ((1024, 1024), 3, 2, 5, 1)

@@ -124,8 +124,11 @@ def test_explicit_dir_must_hold_the_files(tmp_path):
         find_data_dir(tmp_path / "nowhere")
     text = str(err.value)
     assert "apt-get install dataset-fashion-mnist" in text
-    assert "--data-dir" in text and "DROPLAB_DATA" in text and "github.com/zalandoresearch" in text
+    assert "data_dir=DIR" in text and "DROPLAB_DATA" in text and "github.com/zalandoresearch" in text
     assert "train-images-idx3-ubyte.gz" in text
+    assert "--" not in text  # the library names no option: the command line says its own (droplab.cli)
+    assert err.value.looked == [tmp_path / "nowhere"] and "train-images-idx3-ubyte.gz is missing" in err.value.reason
+    assert "3. pass --data-dir DIR (or set DROPLAB_DATA=DIR)" in err.value.how_to_get("pass --data-dir DIR")
 
 
 def test_search_order_env_then_cache_then_debian(tmp_path, monkeypatch):

@@ -87,3 +87,21 @@ def test_scratch_model_dropout_impls(impl):
     assert all(m.impl == impl for m in deep.modules() if hasattr(m, "impl"))
     with pytest.raises(ValueError, match="dropout impl must be one of"):
         build_model("scratch", (8, 8), (0.5, 0.5), dropout_impl="cuda")
+
+
+def test_noise_active_keeps_batch_norm_in_eval_and_restores_the_mode():
+    from droplab.ensemble import predict_mc
+    from droplab.models import noise_active
+
+    torch.manual_seed(0)
+    model = MLP([16, 16], [0.5, 0.5], norm="batch").eval()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    with noise_active(model):
+        assert model.training and not any(m.training for m in norms)
+        assert not torch.equal(model(torch.rand(4, 784)), model(torch.rand(4, 784)))
+    assert not model.training
+    before = [m.running_mean.clone() for m in norms]
+    probs = predict_mc(model, torch.rand(64, 784), ks=(1, 5))
+    assert probs[5].shape == (64, 10) and not model.training
+    # Monte-Carlo dropout samples masks, not batch statistics: the running statistics stay as they were
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(before, norms))

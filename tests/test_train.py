@@ -204,3 +204,64 @@ def test_recipes_are_valid_and_documented():
     with pytest.raises(ValueError, match="recipe must be one of lecture, best; got 'fast'"):
         recipes.recipe("fast")
     assert "chosen on the validation split only" in " ".join(recipes.__doc__.split())
+
+
+def test_evaluated_epochs_are_the_history_rows():
+    from droplab.train import evaluated_epochs
+
+    assert evaluated_epochs(5, 2) == [2, 4, 5] and evaluated_epochs(4, 2) == [2, 4] and evaluated_epochs(1, 3) == [1]
+
+
+def _errors():
+    from pathlib import Path
+
+    from droplab.data import DataNotFound, SplitError
+    from droplab.interrupt import Interrupted
+    from droplab.train import CheckpointWriteError, DataMismatch, Diverged
+    from droplab.train.checks import CheckpointFieldError
+
+    return [
+        ConfigError("lr", 0.0, "a number > 0"),
+        SplitError("val_size", 0, "an integer from 1 to 599"),
+        Diverged(2, 14, "loss = nan", 0.1, Path("runs/r")),
+        Interrupted(2, "after epoch 1", Path("runs/r")),
+        DataMismatch(Path("runs/r"), "ab" * 32, "/data", "cd" * 32, "/other"),
+        DataNotFound([Path("/nowhere")], "In /nowhere: nothing."),
+        CheckpointWriteError(Path("runs/r/checkpoint.pt"), 28, "No space left on device", True),
+        CheckpointFieldError("epoch", "is 99: expected an integer from 1 to 4"),
+    ]
+
+
+@pytest.mark.parametrize("err", _errors(), ids=lambda e: type(e).__name__)
+def test_library_errors_carry_their_data_and_cross_processes(err):
+    """Each error is made from its data (a study's worker sends its errors to the parent pickled),
+    and names no command-line option: the command line says those (droplab.cli.errors)."""
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(err))
+    assert type(copy) is type(err) and str(copy) == str(err)
+    assert {k: v for k, v in vars(copy).items()} == {k: v for k, v in vars(err).items()}
+    assert "--" not in str(err) and "droplab train" not in str(err)
+
+
+def test_no_library_message_names_an_option():
+    """No string in the library modules of training (docstrings aside) names a command-line option."""
+    import ast
+    import re
+    from pathlib import Path
+
+    import droplab
+
+    root = Path(droplab.__file__).parent
+    owned = ("checkpoint", "data", "memory", "threads", "models", "ensemble", "recipes", "interrupt", "progress")
+    modules = [*sorted((root / "train").glob("*.py"))] + [root / f"{m}.py" for m in owned]
+    found = []
+    for path in modules:
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree) if isinstance(
+            node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body and isinstance(node.body[0], ast.Expr)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                if re.search(r"(^|\s)--[a-z]|droplab (train|study|compare)", node.value):
+                    found.append(f"{path.name}:{node.lineno}: {node.value!r}")
+    assert not found, found

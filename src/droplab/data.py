@@ -37,6 +37,7 @@ __all__ = [
     "FILES",
     "SHA256",
     "DataError",
+    "DataNotFound",
     "SplitError",
     "FashionMNIST",
     "find_data_dir",
@@ -108,18 +109,30 @@ def has_all(directory: Path) -> bool:
     return all((directory / file).is_file() for file, _ in FILES.values())
 
 
-def _how_to_get(looked: list[Path], reason: str) -> str:
-    return (
-        "Fashion-MNIST not found (looked in: " + ", ".join(str(p) for p in looked) + "). "
-        "Get it one of three ways:\n"
-        "  1. Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist "
-        f"(puts the files in {DEBIAN_DIR});\n"
-        "  2. download the four .gz files from https://github.com/zalandoresearch/fashion-mnist "
-        f"into {cache_dir()};\n"
-        "  3. pass --data-dir DIR (or set DROPLAB_DATA=DIR) for a directory holding "
-        + ", ".join(f for f, _ in FILES.values())
-        + f".\n{reason}"
-    )
+class DataNotFound(DataError):
+    """Fashion-MNIST is not in the directories ``looked`` in; ``reason`` says what was found there
+    instead, or why the download failed. The message says how to get it."""
+
+    def __init__(self, looked: list[Path], reason: str) -> None:
+        super().__init__(looked, reason)
+        self.looked, self.reason = looked, reason
+
+    def __str__(self) -> str:
+        return self.how_to_get("pass data_dir=DIR")
+
+    def how_to_get(self, point: str) -> str:
+        """The message, with ``point`` for how a caller points at a directory (the CLI: an option)."""
+        return (
+            "Fashion-MNIST not found (looked in: " + ", ".join(str(p) for p in self.looked) + "). "
+            "Get it one of three ways:\n"
+            "  1. Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist "
+            f"(puts the files in {DEBIAN_DIR});\n"
+            "  2. download the four .gz files from https://github.com/zalandoresearch/fashion-mnist "
+            f"into {cache_dir()};\n"
+            f"  3. {point} (or set DROPLAB_DATA=DIR) for a directory holding "
+            + ", ".join(f for f, _ in FILES.values())
+            + f".\n{self.reason}"
+        )
 
 
 def _what_is(path: Path) -> str:
@@ -152,17 +165,17 @@ def find_data_dir(data_dir: str | os.PathLike | None = None, download: bool = Tr
         if directory.exists() and not directory.is_dir():
             raise DataError(f"data directory {directory} is not a directory")
         problems = [_what_is(directory / f) for f, _ in FILES.values() if not (directory / f).is_file()]
-        raise DataError(_how_to_get([directory], f"In {directory}: {'; '.join(problems)}."))
+        raise DataNotFound([directory], f"In {directory}: {'; '.join(problems)}.")
     looked = [cache_dir(), DEBIAN_DIR]
     for directory in looked:
         if has_all(directory):
             return directory
     if not download:
-        raise DataError(_how_to_get(looked, "Automatic download is off."))
+        raise DataNotFound(looked, "Automatic download is off.")
     try:
         _download(cache_dir())
     except (OSError, DataError) as err:
-        raise DataError(_how_to_get(looked, f"Automatic download from {URL} failed: {err}")) from None
+        raise DataNotFound(looked, f"Automatic download from {URL} failed: {err}") from None
     return cache_dir()
 
 
@@ -276,8 +289,11 @@ class SplitError(DataError):
     """A validation split the data cannot give: ``field``, ``value`` and ``accepted`` say why."""
 
     def __init__(self, field: str, value, accepted: str) -> None:
+        super().__init__(field, value, accepted)
         self.field, self.value, self.accepted = field, value, accepted
-        super().__init__(f"{field} = {value!r} is invalid: expected {accepted}")
+
+    def __str__(self) -> str:
+        return f"{self.field} = {self.value!r} is invalid: expected {self.accepted}"
 
 
 @dataclass

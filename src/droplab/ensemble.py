@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .models import noise_active
+
 __all__ = [
     "predict_scaled",
     "predict_mc",
@@ -48,14 +50,6 @@ def predict_scaled(model: nn.Module, x: Tensor, batch_size: int = 8192) -> Tenso
         model.train(was)
 
 
-def _dropout_on(model: nn.Module) -> None:
-    """Training mode for the noise layers only: batch norm keeps its running statistics."""
-    model.train()
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
-
-
 @torch.no_grad()
 def predict_mc(
     model: nn.Module, x: Tensor, ks: Sequence[int] = MC_KS, seed: int = 0, batch_size: int = 8192
@@ -65,20 +59,16 @@ def predict_mc(
     seeded with ``seed``, forked so the caller's random state is untouched."""
     if not ks or any(not isinstance(k, int) or k < 1 for k in ks):
         raise ValueError(f"ks must be positive integers, got {list(ks)!r}")
-    was = model.training
     out: dict[int, Tensor] = {}
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            _dropout_on(model)
-            total = torch.zeros(len(x), _num_classes(model, x[:1]))
-            for j in range(1, max(ks) + 1):
-                for i in range(0, len(x), batch_size):
-                    total[i : i + batch_size] += F.softmax(model(x[i : i + batch_size]), dim=1)
-                if j in ks:
-                    out[j] = total / j
-    finally:
-        model.train(was)
+    classes = _num_classes(model, x[:1])
+    with torch.random.fork_rng(devices=[]), noise_active(model):
+        torch.manual_seed(seed)
+        total = torch.zeros(len(x), classes)
+        for j in range(1, max(ks) + 1):
+            for i in range(0, len(x), batch_size):
+                total[i : i + batch_size] += F.softmax(model(x[i : i + batch_size]), dim=1)
+            if j in ks:
+                out[j] = total / j
     return out
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+from pathlib import Path
 
 __all__ = ["StopRequest", "Interrupted", "StudyInterrupted", "WorkerLost", "exit_status", "signals_blocked", "SIGNALS"]
 
@@ -35,11 +36,15 @@ def exit_status(signum: int) -> int:
 
 
 class Interrupted(Exception):
-    """The run stopped at a safe point after a signal; ``checkpoint`` is where it can resume from."""
+    """The run stopped at a safe point after signal ``signum``; ``where`` says at which point, and
+    ``directory`` is the run directory it can resume from (None: not known where it is raised)."""
 
-    def __init__(self, signum: int, where: str) -> None:
-        self.signum, self.where = signum, where
-        super().__init__(f"interrupted by {signal.Signals(signum).name} {where}")
+    def __init__(self, signum: int, where: str, directory: Path | None = None) -> None:
+        super().__init__(signum, where, directory)  # picklable: a worker's exception crosses to the parent
+        self.signum, self.where, self.directory = signum, where, directory
+
+    def __str__(self) -> str:
+        return f"interrupted by {signal.Signals(self.signum).name} {self.where}"
 
 
 class StudyInterrupted(Exception):

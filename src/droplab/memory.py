@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from .models import NUM_INPUTS, NUM_OUTPUTS
+
 __all__ = ["saved_bytes", "run_bytes", "available_bytes"]
 
 FLOAT = 4  # bytes of a float32: parameters, gradients, optimizer buffers, activations, images
@@ -43,8 +45,8 @@ def run_bytes(
     batch_size: int,
     eval_batch_size: int,
     new_images: int = 0,
-    input_dim: int = 784,
-    classes: int = 10,
+    input_dim: int = NUM_INPUTS,
+    classes: int = NUM_OUTPUTS,
 ) -> int:
     """About the peak bytes a training run of an MLP adds to the process (all float32).
 

@@ -10,7 +10,8 @@ plain MLP of the comparison is an ``MLP`` without dropout layers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -19,7 +20,7 @@ from . import functional
 from . import nn as dnn
 from .noise import NOISE_KINDS, DropConnectLinear, noise_layer
 
-__all__ = ["DropoutMLPScratch", "DropoutMLP", "MLP", "MODEL_NAMES", "NORMS", "build_model"]
+__all__ = ["DropoutMLPScratch", "DropoutMLP", "MLP", "MODEL_NAMES", "NORMS", "build_model", "noise_active"]
 
 NUM_INPUTS = 28 * 28
 NUM_OUTPUTS = 10
@@ -69,6 +70,8 @@ class DropoutMLPScratch(nn.Module):
 class DropoutMLP(nn.Module):
     """Two hidden layers; the concise version with ``torch.nn.Dropout`` in an ``nn.Sequential``."""
 
+    # A deliberate parallel: the lecture's arguments, as DropoutMLPScratch takes them (the two
+    # versions of one model, side by side as the lecture shows them).
     def __init__(
         self,
         num_outputs: int,
@@ -196,3 +199,28 @@ def build_model(
     if len(hidden) == 2:
         return DropoutMLPScratch(NUM_OUTPUTS, *hidden, *dropout, impl=dropout_impl)
     return MLP(hidden, dropout, impl="scratch", dropout_impl=dropout_impl)
+
+
+@contextlib.contextmanager
+def noise_active(model: nn.Module) -> Iterator[nn.Module]:
+    """Training mode for the noise layers only: dropout draws its masks, batch norm keeps its
+    running statistics (eval mode). The model's mode is restored on leaving.
+
+    Examples::
+
+        >>> model = MLP([8], [0.5], norm="batch").eval()
+        >>> with noise_active(model):
+        ...     model.training, model.net[2].training
+        (True, False)
+        >>> model.training
+        False
+    """
+    was = model.training
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)

@@ -1,0 +1,73 @@
+"""How the command line reports what ends a command: an exit status and a message naming its options.
+
+The library's errors carry their data (a field and its value, a run directory, where the data
+was looked for) and name no option; :func:`describe` turns each into what ``droplab`` prints
+after ``droplab COMMAND:``, in the options' words, with the exit status: 2 for a bad command
+line, 1 for data, checkpoints and the machine's refusals, 3 for a diverged run, 128 + the
+signal for an interruption.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..checkpoint import CheckpointError
+from ..data import DataError, DataNotFound, SplitError
+from ..interrupt import Interrupted, StudyInterrupted, WorkerLost, exit_status
+from ..rundir import RunDirError
+from ..train import CheckpointWriteError, ConfigError, Diverged
+
+__all__ = ["UsageError", "EXIT_USAGE", "EXIT_DIVERGED", "REPORTED", "describe", "flag", "option_message"]
+
+EXIT_USAGE = 2
+EXIT_DIVERGED = 3
+
+
+class UsageError(Exception):
+    """A command line that cannot run; the message names the option at fault."""
+
+
+# what ends a command with a message rather than a traceback
+REPORTED = (UsageError, ConfigError, DataError, CheckpointError, OSError, Diverged, Interrupted, StudyInterrupted,
+            KeyboardInterrupt)  # fmt: skip
+
+
+def flag(name: str) -> str:
+    """The option of a field, as typed: ``batch_size`` -> ``--batch-size``."""
+    return "--" + name.replace("_", "-")
+
+
+def option_message(err: ConfigError | SplitError) -> str:
+    """Name the option, as typed: 'batch_size = 0' -> '--batch-size 0: invalid, expected ...'."""
+    value = err.value
+    shown = " ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+    return f"{flag(err.field)} {shown}: invalid, expected {err.accepted}"
+
+
+def describe(err: BaseException, args: argparse.Namespace) -> tuple[int, str]:
+    """The exit status, and the message after ``droplab COMMAND: ``, for ``err`` (one of :data:`REPORTED`)."""
+    if isinstance(err, (UsageError, RunDirError)):
+        return EXIT_USAGE, f"error: {err}"
+    if isinstance(err, ConfigError):  # found by the library once the data is known (the memory a run needs)
+        typed = args.command in ("train", "compare") and not getattr(args, "resume", None)  # the user's options
+        return EXIT_USAGE, f"error: {option_message(err) if typed else err}"
+    if isinstance(err, SplitError):  # a validation split the data cannot give: the option's fault
+        return EXIT_USAGE, f"error: {option_message(err)}"
+    if isinstance(err, DataNotFound):
+        return 1, f"error: {err.how_to_get('pass --data-dir DIR')}"
+    if isinstance(err, (DataError, CheckpointError, CheckpointWriteError)):
+        return 1, f"error: {err}"
+    if isinstance(err, OSError):  # the machine's refusal (a full disk, no permission), not droplab's: say which file
+        return 1, f"error: {err.strerror or err}{f': {err.filename}' if err.filename else ''}"
+    if isinstance(err, Diverged):
+        kept = f"; the last good checkpoint is in {err.directory} (droplab train --resume would diverge the same way)"
+        return EXIT_DIVERGED, f"error: {err}{kept if err.directory else ''}"
+    if isinstance(err, Interrupted):
+        resume = f"; resume with: droplab train --resume {err.directory}"
+        return exit_status(err.signum), f"{err}{resume if err.directory else ''}"
+    if isinstance(err, WorkerLost):  # not a stop asked for: the lost job goes on from its last checkpoint
+        return exit_status(err.signum), f"{err}; finished runs are stored: the same command resumes"
+    if isinstance(err, StudyInterrupted):
+        return exit_status(err.signum), (f"{err}; finished runs are stored and the runs under way checkpointed: "
+                                         "the same command resumes")  # fmt: skip
+    return 130, "interrupted"  # KeyboardInterrupt

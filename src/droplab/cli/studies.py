@@ -1,0 +1,97 @@
+"""``droplab study`` (a study of the lecture's claims, or all of them) and ``droplab report`` (one HTML page)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from .errors import UsageError
+
+__all__ = ["add_parsers", "cmd_study", "cmd_report"]
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    study = sub.add_parser("study", help="run a study of the lecture's claims (NAME, all, or list)")
+    study.add_argument("name", help="a study name, 'all' for every study, 'list' to list them")
+    study.add_argument("--seeds", type=int, default=5, help="seeds per configuration (default: 5)")
+    study.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the study's)")
+    study.add_argument("--quick", action="store_true", help="a tiny setting (2 epochs, 2,000 images) for tests and CI")
+    study.add_argument("--jobs", type=int, default=1,
+                       help="worker processes, one torch thread each (default: 1, this process with torch's "
+                            "threads, which is faster on a 2-core machine: see benchmarks/study_jobs.py)")
+    study.add_argument("--out", default=None,
+                       help="output directory (default: results/NAME; for 'all': results/, one directory per study "
+                            "and the runs they share in results/runs); an interrupted study resumes there")
+    study.add_argument("--store", default=None,
+                       help="where finished runs are kept and looked up (default: OUT/runs); studies sharing a "
+                            "store share identical runs")
+    study.add_argument("--data-dir", default=None, help="directory with the four Fashion-MNIST .gz files")
+    study.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check")
+    study.add_argument("--val-size", type=int, default=5000, help="training images held out for validation")
+    study.add_argument("--max-runs", type=int, default=10_000,
+                       help="refuse a study of more runs than this (default: %(default)s); the plan, with its "
+                            "estimated time, is printed before the runs start")
+    study.set_defaults(func=cmd_study)
+
+    report = sub.add_parser("report", help="one self-contained HTML page from study directories")
+    report.add_argument("dirs", nargs="+", metavar="DIR", help="study directories (or directories holding them)")
+    report.add_argument("-o", "--output", default="report.html", help="the HTML file (default: report.html)")
+    report.set_defaults(func=cmd_report)
+
+
+def cmd_study(args: argparse.Namespace, console: Console) -> int:
+    from ..studies.catalog import STUDIES
+    from ..studies.engine import StudyError, run_study
+    from ..studies.plan import PlanError
+
+    if args.name == "list":
+        for name, st in STUDIES.items():
+            console.print(f"{name:20s} {st.title}", markup=False, soft_wrap=True)
+        return 0
+    names = list(STUDIES) if args.name == "all" else [args.name]
+    if names[0] not in STUDIES:
+        raise UsageError(f"study {args.name!r}: unknown, expected one of all, list, {', '.join(STUDIES)}")
+    checks = [("--seeds", args.seeds, 1), ("--epochs", args.epochs, 1), ("--jobs", args.jobs, 1),
+              ("--max-runs", args.max_runs, 1)]  # fmt: skip
+    checks.append(("--val-size", args.val_size, 1))
+    for option, value, low in checks:
+        if value is not None and value < low:
+            raise UsageError(f"{option} {value}: invalid, expected an integer >= {low}")
+    root = Path(args.out) if args.out else Path("results") / ("" if args.name == "all" else args.name)
+    total = time.perf_counter()
+    for name in names:
+        out = root / name if args.name == "all" else root
+        store = args.store or (root / "runs" if args.name == "all" else None)
+        start = time.perf_counter()
+        try:
+            report = run_study(
+                STUDIES[name], args.data_dir, out, seeds=args.seeds, epochs=args.epochs, quick=args.quick,
+                jobs=args.jobs, store=store, verify=not args.no_verify, val_size=args.val_size, max_runs=args.max_runs,
+                log=lambda line: console.print(line, markup=False, soft_wrap=True),
+            )  # fmt: skip
+        except StudyError as err:
+            raise UsageError(str(err)) from None
+        except PlanError as err:
+            raise UsageError(f"--seeds {args.seeds}: {err}; ask for fewer seeds, or raise --max-runs if you mean it")
+        console.print(f"\n{report['title']}", markup=False, soft_wrap=True)
+        for claim in report["claims"]:
+            console.print(claim["line"], markup=False, soft_wrap=True)
+        console.print(f"{name}: {time.perf_counter() - start:.0f} s wall; results in {out}/ (study.json, summary.md, "
+                      f"{', '.join(report['figures'])})\n", markup=False, soft_wrap=True)  # fmt: skip
+    if len(names) > 1:
+        console.print(f"all {len(names)} studies: {time.perf_counter() - total:.0f} s wall")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from ..report import ReportError, write_report
+
+    try:
+        path = write_report(args.dirs, args.output)
+    except ReportError as err:
+        raise UsageError(str(err)) from None
+    console.print(f"report: {path}", markup=False, soft_wrap=True)
+    return 0

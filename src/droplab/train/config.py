@@ -1,0 +1,281 @@
+"""What determines a run: :class:`TrainConfig`, its validation, and the optimizer and schedule it builds.
+
+Each field of :class:`TrainConfig` carries what is known about it in its metadata: the values
+it accepts (a predicate, and the words :class:`ConfigError` says them in), its help text and
+choices, which commands offer it as an option, whether a recipe fixes it, whether only the
+``mlp`` model has it, and whether ``--resume`` may change it. ``validate`` and the command
+line (:mod:`droplab.cli.options`) read it from there, so that a new field is one edit.
+
+Examples::
+
+    >>> cfg = TrainConfig(epochs=5, eval_every=2)
+    >>> cfg.validate().epochs
+    5
+    >>> evaluated_epochs(cfg.epochs, cfg.eval_every)
+    [2, 4, 5]
+    >>> TrainConfig(epochs=0).validate()
+    Traceback (most recent call last):
+    ...
+    droplab.train.config.ConfigError: epochs = 0 is invalid: expected an integer from 1 to 100,000
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ..functional import IMPLEMENTATIONS as DROPOUT_IMPLS
+from ..models import MODEL_NAMES, NORMS
+from ..noise import NOISE_KINDS
+
+if TYPE_CHECKING:
+    from ..data import FashionMNIST
+
+__all__ = [
+    "ConfigError", "TrainConfig", "OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_scheduler",
+    "batches_per_epoch", "evaluated_epochs", "check_batch_size", "generator",
+]  # fmt: skip
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "onecycle", "cosine")
+MAX_EPOCHS = 100_000  # the longest study run is 713 epochs; 10^20 epochs is a typo, not a plan
+MAX_WIDTH = 2**31 - 1  # a layer's width: torch's sizes are 64-bit, but no machine holds a wider layer
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # the weights are float32: larger factors overflow
+# a run's generators are seeded with its seed plus one of these, so that their streams differ
+SHUFFLE_STREAM = 0x5DEECE66D  # the minibatch order (offset from the global generator's)
+SUBSET_STREAM = 0x2545F4914F6CDD1D  # the training subset
+AUGMENT_STREAM = 0x61C8864680B583EB  # the augmentation's shifts
+
+BOTH = ("train", "compare")  # the commands that offer an option
+
+
+class ConfigError(ValueError):
+    """A configuration value outside what is accepted: ``field``, ``value`` and ``accepted``."""
+
+    def __init__(self, field: str, value: Any, accepted: str) -> None:
+        super().__init__(field, value, accepted)
+        self.field, self.value, self.accepted = field, value, accepted
+
+    def __str__(self) -> str:
+        return f"{self.field} = {self.value!r} is invalid: expected {self.accepted}"
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
+
+
+def _option(
+    default: Any,
+    valid: Callable[[Any], bool],
+    accepted: str,
+    help: str | None = None,
+    *,
+    commands: tuple[str, ...] = BOTH,
+    choices: tuple | None = None,
+    recipe: bool = False,
+    mlp: bool = False,
+    resumable: bool = False,
+    metavar: str | None = None,
+) -> Any:
+    """A field and what is known about it.
+
+    Args:
+        valid: whether a value is accepted; ``accepted`` says which are, in :class:`ConfigError`.
+        help: the option's help text; ``commands``: the commands that offer it (none: no option).
+        recipe: a recipe (``--recipe``) fixes it. mlp: only model ``mlp`` has it (another
+            value than the default needs that model). resumable: ``--resume`` may change it.
+    """
+    meta = dict(valid=valid, accepted=accepted, help=help, commands=commands if help else (), choices=choices,
+                recipe=recipe, mlp=mlp, resumable=resumable, metavar=metavar)  # fmt: skip
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _choice(default: str, values, help: str | None, **meta) -> Any:
+    values = tuple(values)
+    return _option(default, lambda v: v in values, "one of " + ", ".join(values), help, choices=values, **meta)
+
+
+def _int(default: int | None, low: int, high: float = math.inf, accepted: str = "", help=None, **meta) -> Any:
+    return _option(default, lambda v: _is_int(v) and low <= v <= high, accepted or f"an integer >= {low}", help, **meta)
+
+
+def _flag(default: bool) -> Any:
+    return _option(default, lambda v: isinstance(v, bool), "true or false")
+
+
+_FLOAT32 = f"at most {FLOAT32_MAX:.4g}"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a run. Defaults: the lecture's run (as d2l runs it).
+
+    The model: two hidden layers of 256, dropout 0.5 after each; SGD with learning rate 0.1,
+    batch 256, 10 epochs. Each field's metadata says what it accepts (see the module's doc).
+    """
+
+    model: str = _choice("scratch", MODEL_NAMES, "the model: the lecture's scratch DropoutMLPScratch or concise "
+                         "nn.Dropout MLP, plain without dropout, or the general mlp", commands=("train",),
+                         recipe=True)  # fmt: skip
+    dropout_impl: str = _choice("fast", DROPOUT_IMPLS, "dropout of the scratch and mlp models: droplab's fast kernel "
+                                "or the lecture's readable reference", recipe=True)  # fmt: skip
+    hidden: tuple[int, ...] = _option(
+        (256, 256), lambda v: bool(v) and all(_is_int(h) and 1 <= h <= MAX_WIDTH for h in v),
+        f"one or more layer widths, each an integer from 1 to {MAX_WIDTH:,}", "hidden layer widths",
+        recipe=True, metavar="N",
+    )  # fmt: skip
+    dropout: tuple[float, ...] = _option(
+        (0.5, 0.5), lambda v: all(_is_real(p) and 0.0 <= p <= 1.0 for p in v),  # NaN fails too
+        "probabilities in [0, 1]", "dropout probability per hidden layer", recipe=True, metavar="P",
+    )  # fmt: skip
+    epochs: int = _int(10, 1, MAX_EPOCHS, f"an integer from 1 to {MAX_EPOCHS:,}", "epochs to train")
+    batch_size: int = _int(256, 1, help="minibatch size", recipe=True)
+    lr: float = _option(0.1, lambda v: _is_real(v) and 0 < v <= FLOAT32_MAX,
+                        f"a number > 0 and {_FLOAT32} (the largest float32)", "learning rate", recipe=True)  # fmt: skip
+    optimizer: str = _choice("sgd", OPTIMIZERS, "optimizer", recipe=True)
+    momentum: float = _option(0.0, lambda v: _is_real(v) and 0.0 <= v < 1.0, "a number in [0, 1)", "SGD momentum",
+                              recipe=True)  # fmt: skip
+    weight_decay: float = _option(0.0, lambda v: _is_real(v) and 0.0 <= v <= FLOAT32_MAX,
+                                  f"a number >= 0 and {_FLOAT32} (the largest float32)", "L2 penalty (the "
+                                  "optimizer's weight decay)", recipe=True)  # fmt: skip
+    seed: int = _int(0, 0, 2**63 - 1, "an integer in [0, 2**63)", "seed of the initial weights, the dropout masks "
+                     "and the minibatch order")  # fmt: skip
+    val_size: int = _int(5000, 1, help="training images held out for validation")
+    split_seed: int = _int(0, 0, 2**63 - 1, "an integer in [0, 2**63)", "seed of the validation split")
+    # torch's intra-op threads; None keeps torch's default. Recorded, but no part of what a run computes
+    threads: int | None = _option(None, lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1",
+                                  "torch threads (default: torch's)", resumable=True)  # fmt: skip
+    eval_batch_size: int = _int(8192, 1)
+    # model "mlp" only: other noise than dropout, normalization (see droplab.models.MLP)
+    noise: str = _choice("dropout", NOISE_KINDS, "noise after each ReLU", commands=("train",), recipe=True, mlp=True)
+    norm: str = _choice("none", NORMS, "normalization before each ReLU", commands=("train",), recipe=True, mlp=True)
+    # > 0: max-norm constraint on every linear layer's rows, after each step
+    max_norm: float = _option(0.0, lambda v: _is_real(v) and 0.0 <= v <= FLOAT32_MAX,
+                              f"a number >= 0 and {_FLOAT32} (0: off)", "max-norm bound on weight rows (0: off)",
+                              commands=("train",), recipe=True)  # fmt: skip
+    # > 0: train on this many training images (a subset drawn with the seed)
+    train_size: int = _int(0, 0, accepted="an integer >= 0 (0: all training images)",
+                           help="train on this many images (0: all)", commands=("train",), recipe=True)  # fmt: skip
+    # > 0: train-set metrics on this many of the training images
+    eval_train_size: int = _int(0, 0, accepted="an integer >= 0 (0: all training images)")
+    # learning rate: constant, onecycle or cosine (stepped per batch)
+    schedule: str = _choice("constant", SCHEDULES, "learning-rate schedule", commands=("train",), recipe=True)
+    track_activations: bool = _flag(False)  # per epoch: variance of each hidden layer's activations
+    # > 0: shift each training image by up to this many pixels (random, per example)
+    augment: int = _int(0, 0, 8, "an integer from 0 to 8 (pixels of random shift)",
+                        "random shifts of up to N pixels (0: off)", commands=("train",), recipe=True)  # fmt: skip
+    drop_last: bool = _flag(False)  # True: every step a full batch (the epoch's last partial batch is left out)
+    eval_every: int = _int(1, 1, accepted="an integer >= 1 (epochs between evaluations)")  # and after the last
+    # > 0: a checkpoint every this many steps too (always: after each epoch). No part of what a run computes
+    checkpoint_every: int = _int(0, 0, accepted="an integer >= 0 (steps between checkpoints; 0: after each epoch "
+                                 "only)", help="a checkpoint every STEPS steps too (0: after each epoch only)",
+                                 commands=("train",), metavar="STEPS")  # fmt: skip
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(self.hidden) if isinstance(self.hidden, list) else self.hidden
+        self.dropout = tuple(self.dropout) if isinstance(self.dropout, list) else self.dropout
+        # plain has no dropout layers: record that, not the probabilities given (bad ones
+        # are kept, for validate() to refuse)
+        valid = all(isinstance(p, (int, float)) and 0 <= p <= 1 for p in self.dropout)
+        if self.model == "plain" and valid and isinstance(self.hidden, tuple):
+            self.dropout = (0.0,) * len(self.hidden)
+
+    def validate(self) -> TrainConfig:
+        """Check every field, then how they relate; raise :class:`ConfigError` naming the first bad one.
+
+        Returns:
+            the configuration itself.
+        """
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not f.metadata["valid"](value):
+                raise ConfigError(f.name, value, f.metadata["accepted"])
+            for relation in _RELATIONS.get(f.name, ()):
+                relation(self)
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _one_probability_per_layer(cfg: TrainConfig) -> None:
+    if cfg.model != "plain" and len(cfg.dropout) != len(cfg.hidden):
+        raise ConfigError("dropout", cfg.dropout, f"one probability per hidden layer ({len(cfg.hidden)})")
+
+
+def _mlp_options_need_mlp(cfg: TrainConfig) -> None:
+    mlp_only = [f for f in dataclasses.fields(cfg) if f.metadata["mlp"]]
+    if cfg.model != "mlp" and any(getattr(cfg, f.name) != f.default for f in mlp_only):
+        raise ConfigError("model", cfg.model, f"mlp when {' or '.join(f.name for f in mlp_only)} is set")
+
+
+def _finite_gaussian_noise(cfg: TrainConfig) -> None:
+    if cfg.noise == "gaussian" and any(p == 1.0 for p in cfg.dropout):
+        accepted = "probabilities in [0, 1) for gaussian noise (p = 1: infinite variance)"
+        raise ConfigError("dropout", cfg.dropout, accepted)
+
+
+# how fields relate, each checked as soon as the last field it reads is (so the first bad one is named)
+_RELATIONS: dict[str, tuple[Callable[[TrainConfig], None], ...]] = {
+    "dropout": (_one_probability_per_layer,),
+    "norm": (_mlp_options_need_mlp, _finite_gaussian_noise),
+}
+
+
+def check_batch_size(cfg: TrainConfig, data: FashionMNIST) -> None:
+    """The checks that need the data: a training subset no larger than the training set, a
+    batch no larger than what is trained on."""
+    n_train = len(data.train_x)
+    if cfg.train_size > n_train:
+        raise ConfigError("train_size", cfg.train_size, f"at most the {n_train} training images (0: all)")
+    if cfg.batch_size > (cfg.train_size or n_train):
+        raise ConfigError("batch_size", cfg.batch_size, f"at most the {cfg.train_size or n_train} training images")
+
+
+def batches_per_epoch(cfg: TrainConfig, n: int) -> int:
+    """Optimizer steps an epoch on ``n`` images takes."""
+    return n // cfg.batch_size if cfg.drop_last else math.ceil(n / cfg.batch_size)
+
+
+def evaluated_epochs(epochs: int, eval_every: int = 1) -> list[int]:
+    """The epochs a run of ``epochs`` evaluates after: every ``eval_every``-th, and the last.
+
+    Examples::
+
+        >>> evaluated_epochs(3)
+        [1, 2, 3]
+        >>> evaluated_epochs(7, eval_every=3)
+        [3, 6, 7]
+    """
+    return [e for e in range(1, epochs + 1) if e % eval_every == 0 or e == epochs]
+
+
+def generator(seed: int, stream: int) -> torch.Generator:
+    """A generator of its own for one stream of a run's draws (``*_STREAM``), seeded from the run's seed."""
+    return torch.Generator().manual_seed((seed + stream) % 2**63)
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    """The optimizer ``cfg`` names, with its learning rate, momentum and weight decay."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps: int):
+    """The learning-rate schedule ``cfg`` names over ``steps`` optimizer steps; None for a constant rate."""
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    return None

@@ -1,0 +1,200 @@
+"""The training loop: :func:`fit`, and the pieces of a step beside it.
+
+Per epoch: the minibatches in an order drawn from the run's shuffling generator, a metrics
+row every ``eval_every`` epochs and after the last (:mod:`droplab.train.metrics`), and a
+checkpoint (:class:`~droplab.train.state.TrainState`). The same seed and thread count give
+the same numbers bit for bit: the model's initial weights and the dropout masks come from
+torch's global generator seeded with ``seed``; the minibatch order, the training subset and
+the augmentation's shifts from generators of their own.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import IMAGE_SHAPE, FashionMNIST
+from ..interrupt import Interrupted, StopRequest
+from ..noise import max_norm_
+from ..threads import use_threads
+from .config import SUBSET_STREAM, TrainConfig, generator
+from .metrics import metrics_row, summarize
+from .resources import check_run
+from .state import TrainState, recorded_threads
+
+__all__ = ["RunResult", "Diverged", "fit", "shift_images"]
+
+
+@dataclass
+class RunResult:
+    """A finished run: a metrics row per evaluated epoch, the summary, the trained model, and
+    the run directory it was written to (None for :func:`fit`)."""
+
+    history: list[dict]
+    summary: dict
+    model: nn.Module
+    directory: Path | None = None
+
+
+class Diverged(RuntimeError):
+    """A non-finite loss or gradient at ``epoch``, ``step``: ``what`` was not finite, with learning
+    rate ``lr``. The run stops before the step that would spread it; ``directory``: the run
+    directory holding its last good checkpoint, where there is one."""
+
+    def __init__(self, epoch: int, step: int, what: str, lr: float, directory: Path | None = None) -> None:
+        super().__init__(epoch, step, what, lr, directory)
+        self.epoch, self.step, self.what, self.lr, self.directory = epoch, step, what, lr, directory
+
+    def __str__(self) -> str:
+        return (f"training diverged at epoch {self.epoch}, step {self.step}: {self.what}; "
+                f"try a smaller learning rate than {self.lr:g} (for example {self.lr / 10:g})")  # fmt: skip
+
+
+def fit(cfg: TrainConfig, data: FashionMNIST, on_batch: Callable[[float], None] | None = None,
+        on_epoch: Callable[[dict], None] | None = None, checkpoint: str | Path | None = None,
+        resume: dict | None = None, stop: StopRequest | None = None, checkpoint_interval: float = 0.0) -> RunResult:
+    """Train the model ``cfg`` describes on ``data``; return per-epoch history and a summary.
+
+    Args:
+        on_batch, on_epoch: called with each step's loss, and each metrics row.
+        checkpoint: a file to write a checkpoint to, atomically, after every epoch (and every
+            ``cfg.checkpoint_every`` steps); ``checkpoint_interval``: seconds, an end-of-epoch
+            checkpoint younger than that is skipped (when writing would take longer than training).
+        resume: a loaded checkpoint to go on from: the run ends bit for bit as the uninterrupted one.
+        stop: a :class:`~droplab.interrupt.StopRequest`; after a signal, a checkpoint and ``Interrupted``.
+
+    Raises:
+        Diverged: a non-finite loss or gradient, before the optimizer step that would use it.
+    """
+    # --- the run's set-up: the configuration checked against the data and this machine
+    check_run(cfg, data)
+    # bit for bit needs the thread count of the run's first part, when the caller does not set one
+    threads, threads_note = use_threads(cfg.threads if cfg.threads is not None else recorded_threads(resume))
+    train_x, train_y = training_set(cfg, data)
+    n, eval_n = len(train_x), min(cfg.eval_train_size or len(train_x), len(train_x))
+    used = n - n % cfg.batch_size if cfg.drop_last else n  # images an epoch trains on
+
+    # --- restore: a fresh run, or where the checkpoint stands (each of its fields checked first)
+    run = TrainState.start(cfg, n, threads, data.digest) if resume is None else \
+        TrainState.from_checkpoint(resume, cfg, n, threads, data.digest)  # fmt: skip
+    saver, start = Checkpointer(checkpoint, checkpoint_interval), time.perf_counter() - run.seconds
+
+    for epoch in range(run.epoch, cfg.epochs + 1):
+        # --- the epoch's steps, from where the run stands
+        run.epoch = epoch
+        run.model.train()
+        if run.order is None:
+            run.order, run.next_i, run.loss_sum = torch.randperm(n, generator=run.shuffle), 0, 0.0
+        for i in range(run.next_i, used, cfg.batch_size):
+            idx = run.order[i : i + cfg.batch_size]
+            loss = train_step(run, train_x[idx], train_y[idx])
+            run.loss_sum, run.next_i = run.loss_sum + loss * len(idx), i + cfg.batch_size
+            if on_batch is not None:
+                on_batch(loss)
+            # --- a checkpoint within the epoch: asked for by a signal, or every checkpoint_every steps
+            stopping = stop is not None and stop.signum is not None
+            if run.next_i < used and (stopping or (cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0)):
+                saver.save(run, time.perf_counter() - start)
+                if stopping:
+                    raise Interrupted(stop.signum, f"at epoch {epoch}, step {run.step}")
+
+        # --- evaluation: every eval_every epochs, and after the last
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            row = metrics_row(epoch, run.loss_sum / used, run.model, cfg, data, (train_x[:eval_n], train_y[:eval_n]))
+            run.history.append(row)
+            if on_epoch is not None:
+                on_epoch(row)
+
+        # --- the checkpoint of the next epoch's start (younger than checkpoint_interval: only to stop)
+        run.epoch, run.next_i, run.order, run.loss_sum = epoch + 1, 0, None, 0.0
+        stopping = stop is not None and stop.signum is not None and epoch < cfg.epochs
+        saver.save(run, time.perf_counter() - start, force=stopping)
+        if stopping:
+            raise Interrupted(stop.signum, f"after epoch {epoch}")
+
+    # --- the summary: the test set, evaluated once, and the run's provenance
+    summary = summarize(cfg, data, run.model, run.history[-1], time.perf_counter() - start, threads, threads_note)
+    return RunResult(run.history, summary, run.model)
+
+
+def training_set(cfg: TrainConfig, data: FashionMNIST) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images and labels the run trains on: all training images, or ``cfg.train_size`` of
+    them drawn with the run's seed (a generator of their own)."""
+    if not cfg.train_size:
+        return data.train_x, data.train_y
+    pick = torch.randperm(len(data.train_x), generator=generator(cfg.seed, SUBSET_STREAM))[: cfg.train_size]
+    return data.train_x[pick], data.train_y[pick]
+
+
+def train_step(run: TrainState, x: torch.Tensor, y: torch.Tensor) -> float:
+    """One optimizer step on the minibatch ``x``, ``y`` (shifted first, with ``augment``; its
+    weights' rows bounded after, with ``max_norm``). Returns the minibatch's loss.
+
+    Raises:
+        Diverged: the loss or a gradient is not finite (the step is not taken).
+    """
+    cfg = run.config
+    if cfg.augment:
+        x = shift_images(x, cfg.augment, run.augment)
+    loss = F.cross_entropy(run.model(x), y)
+    value = loss.item()
+    if not math.isfinite(value):
+        raise Diverged(run.epoch, run.step + 1, f"loss = {value}", cfg.lr)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if (bad := _nonfinite_gradient(run.model)) is not None:
+        raise Diverged(run.epoch, run.step + 1, bad, cfg.lr)
+    run.optimizer.step()
+    if run.scheduler is not None:
+        run.scheduler.step()
+    if cfg.max_norm > 0:
+        for linear in [m for m in run.model.modules() if isinstance(m, nn.Linear)]:
+            max_norm_(linear, cfg.max_norm)
+    run.step += 1
+    return value
+
+
+def _nonfinite_gradient(model: nn.Module) -> str | None:
+    """The name of the first parameter whose gradient holds a NaN or an infinity, else None."""
+    named = [(name, p.grad) for name, p in model.named_parameters() if p.grad is not None]
+    if not named:
+        return None
+    worst = torch.stack([g.detach().abs().amax() for _, g in named])  # NaN and inf survive amax
+    if bool(torch.isfinite(worst).all()):
+        return None
+    bad = next(i for i in range(len(named)) if not torch.isfinite(worst[i]))
+    return f"gradient of {named[bad][0]} is {worst[bad].item()}"
+
+
+def shift_images(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each image of ``x`` (N, 784) by its own random (dy, dx) in [-k, k]^2, filling with
+    zeros (the background): the usual translation augmentation."""
+    n, (rows, cols) = len(x), IMAGE_SHAPE
+    padded = F.pad(x.view(n, rows, cols), (k, k, k, k))
+    dy, dx = torch.randint(-k, k + 1, (2, n), generator=generator)
+    at_rows = (torch.arange(rows)[None, :] + k - dy[:, None])[:, :, None]
+    at_cols = (torch.arange(cols)[None, :] + k - dx[:, None])[:, None, :]
+    return padded[torch.arange(n)[:, None, None], at_rows, at_cols].reshape(n, rows * cols)
+
+
+class Checkpointer:
+    """Writes a run's checkpoints to ``path`` (None: nowhere); those not forced at most every
+    ``interval`` seconds."""
+
+    def __init__(self, path: str | Path | None, interval: float) -> None:
+        self.path, self.interval, self.last = path, interval, -math.inf
+
+    def save(self, run: TrainState, seconds: float, force: bool = True) -> None:
+        """Save ``run`` as it stands after ``seconds`` of training."""
+        if self.path is None or (not force and time.perf_counter() - self.last < self.interval):
+            return
+        self.last = time.perf_counter()
+        run.seconds = seconds
+        run.save(self.path)

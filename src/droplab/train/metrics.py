@@ -1,0 +1,139 @@
+"""What a run measures: per-epoch metrics, activation statistics, the test set once, and where it ran.
+
+Per evaluated epoch (a metrics row): the mean training loss with dropout active (over the
+minibatches, as d2l plots it), then accuracy and loss on the training set in eval mode, and
+on the validation split; with ``track_activations``, the variance of each hidden layer's
+activations. The summary adds the test set, evaluated once at the end, and the run's
+provenance: seed, threads, data, versions and machine.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import __version__
+from ..data import FashionMNIST
+from ..models import noise_active
+from .config import TrainConfig
+
+__all__ = ["METRICS", "HISTORY_KEYS", "PROBE_SIZE", "evaluate", "activation_variances", "metrics_row", "summarize"]
+
+METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]  # the columns of metrics.csv
+HISTORY_KEYS = (*METRICS, "train_loss_eval")  # what every metrics row holds
+PROBE_SIZE = 2000  # validation images the activation variances are measured on
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 8192) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` in eval mode (its mode is restored)."""
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        logits = model(x[i : i + batch_size])
+        target = y[i : i + batch_size]
+        loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
+        correct += (logits.argmax(dim=1) == target).sum().item()
+    model.train(was_training)
+    return loss_sum / len(x), correct / len(x)
+
+
+@torch.no_grad()
+def activation_variances(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
+    """Variance of each hidden layer's activations on ``x``: per unit over the examples, then
+    averaged over the units. ``act_var_<i>``: the ReLU outputs of hidden layer i in eval mode;
+    ``act_var_train_<i>``: what the next layer receives in training mode (after dropout or
+    other noise). Training-mode noise is drawn on a forked generator, so measuring does not
+    change the run; batch-norm layers stay in eval mode for it.
+    """
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)][1:]  # those after a hidden layer
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [r.register_forward_hook(lambda m, i, o, k=k: seen.__setitem__(f"relu{k}", o)) for k, r in enumerate(relus)]
+    for k, lin in enumerate(linears):
+        hooks.append(lin.register_forward_pre_hook(lambda m, i, k=k: seen.__setitem__(f"in{k}", i[0])))
+    was_training = model.training
+    out: dict[str, float] = {}
+    try:
+        model.eval()
+        model(x)
+        for k in range(len(relus)):
+            out[f"act_var_{k + 1}"] = seen[f"relu{k}"].var(dim=0).mean().item()
+        with torch.random.fork_rng(devices=[]), noise_active(model):
+            model(x)
+        for k in range(len(relus)):
+            out[f"act_var_train_{k + 1}"] = seen[f"in{k}"].var(dim=0).mean().item()
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return out
+
+
+def metrics_row(
+    epoch: int, train_loss: float, model: nn.Module, cfg: TrainConfig, data: FashionMNIST, train: tuple
+) -> dict[str, float]:
+    """The metrics of an evaluated epoch.
+
+    Args:
+        train_loss: the epoch's mean training loss (dropout active).
+        train: the training images and labels the train-set metrics are measured on.
+    """
+    train_loss_eval, train_acc = evaluate(model, *train, cfg.eval_batch_size)
+    val_loss, val_acc = evaluate(model, data.val_x, data.val_y, cfg.eval_batch_size)
+    row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc,
+               train_loss_eval=train_loss_eval)  # fmt: skip
+    if cfg.track_activations:
+        row.update(activation_variances(model, data.val_x[:PROBE_SIZE]))
+    return row
+
+
+def summarize(cfg: TrainConfig, data: FashionMNIST, model: nn.Module, last: dict, seconds: float, threads: int,
+              threads_note: str | None) -> dict:  # fmt: skip
+    """A finished run's summary: the last evaluated epoch's metrics, the test set's (evaluated
+    here, once), and the run's provenance.
+
+    Args:
+        last: the last metrics row. seconds: the training time.
+        threads: the thread count used; ``threads_note``: what changed it from the one asked for.
+    """
+    test_loss, test_acc = evaluate(model, data.test_x, data.test_y, cfg.eval_batch_size)
+    return {
+        **{k: last[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc")},
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "train_loss_eval": last["train_loss_eval"],
+        "gap": last["val_loss"] - last["train_loss_eval"],
+        "seconds": seconds,
+        "epochs": cfg.epochs,
+        "seed": cfg.seed,
+        "threads": threads,
+        "threads_note": threads_note,
+        "data": data.source,
+        "data_sha256": data.digest,
+        "versions": versions(),
+        "machine": f"{platform.machine()} {platform.system()}, {cpu_name()}",
+    }
+
+
+def versions() -> dict[str, str]:
+    """The versions of what computed a run: droplab, torch, numpy, Python."""
+    return {"droplab": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}  # fmt: skip
+
+
+def cpu_name() -> str:
+    """The processor's model name (from ``/proc/cpuinfo`` on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"

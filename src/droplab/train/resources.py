@@ -1,0 +1,67 @@
+"""What a run needs of the machine, memory and disk, checked against what it has before any work."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .. import rundir
+from ..data import FashionMNIST
+from ..memory import available_bytes, run_bytes
+from ..models import NUM_INPUTS, NUM_OUTPUTS
+from .config import ConfigError, TrainConfig, check_batch_size
+
+__all__ = ["check_run", "check_memory", "check_disk", "checkpoint_bytes", "optimizer_buffers"]
+
+
+def check_run(cfg: TrainConfig, data: FashionMNIST) -> None:
+    """Refuse, before any work, a run of ``cfg`` on ``data`` that cannot be: a :class:`ConfigError`
+    for a bad value, a batch larger than the images, or layers the memory available cannot hold."""
+    cfg.validate()
+    check_batch_size(cfg, data)
+    check_memory(cfg, data)
+
+
+def optimizer_buffers(cfg: TrainConfig) -> int:
+    """Copies of the weights the optimizer keeps: Adam 2; SGD 1 with momentum (which the
+    one-cycle schedule turns on), else 0."""
+    return 2 if cfg.optimizer == "adam" else (1 if cfg.momentum or cfg.schedule == "onecycle" else 0)
+
+
+def checkpoint_bytes(cfg: TrainConfig, n_train: int) -> int:
+    """About how large a checkpoint of this run is: weights (and 4 floats per hidden unit for a
+    norm layer's), optimizer buffers, the epoch's order of ``n_train`` images, and 64 KiB more.
+
+    Examples::
+
+        >>> round(checkpoint_bytes(TrainConfig(), 55_000) / 2**20, 2)  # the lecture's run, MiB
+        1.52
+    """
+    dims = [NUM_INPUTS, *cfg.hidden, NUM_OUTPUTS]
+    params = sum(a * b + b for a, b in zip(dims, dims[1:])) + 4 * sum(cfg.hidden)
+    return 4 * params * (1 + optimizer_buffers(cfg)) + 8 * n_train + (1 << 16)
+
+
+def check_memory(cfg: TrainConfig, data: FashionMNIST) -> None:
+    """Refuse a run whose model and batches the memory available cannot hold (a
+    :class:`ConfigError` for ``hidden``, with both figures), before any work."""
+    n_train = cfg.train_size or len(data.train_x)
+    eval_n = max(min(cfg.eval_train_size or n_train, n_train), len(data.val_x), len(data.test_x))
+    need = run_bytes(cfg.hidden, optimizer_buffers(cfg), min(cfg.batch_size, n_train),
+                     min(cfg.eval_batch_size, eval_n), new_images=cfg.train_size)  # fmt: skip
+    free = available_bytes()
+    if free is not None and need > free:
+        raise ConfigError("hidden", cfg.hidden, f"layers this machine's memory holds: this run needs about "
+                          f"{need / 2**30:,.1f} GiB, {free / 2**30:,.1f} GiB are available")  # fmt: skip
+
+
+def check_disk(directory: Path, cfg: TrainConfig, n_train: int) -> None:
+    """Refuse, before any work, a run the disk of ``directory`` cannot hold: a checkpoint, its
+    next version and the weights, on ``n_train`` images."""
+    need = 3 * checkpoint_bytes(cfg, n_train) + (1 << 20)
+    free = shutil.disk_usage(directory).free
+    if free < need:
+        raise rundir.RunDirError(
+            f"not enough space in {directory}: {free / 2**20:.1f} MiB free, this run's checkpoints and "
+            f"results need about {need / 2**20:.1f} MiB"
+        )
