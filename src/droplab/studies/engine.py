@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import fcntl
 import json
-import math
 import os
 import signal
 import time
@@ -30,8 +29,9 @@ from typing import Any
 from .. import __version__, rundir
 from ..data import load_fashion_mnist
 from ..interrupt import Interrupted, StopRequest, StudyInterrupted
-from ..stats import Interval, mean_interval, paired_interval, verdict
+from ..stats import Interval, mean_interval, paired_interval
 from ..threads import usable_cores, use_threads
+from ..verdicts import Claim, Table, format_interval
 from .backends import run_pool
 from .jobs import FORMAT, PROBE_KEYS, PROBES, canonical, config_key, job_config, run_job  # noqa: F401 (FORMAT: API)
 from .plan import MAX_RUNS, check_size, estimate_seconds, format_seconds
@@ -68,39 +68,6 @@ class Variant:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     probes: tuple[str, ...] = ()
     epochs: int | None = None  # None: the study's epochs
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One verdict line: ``claim: <text> — <estimate> [low, high], n seeds — <verdict>``."""
-
-    text: str
-    interval: Interval
-    unit: str = "pp"  # "pp": a difference of accuracies in percentage points; "": as is
-    expect_positive: bool = True
-
-    @property
-    def verdict(self) -> str:
-        return verdict(self.interval, self.expect_positive)
-
-    def line(self) -> str:
-        i, digits = self.interval, (2 if self.unit == "pp" else 4)
-        unit = " pp" if self.unit == "pp" else ""
-        bounds = "n/a" if math.isnan(i.low) else f"{i.low:+.{digits}f}, {i.high:+.{digits}f}"
-        seeds = f"{i.n} seed{'s' if i.n != 1 else ''}"
-        return f"claim: {self.text} — {i.mean:+.{digits}f}{unit} [{bounds}], {seeds} — {self.verdict}"
-
-
-@dataclass
-class Table:
-    title: str
-    headers: list[str]
-    rows: list[list[str]]
-
-    def markdown(self) -> str:
-        lines = [f"**{self.title}**", "", "| " + " | ".join(self.headers) + " |", "|" + "---|" * len(self.headers)]
-        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
-        return "\n".join(lines)
 
 
 @dataclass
@@ -387,13 +354,6 @@ def summary_markdown(report: Mapping[str, Any], analysis: Analysis) -> str:
     lines += [f"- {n}" for n in analysis.notes] + ([""] if analysis.notes else [])
     lines += [f"![{stem}]({stem}.png)" for stem in analysis.figures]
     return "\n".join(lines) + "\n"
-
-
-def format_interval(i: Interval, digits: int = 2) -> str:
-    """``mean ± half-width`` of a 95% interval (just the mean for one seed)."""
-    if math.isnan(i.low):
-        return f"{i.mean:.{digits}f}"
-    return f"{i.mean:.{digits}f} ± {(i.high - i.low) / 2:.{digits}f}"
 
 
 def variants_table(results: Results, title: str, columns: Sequence[tuple[str, str, float, int]]) -> Table:
