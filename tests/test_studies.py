@@ -12,6 +12,7 @@ import torch
 from test_cli import run_cli
 
 from droplab.report import ReportError, find_studies, render
+from droplab.rundir import DirectoryBusy, DirectoryNotEmpty, DirectoryOwned
 from droplab.stats import Interval
 from droplab.studies.catalog import STUDIES
 from droplab.studies.engine import Claim, StudyError, config_key, job_config, run_study
@@ -79,7 +80,7 @@ def test_a_second_study_into_the_same_directory_is_refused_while_the_first_runs(
     fd = os.open(tmp_path / "h" / ".droplab-study", os.O_RDONLY)  # as a running study holds it
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
-        with pytest.raises(StudyError, match="is in use by another droplab study"):
+        with pytest.raises(DirectoryBusy, match="is in use by another droplab process"):
             run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)
     finally:
         os.close(fd)
@@ -166,11 +167,11 @@ def test_studies_sharing_a_store_share_identical_runs(tiny_dir, tmp_path):
 
 def test_output_directory_of_another_study_or_not_a_study_is_refused(tiny_dir, tmp_path):
     run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)
-    with pytest.raises(StudyError, match="holds results of study 'headline', not 'noise'"):
+    with pytest.raises(DirectoryOwned, match="holds results of study 'headline', not 'noise'"):
         run_study(STUDIES["noise"], tiny_dir, tmp_path / "h", **QUICK)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
-    with pytest.raises(StudyError, match="is not a study directory of droplab"):
+    with pytest.raises(DirectoryNotEmpty, match="already holds results; droplab never overwrites a study"):
         run_study(STUDIES["headline"], tiny_dir, tmp_path / "other", **QUICK)
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
 

@@ -14,9 +14,7 @@ unfinished ones absent.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import json
 import os
 import signal
@@ -128,47 +126,6 @@ class Results:
 # --- the study ------------------------------------------------------------------------------
 
 
-def _prepare_out(out: Path, study: str) -> None:
-    """Use ``out`` for ``study``: a new or empty directory, or one this study wrote before."""
-    try:
-        _claim_out(out, study)
-    except OSError as err:  # a name too long, a path through a file, an unreadable marker
-        raise StudyError(f"cannot use {out} as the study's directory: {err.strerror or err}") from None
-
-
-def _claim_out(out: Path, study: str) -> None:
-    marker = out / ".droplab-study"
-    if marker.exists():
-        try:
-            owner = rundir.read_regular(marker, 4096, "a study's marker").decode().strip()
-        except ValueError as err:  # a FIFO, a device, not text
-            raise StudyError(f"{marker} is not a droplab study marker ({err})") from None
-        if owner != study:
-            raise StudyError(f"{out} holds results of study {owner!r}, not {study!r}: choose another --out")
-        return
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise StudyError(f"{out} exists and is not a study directory of droplab: choose another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        rundir.write_text(marker, study + "\n")
-    except OSError as err:
-        raise StudyError(f"cannot write to {out}: {err.strerror or err}") from None
-
-
-@contextlib.contextmanager
-def _study_lock(out: Path):
-    """Hold ``out`` for this process while the study runs: a second study into it is refused."""
-    fd = os.open(out / ".droplab-study", os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StudyError(f"{out} is in use by another droplab study: wait, or choose another --out") from None
-        yield
-    finally:
-        os.close(fd)
-
-
 RECORD_CAP = 64 << 20  # a run's record is a few hundred kB
 
 
@@ -225,8 +182,7 @@ def run_study(
     out = Path(out)
     store = Path(store) if store is not None else out / "runs"
     data = load_fashion_mnist(data_dir, val_size=val_size, verify=verify)  # checks the data before any work
-    _prepare_out(out, study.name)
-    with _study_lock(out):
+    with rundir.claimed(out, "study", study.name):
         try:
             store.mkdir(parents=True, exist_ok=True)
             (store / "partial").mkdir(exist_ok=True)  # checkpoints of jobs under way
