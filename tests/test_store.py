@@ -9,8 +9,7 @@ import time
 import pytest
 from conftest import write_dataset
 
-from droplab.studies.catalog import STUDIES
-from droplab.studies.engine import run_study
+from droplab.studies import STUDIES, run_study
 from droplab.studies.plan import MAX_RUNS, PlanError, check_size
 
 ONE = {"seeds": 1, "quick": True, "verify": False, "val_size": 100}
@@ -153,9 +152,11 @@ def test_a_record_equal_to_the_job_up_to_defaults_is_served_as_the_job(stored, t
 
 
 def test_a_probe_record_must_hold_the_probes_figures():
-    from droplab.studies.engine import PROBE_KEYS, canonical
+    from droplab.studies import PROBES
+    from droplab.studies.jobs import canonical
     from droplab.studies.records import SUMMARY_KEYS, record_problem
 
+    PROBE_KEYS = {name: p.keys for name, p in PROBES.items()}
     job = {"train": {"epochs": 1, "seed": 0}, "probes": ["mc"]}
     record = {"job": job, "summary": {**dict.fromkeys(SUMMARY_KEYS, 0.5), "epochs": 1, "seed": 0},
               "history": [{"epoch": 1, "train_loss": 1, "train_acc": 0.5, "val_loss": 1, "val_acc": 0.5,

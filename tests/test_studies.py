@@ -14,8 +14,9 @@ from test_cli import run_cli
 from droplab.report import ReportError, find_studies, render
 from droplab.rundir import DirectoryBusy, DirectoryNotEmpty, DirectoryOwned
 from droplab.stats import Interval
-from droplab.studies.catalog import STUDIES
-from droplab.studies.engine import Claim, StudyError, config_key, job_config, run_study
+from droplab.studies import STUDIES, StudyArgumentError, run_study
+from droplab.studies.jobs import config_key, job_config
+from droplab.verdicts import Claim
 
 QUICK = {"seeds": 2, "quick": True, "verify": False, "val_size": 100, "log": lambda line: None}
 LINE = re.compile(r"^claim: .+ — [+-]\d+\.\d+( pp)? \[(n/a|[+-]\d+\.\d+, [+-]\d+\.\d+)\], \d+ seeds? — "
@@ -91,8 +92,8 @@ def test_an_interrupted_job_goes_on_from_its_checkpoint_bit_for_bit(tiny_dir, tm
     import signal
 
     from droplab.data import load_fashion_mnist
-    from droplab.interrupt import StopRequest
-    from droplab.studies.engine import StudyInterrupted, run_job
+    from droplab.interrupt import StopRequest, StudyInterrupted
+    from droplab.studies.jobs import run_job
 
     data = load_fashion_mnist(tiny_dir, val_size=100, verify=False)
     study = STUDIES["long-training"]
@@ -178,11 +179,15 @@ def test_output_directory_of_another_study_or_not_a_study_is_refused(tiny_dir, t
 
 @pytest.mark.parametrize(
     "kw, message",
-    [({"seeds": 0}, "--seeds 0: invalid"), ({"epochs": 0}, "--epochs 0: invalid"), ({"jobs": 0}, "--jobs 0: invalid")],
+    [({"seeds": 0}, "seeds = 0 is invalid"), ({"epochs": 0}, "epochs = 0 is invalid"),
+     ({"jobs": 0}, "jobs = 0 is invalid"), ({"seeds": True}, "seeds = True is invalid")],
 )
 def test_bad_study_options(kw, message, tiny_dir, tmp_path):
-    with pytest.raises(StudyError, match=message):
+    with pytest.raises(StudyArgumentError, match=message) as err:
         run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **{**QUICK, **kw})
+    (name, value), = kw.items()
+    assert (err.value.name, err.value.value, err.value.expected) == (name, value, "an integer >= 1")
+    assert "--" not in str(err.value)
     assert not (tmp_path / "h").exists()
 
 
