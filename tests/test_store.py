@@ -91,8 +91,10 @@ def test_unreadable_json_is_set_aside(stored, tiny_dir, tmp_path):
 
 def test_absurd_plans_are_refused_at_once():
     assert check_size(3, 5) == 15
-    with pytest.raises(PlanError, match=r"3,000,000 runs \(3 configurations x 1,000,000 seeds\)"):
+    with pytest.raises(PlanError, match=r"3,000,000 runs \(3 configurations x 1,000,000 seeds\)") as err:
         check_size(3, 1_000_000)
+    e = err.value
+    assert (e.configurations, e.seeds, e.limit, e.runs) == (3, 10**6, MAX_RUNS, 3 * 10**6)
     with pytest.raises(PlanError):
         check_size(1, MAX_RUNS + 1)
     assert check_size(1, MAX_RUNS) == MAX_RUNS

@@ -11,7 +11,7 @@ import pytest
 import torch
 from test_cli import run_cli
 
-from droplab.report import ReportError, find_studies, render
+from droplab.report import NoStudyFound, ReportError, find_studies, render
 from droplab.rundir import DirectoryBusy, DirectoryNotEmpty, DirectoryOwned
 from droplab.stats import Interval
 from droplab.studies import STUDIES, StudyArgumentError, run_study
@@ -237,8 +237,9 @@ def test_report_errors(tmp_path):
     with pytest.raises(ReportError, match="not a directory"):
         find_studies([tmp_path / "missing"])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ReportError, match="no study.json"):
+    with pytest.raises(NoStudyFound, match="no study.json") as err:
         find_studies([tmp_path / "empty"])
+    assert err.value.path == tmp_path / "empty" and isinstance(err.value, ReportError)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "study.json").write_text("{not json")
     with pytest.raises(ReportError, match="cannot be read"):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import __version__, rundir
 
-__all__ = ["ReportError", "find_studies", "render", "write_report"]
+__all__ = ["ReportError", "NoStudyFound", "find_studies", "render", "write_report"]
 
 VERDICT_COLORS = {"supported": "#1a7f37", "not supported": "#cf222e", "inconclusive": "#9a6700"}
 
@@ -41,7 +41,18 @@ figure { margin: 12px 0; } img { max-width: min(100%, 1040px); border: 1px solid
 
 
 class ReportError(ValueError):
-    """No study to report, or a study directory that cannot be read."""
+    """No study to report at ``path``, or a file there that cannot be read or written: ``problem`` says why."""
+
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        self.path, self.problem = Path(path), problem
+        super().__init__(f"{path}: {problem}")
+
+
+class NoStudyFound(ReportError):
+    """``path`` holds no ``study.json``, neither in it nor in its subdirectories."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__(path, "no study.json in it or in its subdirectories")
 
 
 STUDY_JSON_CAP = 64 << 20  # bytes of study.json read at most (real ones are well under 5 MB)
@@ -69,21 +80,21 @@ def find_studies(paths: Sequence[str | os.PathLike]) -> list[Path]:
     for p in map(Path, paths):
         st = _stat(p)
         if st is None or not stat.S_ISDIR(st.st_mode):
-            raise ReportError(f"{p}: not a directory")
+            raise ReportError(p, "not a directory")
         if _study_file(p) is not None:
             found.append(p)
             continue
         if _stat(p / "study.json") is not None:
-            raise ReportError(f"{p / 'study.json'}: not a regular file; expected the study's JSON file")
+            raise ReportError(p / "study.json", "not a regular file; expected the study's JSON file")
         try:
             entries = sorted(p.iterdir())
         except OSError as err:
-            raise ReportError(f"{p}: cannot be listed: {err.strerror or err}") from None
+            raise ReportError(p, f"cannot be listed: {err.strerror or err}") from None
         # in the order the studies were written (a suite writes them in the catalog's order);
         # entries that are not directories holding a regular study.json (unreadable, odd) are skipped
         subs = [(st.st_mtime, d.name, d) for d in entries if (st := _study_file(d)) is not None]
         if not subs:
-            raise ReportError(f"{p}: no study.json in it or in its subdirectories (run `droplab study` first)")
+            raise NoStudyFound(p)
         found += [d for _, _, d in sorted(subs, key=lambda t: t[:2])]
     return found
 
@@ -220,17 +231,17 @@ def _load(directory: Path) -> dict:
         text = rundir.read_regular(path, STUDY_JSON_CAP, "the study's JSON file").decode("utf-8")
         raw = json.loads(text)
     except OSError as err:
-        raise ReportError(f"{path}: cannot be read: {err.strerror or err}") from None
+        raise ReportError(path, f"cannot be read: {err.strerror or err}") from None
     except UnicodeDecodeError as err:
-        raise ReportError(f"{path}: cannot be read: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        raise ReportError(path, f"cannot be read: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except RecursionError:
-        raise ReportError(f"{path}: cannot be read: nested too deeply") from None
+        raise ReportError(path, "cannot be read: nested too deeply") from None
     except ValueError as err:  # JSONDecodeError, and the size and file-type refusals
-        raise ReportError(f"{path}: cannot be read: {err}") from None
+        raise ReportError(path, f"cannot be read: {err}") from None
     try:
         return _validate(raw)
     except (_Invalid, ValueError) as err:
-        raise ReportError(f"{path}: {err}") from None
+        raise ReportError(path, str(err)) from None
 
 
 # --- the page ------------------------------------------------------------------------------
@@ -368,16 +379,16 @@ def write_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> 
     expected = "the path of an HTML file to write, in an existing directory"
     if (st := _stat(out)) is not None and not stat.S_ISREG(st.st_mode):
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-        raise ReportError(f"{out}: {kind}; expected {expected}")
+        raise ReportError(out, f"{kind}; expected {expected}")
     parent = out.parent
     if (st := _stat(parent)) is None or not stat.S_ISDIR(st.st_mode):
-        raise ReportError(f"{out}: {parent} is not an existing directory; expected {expected}")
+        raise ReportError(out, f"{parent} is not an existing directory; expected {expected}")
     studies = find_studies(paths)
     inputs = {(d / "study.json").resolve() for d in studies} | {p.resolve() for d in studies for p in d.glob("*.png")}
     if out.resolve() in inputs:
-        raise ReportError(f"{out}: is one of the studies' own files; expected {expected} elsewhere")
+        raise ReportError(out, f"is one of the studies' own files; expected {expected} elsewhere")
     page = render(studies)
     try:
         return rundir.write_text(out, page)
     except OSError as err:
-        raise ReportError(f"{out}: cannot be written: {err.strerror or err}; expected {expected}") from None
+        raise ReportError(out, f"cannot be written: {err.strerror or err}; expected {expected}") from None
