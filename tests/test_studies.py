@@ -14,7 +14,7 @@ from test_cli import run_cli
 from droplab.report import NoStudyFound, ReportError, find_studies, render
 from droplab.rundir import DirectoryBusy, DirectoryNotEmpty, DirectoryOwned
 from droplab.stats import Interval
-from droplab.studies import STUDIES, StudyArgumentError, run_study
+from droplab.studies import PROBES, STUDIES, StudyArgumentError, catalog, registry, run_study
 from droplab.studies.jobs import config_key, job_config
 from droplab.verdicts import Claim
 
@@ -287,3 +287,70 @@ def test_study_and_report_commands(tiny_dir, tmp_path, capsys):
 def test_bad_study_and_report_arguments_exit_2(args, message, capsys):
     code, _, err = run_cli(args, capsys)
     assert code == 2 and message in err
+
+
+# --- the registry ------------------------------------------------------------------------
+
+
+def test_the_catalog_registers_its_studies_in_order():
+    assert list(STUDIES) == [
+        "headline", "layer-rates", "long-training", "activation-variance", "ensemble", "weight-decay",
+        "dropconnect", "noise", "data-size", "normalization", "regularizers", "no-rescale",
+    ]  # fmt: skip
+    assert catalog.STUDIES is STUDIES and "mc" in PROBES
+    assert PROBES["mc"].run.__module__ == "droplab.studies.catalog.ensemble"  # the probe lives with its study
+
+
+def test_a_study_and_its_probe_are_registered_where_they_are_defined(tiny_dir):
+    from droplab.data import load_fashion_mnist
+    from droplab.studies.jobs import run_job
+
+    @registry.probe("weights", keys=("count",))
+    def count_weights(model, data, seed):
+        return {"count": sum(p.numel() for p in model.parameters())}
+
+    @registry.study(name="tiny", title="A tiny study", question="Is it registered?",
+                    variants=lambda quick: [registry.Variant("p", {"dropout": (0.5,)}, probes=("weights",))],
+                    base={"model": "mlp", "hidden": (8,)})  # fmt: skip
+    def analyze(r):
+        return registry.Analysis([], [], {})
+
+    try:
+        study = STUDIES["tiny"]
+        assert (study.analyze, study.epochs, list(STUDIES)[-1]) == (analyze, 10, "tiny")
+        with pytest.raises(ValueError, match="a study named 'tiny' is already registered"):
+            registry.register(study)
+        with pytest.raises(ValueError, match="a probe named 'weights' is already registered"):
+            registry.probe("weights", keys=())(count_weights)
+        data = load_fashion_mnist(tiny_dir, val_size=100, verify=False)
+        job = job_config(study, study.variants(True)[0], 0, 1, True, len(data.train_x))
+        assert run_job(job, data)["probes"] == {"weights": {"count": 784 * 8 + 8 + 8 * 10 + 10}}
+        unknown = registry.Variant("q", probes=("nothing",))
+        with pytest.raises(ValueError, match="unknown probe 'nothing', expected one of mc, weights"):
+            job_config(study, unknown, 0, 1, True, len(data.train_x))
+    finally:
+        STUDIES.pop("tiny", None)
+        PROBES.pop("weights", None)
+
+
+def test_no_library_message_of_the_studies_names_a_command_line_flag():
+    """The CLI maps errors to messages with flags; the library's own raise sites name none."""
+    import ast
+    from pathlib import Path
+
+    import droplab
+
+    root = Path(droplab.__file__).parent
+    files = [*root.glob("studies/**/*.py"), *(root / f for f in ("compare.py", "rundir.py", "report.py",
+                                                                "stats.py", "plots.py", "verdicts.py"))]  # fmt: skip
+    found = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            raised = isinstance(node, ast.Raise) and node.exc is not None
+            error_class = isinstance(node, ast.ClassDef) and any(  # its message is built in its __init__
+                ast.unparse(b).endswith(("Error", "Exception", "Interrupted")) for b in node.bases
+            )
+            if raised or error_class:
+                texts = [c.value for c in ast.walk(node) if isinstance(c, ast.Constant)]
+                found += [f"{path.name}:{node.lineno}: {t}" for t in texts if re.search(r"--[a-z]", str(t))]
+    assert len(files) > 20 and not found
