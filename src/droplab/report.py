@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 import os
 import re
 import stat
@@ -18,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from . import __version__, rundir
+from .studyfile import validate
 
 __all__ = ["ReportError", "NoStudyFound", "find_studies", "render", "write_report"]
 
@@ -103,128 +103,6 @@ def _size(n: int) -> str:
     return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n} bytes"
 
 
-# --- the schema of study.json (the fields the page shows; other fields are not looked at) ---
-
-_JSON_TYPES = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
-               list: "an array", dict: "an object"}  # fmt: skip
-
-
-def _kind(value) -> str:
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)  # nan, inf: json.loads reads NaN and Infinity
-    return _JSON_TYPES.get(type(value), type(value).__name__)
-
-
-class _Invalid(Exception):
-    def __init__(self, field: str, expected: str, value=None, missing: bool = False):
-        got = "missing" if missing else f"got {_kind(value)}"
-        super().__init__(f"{field}: {got}; expected {expected}")
-
-
-def _string(value, field: str) -> str:
-    if not isinstance(value, str):
-        raise _Invalid(field, "a string", value)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _Invalid(field, "a string of valid Unicode (no lone surrogates)", value) from None
-    return value
-
-
-def _finite(value, field: str, minimum: float | None = None) -> float:
-    expected = "a finite number" + (f" >= {minimum:g}" if minimum is not None else "")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Invalid(field, expected, value)
-    try:
-        number = float(value)
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number) or (minimum is not None and number < minimum):
-        raise ValueError(f"{field}: {value!r:.40}; expected {expected}")
-    return number
-
-
-def _integer(value, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid(field, "an integer", value)
-    return value
-
-
-def _list(value, field: str, what: str) -> list:
-    if not isinstance(value, list):
-        raise _Invalid(field, f"an array of {what}", value)
-    return value
-
-
-def _object(value, field: str, what: str) -> dict:
-    if not isinstance(value, dict):
-        raise _Invalid(field, what, value)
-    return value
-
-
-def _get(obj: dict, key: str, field: str, expected: str):
-    if key not in obj:
-        raise _Invalid(field, expected, missing=True)
-    return obj[key]
-
-
-def _cell(value, field: str) -> str:
-    if isinstance(value, str):
-        return _string(value, field)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        _finite(value, field)
-        return str(value)
-    raise _Invalid(field, "a string or a finite number", value)
-
-
-def _validate(raw) -> dict:
-    """The fields the page shows, checked and normalised; raises ``_Invalid``/``ValueError``."""
-    s = _object(raw, "the top level", "an object (a droplab study)")
-    for key in ("study", "title", "claims", "tables", "figures"):
-        if key not in s:
-            raise ValueError(f"not a droplab study (no {key!r})")
-    study = {
-        "study": _string(s["study"], "study"),
-        "title": _string(s["title"], "title"),
-        "question": _string(s.get("question", ""), "question"),
-        "seeds": [_integer(v, f"seeds[{i}]") for i, v in enumerate(_list(s.get("seeds", []), "seeds", "integers"))],
-        "quick": s.get("quick", False),
-        "runs": _integer(s["runs"], "runs") if "runs" in s else None,
-        "train_seconds": _finite(s.get("train_seconds", 0), "train_seconds", minimum=0),
-        "notes": [_string(v, f"notes[{i}]") for i, v in enumerate(_list(s.get("notes", []), "notes", "strings"))],
-        "figures": [_string(v, f"figures[{i}]") for i, v in enumerate(_list(s["figures"], "figures", "strings"))],
-        "claims": [],
-        "tables": [],
-    }
-    if not isinstance(study["quick"], bool):
-        raise _Invalid("quick", "a boolean", study["quick"])
-    if study["runs"] is not None and study["runs"] < 0:
-        raise ValueError(f"runs: {study['runs']}; expected an integer >= 0")
-    expected = "an object with 'line' and 'verdict' strings"
-    for i, c in enumerate(_list(s["claims"], "claims", "objects")):
-        c = _object(c, f"claims[{i}]", expected)
-        study["claims"].append({
-            key: _string(_get(c, key, f"claims[{i}].{key}", "a string"), f"claims[{i}].{key}")
-            for key in ("line", "verdict")
-        })  # fmt: skip
-    expected = "an object with 'title', 'headers' and 'rows'"
-    for i, t in enumerate(_list(s["tables"], "tables", "objects")):
-        f = f"tables[{i}]"
-        t = _object(t, f, expected)
-        title = _string(_get(t, "title", f"{f}.title", "a string"), f"{f}.title")
-        headers = _list(_get(t, "headers", f"{f}.headers", "an array of strings"), f"{f}.headers", "strings")
-        rows = _list(_get(t, "rows", f"{f}.rows", "an array of arrays"), f"{f}.rows", "arrays")
-        study["tables"].append({
-            "title": title,
-            "headers": [_string(h, f"{f}.headers[{j}]") for j, h in enumerate(headers)],
-            "rows": [
-                [_cell(v, f"{f}.rows[{j}][{k}]") for k, v in enumerate(_list(row, f"{f}.rows[{j}]", "cells"))]
-                for j, row in enumerate(rows)
-            ],
-        })  # fmt: skip
-    return study
-
-
 def _load(directory: Path) -> dict:
     path = directory / "study.json"
     try:
@@ -239,8 +117,8 @@ def _load(directory: Path) -> dict:
     except ValueError as err:  # JSONDecodeError, and the size and file-type refusals
         raise ReportError(path, f"cannot be read: {err}") from None
     try:
-        return _validate(raw)
-    except (_Invalid, ValueError) as err:
+        return validate(raw)
+    except ValueError as err:  # the fields the page shows, not what they must be
         raise ReportError(path, str(err)) from None
 
 
