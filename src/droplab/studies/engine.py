@@ -83,21 +83,26 @@ def run_study(
         PlanError: more than ``max_runs`` runs.
         droplab.rundir.RunDirError: ``out`` holds another study or other files, or is in use.
     """
+    # 1. before any work: the arguments, the plan's size (a typo is not a study), the data
     _check_arguments(seeds=seeds, epochs=epochs, jobs=jobs)
     variants = study.variants(quick)
-    check_size(len(variants), seeds, max_runs)  # before any work: a typo is not a study
+    check_size(len(variants), seeds, max_runs)
     out = Path(out)
-    data = load_fashion_mnist(data_dir, val_size=val_size, verify=verify)  # checks the data before any work
+    data = load_fashion_mnist(data_dir, val_size=val_size, verify=verify)
+    # 2. the study's directory, held until the study ends, and the store of runs
     with rundir.claimed(out, "study", study.name):
         store = open_store(Path(store) if store is not None else out / "runs")
         jobs, threads = _workers(jobs, log)
+        # 3. one job per (variant, seed); 4. what the store already holds
         seed_list = list(range(seeds))
         plan = _plan(study, variants, seed_list, epochs, quick, data, threads, val_size)
         done, todo = collect(plan, store, log)
         _log_plan(study.name, plan, done, todo, store, jobs, data, log)
+        # 5. train the rest
         start = time.perf_counter()
         _train(todo, done, data, store, jobs, threads, val_size, verify, log)
         wall = time.perf_counter() - start
+        # 6. analyse and write the study's files
         analysis = study.analyze(Results(study, variants, seed_list, done))
         report = _report(study, quick, seed_list, variants, done, len(todo), wall, analysis)
         _write(out, report, analysis)
@@ -108,6 +113,7 @@ def run_study(
 
 
 def _check_arguments(**values: int | None) -> None:
+    """StudyArgumentError unless every value is an integer >= 1 (``epochs`` may be None: the study's)."""
     for name, value in values.items():
         if value is None and name == "epochs":  # the study's own epochs
             continue
@@ -140,6 +146,7 @@ def _plan(
 
 
 def _log_plan(name: str, plan: dict, done: dict, todo: dict, store: Path, jobs: int, data: FashionMNIST, log) -> None:
+    """One line: the runs, how many the store holds, the workers, and about how long the rest take."""
     seconds, basis = estimate_seconds(
         (job for _, job in todo.values()), done.values(), len(data.train_x), len(data.val_x), len(data.test_x)
     )
@@ -190,12 +197,14 @@ def _report(study: Study, quick: bool, seeds: list[int], variants: list[Variant]
 
 
 def _claim_record(c: Claim) -> dict:
+    """A claim as ``study.json`` keeps it: its figures, verdict and line."""
     i = c.interval
     return {"text": c.text, "mean": i.mean, "low": i.low, "high": i.high, "n": i.n, "unit": c.unit,
             "verdict": c.verdict, "line": c.line()}  # fmt: skip
 
 
 def _variant_record(name: str, seeds: list[int], done: Mapping[tuple[str, int], Any]) -> dict:
+    """A variant as ``study.json`` keeps it: its configuration, and per seed its run's key and record."""
     runs = [done[name, s] for s in seeds]
     return {
         "config": json.loads(json.dumps(runs[0]["job"])),
@@ -208,6 +217,7 @@ def _variant_record(name: str, seeds: list[int], done: Mapping[tuple[str, int], 
 
 
 def _write(out: Path, report: Mapping[str, Any], analysis: Analysis) -> None:
+    """The plots, ``study.json`` and ``summary.md``, each written atomically."""
     for stem, fig in analysis.figures.items():
         rundir.save_figure(out / f"{stem}.png", fig)
     rundir.write_json(out / "study.json", report)

@@ -1,11 +1,11 @@
 """One job of a study: its configuration and key, and how it is trained and probed.
 
-A job is one (variant, seed) of a study: a full :class:`~droplab.train.TrainConfig`, the
-probes to run after training (found by name in :data:`~droplab.studies.registry.PROBES`, where
-the study that asks for one registers it), and the digest of the data it trains on. Its key, a hash of all
-of that, names its result in a store, so a store serves a job only the result of that very job.
-:func:`run_job` trains one (in this process, or in a worker set up by :func:`_init_worker`),
-going on from its checkpoint if a stopped study left one.
+A job is one (variant, seed) of a study: a full :class:`~droplab.train.TrainConfig`, the probes
+to run after training (found by name in :data:`~droplab.studies.registry.PROBES`, where the
+study that asks for one registers it), and the digest of the data it trains on. Its key, a hash
+of all of that, names its result in a store, so a store serves a job only the result of that
+very job. :func:`run_job` trains one (in this process, or in a worker set up by
+:func:`_init_worker`), going on from its checkpoint if a stopped study left one.
 """
 
 from __future__ import annotations
