@@ -1,13 +1,20 @@
+import fcntl
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
 
 from droplab.rundir import (
+    DirectoryBusy,
+    DirectoryNotEmpty,
+    DirectoryOwned,
+    DirectoryUnusable,
     RunDirError,
     atomic_write,
     claim_dir,
+    claimed,
     load_weights,
     new_run_dir,
     save_weights,
@@ -57,11 +64,12 @@ def test_weights_roundtrip(tmp_path):
 
 def test_claim_refuses_used_directory_and_second_claim(tmp_path):
     run = claim_dir(tmp_path / "run")
-    with pytest.raises(RunDirError, match="already in use by another run"):
+    with pytest.raises(DirectoryBusy, match="is in use by another droplab process"):
         claim_dir(run)
     (run / "metrics.csv").write_text("x")
-    with pytest.raises(RunDirError, match="already holds results; droplab never overwrites"):
+    with pytest.raises(DirectoryNotEmpty, match="already holds results; droplab never overwrites a run") as err:
         claim_dir(run)
+    assert err.value.directory == run and "--" not in str(err.value)
     stale = tmp_path / "stale"  # a run killed right after its claim: only an unlocked marker
     stale.mkdir()
     (stale / ".droplab").write_text("pid 1 started\n")
@@ -70,7 +78,7 @@ def test_claim_refuses_used_directory_and_second_claim(tmp_path):
     existing_empty.mkdir()
     assert claim_dir(existing_empty) == existing_empty
     (tmp_path / "file").write_text("x")
-    with pytest.raises(RunDirError, match="not a directory"):
+    with pytest.raises(DirectoryUnusable, match="it exists and is not a directory"):
         claim_dir(tmp_path / "file")
 
 
@@ -81,11 +89,43 @@ def test_unwritable_location(tmp_path):
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
         target = locked / "run"
-    with pytest.raises(RunDirError, match="cannot create output directory"):
+    with pytest.raises(DirectoryUnusable, match="as an output directory: cannot create it") as err:
         claim_dir(target)
+    assert isinstance(err.value, RunDirError) and err.value.directory == Path(target)
 
 
 def test_new_run_dirs_are_distinct(tmp_path):
     a = new_run_dir(tmp_path, "scratch")
     b = new_run_dir(tmp_path, "scratch")
     assert a != b and a.name.startswith("scratch-") and b.exists()
+
+
+def test_a_study_claims_its_directory_again_and_no_other_study_does(tmp_path):
+    out = tmp_path / "study"
+    with claimed(out, "study", "headline") as held:
+        assert (held / ".droplab-study").read_text() == "headline\n"
+        with pytest.raises(DirectoryBusy, match="is in use by another droplab process"):
+            claim_dir(out, "study", "headline")
+        (held / "study.json").write_text("{}")
+    with claimed(out, "study", "headline"):  # released: the same study goes on in it, files and all
+        pass
+    with pytest.raises(DirectoryOwned, match="holds results of study 'headline', not 'noise'") as err:
+        claim_dir(out, "study", "noise")
+    assert (err.value.owner, err.value.wanted) == ("headline", "noise")
+    fd = os.open(out / ".droplab-study", os.O_RDONLY)  # as a running study of another droplab holds it
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(DirectoryBusy):
+            claim_dir(out, "study", "headline")
+    finally:
+        os.close(fd)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("mine")
+    with pytest.raises(DirectoryNotEmpty, match="droplab never overwrites a study"):
+        claim_dir(tmp_path / "notes", "study", "headline")
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "killed" / ".droplab-study").write_text("")  # a claim killed before it wrote its owner
+    with claimed(tmp_path / "killed", "study", "headline") as held:
+        assert (held / ".droplab-study").read_text() == "headline\n"
+    with pytest.raises(ValueError, match="expected kind 'run' without an owner"):
+        claim_dir(tmp_path / "x", "study")

@@ -9,8 +9,7 @@ import time
 import pytest
 from conftest import write_dataset
 
-from droplab.studies.catalog import STUDIES
-from droplab.studies.engine import run_study
+from droplab.studies import STUDIES, run_study
 from droplab.studies.plan import MAX_RUNS, PlanError, check_size
 
 ONE = {"seeds": 1, "quick": True, "verify": False, "val_size": 100}
@@ -92,8 +91,10 @@ def test_unreadable_json_is_set_aside(stored, tiny_dir, tmp_path):
 
 def test_absurd_plans_are_refused_at_once():
     assert check_size(3, 5) == 15
-    with pytest.raises(PlanError, match=r"3,000,000 runs \(3 configurations x 1,000,000 seeds\)"):
+    with pytest.raises(PlanError, match=r"3,000,000 runs \(3 configurations x 1,000,000 seeds\)") as err:
         check_size(3, 1_000_000)
+    e = err.value
+    assert (e.configurations, e.seeds, e.limit, e.runs) == (3, 10**6, MAX_RUNS, 3 * 10**6)
     with pytest.raises(PlanError):
         check_size(1, MAX_RUNS + 1)
     assert check_size(1, MAX_RUNS) == MAX_RUNS
@@ -153,9 +154,11 @@ def test_a_record_equal_to_the_job_up_to_defaults_is_served_as_the_job(stored, t
 
 
 def test_a_probe_record_must_hold_the_probes_figures():
-    from droplab.studies.engine import PROBE_KEYS, canonical
+    from droplab.studies import PROBES
+    from droplab.studies.jobs import canonical
     from droplab.studies.records import SUMMARY_KEYS, record_problem
 
+    PROBE_KEYS = {name: p.keys for name, p in PROBES.items()}
     job = {"train": {"epochs": 1, "seed": 0}, "probes": ["mc"]}
     record = {"job": job, "summary": {**dict.fromkeys(SUMMARY_KEYS, 0.5), "epochs": 1, "seed": 0},
               "history": [{"epoch": 1, "train_loss": 1, "train_acc": 0.5, "val_loss": 1, "val_acc": 0.5,

@@ -11,10 +11,12 @@ import pytest
 import torch
 from test_cli import run_cli
 
-from droplab.report import ReportError, find_studies, render
+from droplab.report import NoStudyFound, ReportError, find_studies, render
+from droplab.rundir import DirectoryBusy, DirectoryNotEmpty, DirectoryOwned
 from droplab.stats import Interval
-from droplab.studies.catalog import STUDIES
-from droplab.studies.engine import Claim, StudyError, config_key, job_config, run_study
+from droplab.studies import PROBES, STUDIES, StudyArgumentError, catalog, registry, run_study
+from droplab.studies.jobs import config_key, job_config
+from droplab.verdicts import Claim
 
 QUICK = {"seeds": 2, "quick": True, "verify": False, "val_size": 100, "log": lambda line: None}
 LINE = re.compile(r"^claim: .+ — [+-]\d+\.\d+( pp)? \[(n/a|[+-]\d+\.\d+, [+-]\d+\.\d+)\], \d+ seeds? — "
@@ -79,7 +81,7 @@ def test_a_second_study_into_the_same_directory_is_refused_while_the_first_runs(
     fd = os.open(tmp_path / "h" / ".droplab-study", os.O_RDONLY)  # as a running study holds it
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
-        with pytest.raises(StudyError, match="is in use by another droplab study"):
+        with pytest.raises(DirectoryBusy, match="is in use by another droplab process"):
             run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)
     finally:
         os.close(fd)
@@ -90,8 +92,8 @@ def test_an_interrupted_job_goes_on_from_its_checkpoint_bit_for_bit(tiny_dir, tm
     import signal
 
     from droplab.data import load_fashion_mnist
-    from droplab.interrupt import StopRequest
-    from droplab.studies.engine import StudyInterrupted, run_job
+    from droplab.interrupt import StopRequest, StudyInterrupted
+    from droplab.studies.jobs import run_job
 
     data = load_fashion_mnist(tiny_dir, val_size=100, verify=False)
     study = STUDIES["long-training"]
@@ -166,22 +168,26 @@ def test_studies_sharing_a_store_share_identical_runs(tiny_dir, tmp_path):
 
 def test_output_directory_of_another_study_or_not_a_study_is_refused(tiny_dir, tmp_path):
     run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)
-    with pytest.raises(StudyError, match="holds results of study 'headline', not 'noise'"):
+    with pytest.raises(DirectoryOwned, match="holds results of study 'headline', not 'noise'"):
         run_study(STUDIES["noise"], tiny_dir, tmp_path / "h", **QUICK)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
-    with pytest.raises(StudyError, match="is not a study directory of droplab"):
+    with pytest.raises(DirectoryNotEmpty, match="already holds results; droplab never overwrites a study"):
         run_study(STUDIES["headline"], tiny_dir, tmp_path / "other", **QUICK)
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize(
     "kw, message",
-    [({"seeds": 0}, "--seeds 0: invalid"), ({"epochs": 0}, "--epochs 0: invalid"), ({"jobs": 0}, "--jobs 0: invalid")],
+    [({"seeds": 0}, "seeds = 0 is invalid"), ({"epochs": 0}, "epochs = 0 is invalid"),
+     ({"jobs": 0}, "jobs = 0 is invalid"), ({"seeds": True}, "seeds = True is invalid")],
 )
 def test_bad_study_options(kw, message, tiny_dir, tmp_path):
-    with pytest.raises(StudyError, match=message):
+    with pytest.raises(StudyArgumentError, match=message) as err:
         run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **{**QUICK, **kw})
+    (name, value), = kw.items()
+    assert (err.value.name, err.value.value, err.value.expected) == (name, value, "an integer >= 1")
+    assert "--" not in str(err.value)
     assert not (tmp_path / "h").exists()
 
 
@@ -231,8 +237,9 @@ def test_report_errors(tmp_path):
     with pytest.raises(ReportError, match="not a directory"):
         find_studies([tmp_path / "missing"])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ReportError, match="no study.json"):
+    with pytest.raises(NoStudyFound, match="no study.json") as err:
         find_studies([tmp_path / "empty"])
+    assert err.value.path == tmp_path / "empty" and isinstance(err.value, ReportError)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "study.json").write_text("{not json")
     with pytest.raises(ReportError, match="cannot be read"):
@@ -280,3 +287,70 @@ def test_study_and_report_commands(tiny_dir, tmp_path, capsys):
 def test_bad_study_and_report_arguments_exit_2(args, message, capsys):
     code, _, err = run_cli(args, capsys)
     assert code == 2 and message in err
+
+
+# --- the registry ------------------------------------------------------------------------
+
+
+def test_the_catalog_registers_its_studies_in_order():
+    assert list(STUDIES) == [
+        "headline", "layer-rates", "long-training", "activation-variance", "ensemble", "weight-decay",
+        "dropconnect", "noise", "data-size", "normalization", "regularizers", "no-rescale",
+    ]  # fmt: skip
+    assert catalog.STUDIES is STUDIES and "mc" in PROBES
+    assert PROBES["mc"].run.__module__ == "droplab.studies.catalog.ensemble"  # the probe lives with its study
+
+
+def test_a_study_and_its_probe_are_registered_where_they_are_defined(tiny_dir):
+    from droplab.data import load_fashion_mnist
+    from droplab.studies.jobs import run_job
+
+    @registry.probe("weights", keys=("count",))
+    def count_weights(model, data, seed):
+        return {"count": sum(p.numel() for p in model.parameters())}
+
+    @registry.study(name="tiny", title="A tiny study", question="Is it registered?",
+                    variants=lambda quick: [registry.Variant("p", {"dropout": (0.5,)}, probes=("weights",))],
+                    base={"model": "mlp", "hidden": (8,)})  # fmt: skip
+    def analyze(r):
+        return registry.Analysis([], [], {})
+
+    try:
+        study = STUDIES["tiny"]
+        assert (study.analyze, study.epochs, list(STUDIES)[-1]) == (analyze, 10, "tiny")
+        with pytest.raises(ValueError, match="a study named 'tiny' is already registered"):
+            registry.register(study)
+        with pytest.raises(ValueError, match="a probe named 'weights' is already registered"):
+            registry.probe("weights", keys=())(count_weights)
+        data = load_fashion_mnist(tiny_dir, val_size=100, verify=False)
+        job = job_config(study, study.variants(True)[0], 0, 1, True, len(data.train_x))
+        assert run_job(job, data)["probes"] == {"weights": {"count": 784 * 8 + 8 + 8 * 10 + 10}}
+        unknown = registry.Variant("q", probes=("nothing",))
+        with pytest.raises(ValueError, match="unknown probe 'nothing', expected one of mc, weights"):
+            job_config(study, unknown, 0, 1, True, len(data.train_x))
+    finally:
+        STUDIES.pop("tiny", None)
+        PROBES.pop("weights", None)
+
+
+def test_no_library_message_of_the_studies_names_a_command_line_flag():
+    """The CLI maps errors to messages with flags; the library's own raise sites name none."""
+    import ast
+    from pathlib import Path
+
+    import droplab
+
+    root = Path(droplab.__file__).parent
+    files = [*root.glob("studies/**/*.py"), *(root / f for f in ("compare.py", "rundir.py", "report.py",
+                                                                "stats.py", "plots.py", "verdicts.py"))]  # fmt: skip
+    found = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            raised = isinstance(node, ast.Raise) and node.exc is not None
+            error_class = isinstance(node, ast.ClassDef) and any(  # its message is built in its __init__
+                ast.unparse(b).endswith(("Error", "Exception", "Interrupted")) for b in node.bases
+            )
+            if raised or error_class:
+                texts = [c.value for c in ast.walk(node) if isinstance(c, ast.Constant)]
+                found += [f"{path.name}:{node.lineno}: {t}" for t in texts if re.search(r"--[a-z]", str(t))]
+    assert len(files) > 20 and not found

@@ -19,8 +19,9 @@ import numpy as np
 from . import plots, rundir
 from .data import FashionMNIST
 from .models import MODEL_NAMES
-from .stats import mean_std, paired_interval, verdict
+from .stats import mean_std, paired_interval
 from .train import TrainConfig, run
+from .verdicts import Claim, Table
 
 __all__ = ["TABLE_METRICS", "CompareResult", "compare", "format_table", "claims"]
 
@@ -114,18 +115,13 @@ def claims(result: CompareResult) -> list[str]:
         r = result.results[model]
         acc = paired_interval([100 * v for v in r["val_acc"]], [100 * v for v in plain["val_acc"]])
         gap = paired_interval(r["gap"], plain["gap"])
-        lines.append(_claim(f"{model} dropout raises val accuracy over plain", acc, " pp", 2, True))
-        lines.append(_claim(f"{model} dropout shrinks the val-train loss gap", gap, "", 4, False))
+        lines.append(Claim(f"{model} dropout raises val accuracy over plain", acc, "pp").line())
+        lines.append(Claim(f"{model} dropout shrinks the val-train loss gap", gap, "", False).line())
     return lines
 
 
-def _claim(text: str, iv, unit: str, digits: int, expect_positive: bool) -> str:
-    d = digits
-    bounds = "[no interval from 1 seed]" if math.isnan(iv.low) else f"[{iv.low:+.{d}f}, {iv.high:+.{d}f}]"
-    return f"claim: {text} — {iv.mean:+.{d}f}{unit} {bounds}, {iv.n} seeds — {verdict(iv, expect_positive)}"
-
-
 def markdown(result: CompareResult, base: TrainConfig) -> str:
+    """``compare.md``: the settings, the table, the claims and the curves."""
     rows = format_table(result)
     lines = [
         "# Dropout vs plain MLP on Fashion-MNIST",
@@ -136,10 +132,8 @@ def markdown(result: CompareResult, base: TrainConfig) -> str:
         "eval mode (dropout off); *train loss* is the mean over the last epoch's minibatches "
         "with dropout on.",
         "",
-        "| " + " | ".join(rows[0]) + " |",
-        "|" + "---|" * len(rows[0]),
+        Table("", rows[0], rows[1:]).markdown(),
     ]
-    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
     lines += ["", "## The lecture's claims, as measured here", ""]
     lines += [f"- {c}" for c in claims(result)]
     lines += [

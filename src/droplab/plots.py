@@ -1,20 +1,37 @@
-"""Figures: a run's training curves (as on d2l's board) and the models of a comparison."""
+"""Figures: a run's training curves (as on d2l's board), the models of a comparison, and the
+studies' plots (intervals over seeds, heatmaps, curves with bands, reliability diagrams).
+
+Every function returns a matplotlib Figure drawn on the Agg backend; matplotlib is imported with
+the first figure, not with this module.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["run_curves", "compare_curves", "intervals", "heatmap", "curves", "xy_intervals", "reliability_diagram"]
 
 COLORS = {"plain": "#7f7f7f", "scratch": "#1f77b4", "concise": "#ff7f0e"}
 LINESTYLES = {"plain": "-", "scratch": "-", "concise": "--"}  # concise often overlays scratch
+
+
+@functools.cache
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend (files, no window), imported with the first figure:
+    importing this module, and the studies that draw with it, stays cheap (workers never draw)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _style(ax, title: str, ylabel: str) -> None:
@@ -28,7 +45,7 @@ def _style(ax, title: str, ylabel: str) -> None:
 def run_curves(history: Sequence[Mapping[str, float]], title: str = "") -> Figure:
     """Train loss, val loss and val accuracy per epoch on one axes, as d2l's board draws them."""
     epochs = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    fig, ax = _pyplot().subplots(figsize=(6, 4), layout="constrained")
     ax.plot(epochs, [h["train_loss"] for h in history], "-", color="#1f77b4", label="train_loss")
     ax.plot(epochs, [h["val_loss"] for h in history], "--", color="#d62728", label="val_loss")
     ax.plot(epochs, [h["val_acc"] for h in history], "-.", color="#2ca02c", label="val_acc")
@@ -47,7 +64,7 @@ def compare_curves(curves: Mapping[str, Mapping[str, np.ndarray]], title: str = 
         ("val_loss", "validation loss", "loss"),
         ("val_acc", "validation accuracy", "accuracy"),
     ]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4), layout="constrained")
+    fig, axes = _pyplot().subplots(1, 3, figsize=(13, 4), layout="constrained")
     for ax, (metric, panel_title, ylabel) in zip(axes, panels):
         for model, per_metric in curves.items():
             values = np.asarray(per_metric[metric], dtype=float)
@@ -80,7 +97,7 @@ def _t975(n: int) -> float:
 def intervals(labels: Sequence[str], values: Sequence[Sequence[float]], title: str, xlabel: str) -> Figure:
     """Per label: every seed's value (dots) and the mean with its 95% t interval (bar), sorted
     as given, best read from the top."""
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(labels) + 1.4), layout="constrained")
+    fig, ax = _pyplot().subplots(figsize=(7, 0.45 * len(labels) + 1.4), layout="constrained")
     for i, (label, vals) in enumerate(zip(labels, values)):
         v = np.asarray(vals, dtype=float)
         y = len(labels) - 1 - i
@@ -101,7 +118,7 @@ def intervals(labels: Sequence[str], values: Sequence[Sequence[float]], title: s
 
 def heatmap(values: np.ndarray, rows: Sequence, cols: Sequence, title: str, row_label: str, col_label: str) -> Figure:
     """A grid of means with the value written in each cell."""
-    fig, ax = plt.subplots(figsize=(6, 5), layout="constrained")
+    fig, ax = _pyplot().subplots(figsize=(6, 5), layout="constrained")
     im = ax.imshow(values, cmap="viridis", origin="lower")
     ax.set_xticks(range(len(cols)), [str(c) for c in cols])
     ax.set_yticks(range(len(rows)), [str(r) for r in rows])
@@ -128,7 +145,8 @@ def curves(
 
     ``series[name][key]`` has shape (seeds, epochs).
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), layout="constrained", squeeze=False)
+    size = (4.6 * len(panels), 3.8)
+    fig, axes = _pyplot().subplots(1, len(panels), figsize=size, layout="constrained", squeeze=False)
     for ax, (key, panel_title) in zip(axes[0], panels):
         for i, (name, per_key) in enumerate(series.items()):
             v = np.asarray(per_key[key], dtype=float)
@@ -159,7 +177,7 @@ def xy_intervals(
 ) -> Figure:
     """Per series, at each x: the mean over seeds with its 95% t interval; ``series[name][i]``
     holds the seeds' values at ``x[i]``."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    fig, ax = _pyplot().subplots(figsize=(6.4, 4.2), layout="constrained")
     for i, (name, per_x) in enumerate(series.items()):
         v = [np.asarray(p, dtype=float) for p in per_x]
         mean = np.array([a.mean() for a in v])
@@ -181,7 +199,7 @@ def xy_intervals(
 def reliability_diagram(panels: Mapping[str, Sequence[Mapping[str, float]]], title: str = "") -> Figure:
     """Accuracy against confidence per bin (bars; the diagonal is perfect calibration), one
     panel per method; ``panels[name]`` is a list of bins pooled over seeds."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4), layout="constrained", squeeze=False)
+    fig, axes = _pyplot().subplots(1, len(panels), figsize=(4.4 * len(panels), 4), layout="constrained", squeeze=False)
     for ax, (name, bins) in zip(axes[0], panels.items()):
         lows = np.array([b["low"] for b in bins])
         width = np.array([b["high"] - b["low"] for b in bins])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 import os
 import re
 import stat
@@ -18,8 +17,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from . import __version__, rundir
+from .studyfile import validate
 
-__all__ = ["ReportError", "find_studies", "render", "write_report"]
+__all__ = ["ReportError", "NoStudyFound", "find_studies", "render", "write_report"]
 
 VERDICT_COLORS = {"supported": "#1a7f37", "not supported": "#cf222e", "inconclusive": "#9a6700"}
 
@@ -41,7 +41,18 @@ figure { margin: 12px 0; } img { max-width: min(100%, 1040px); border: 1px solid
 
 
 class ReportError(ValueError):
-    """No study to report, or a study directory that cannot be read."""
+    """No study to report at ``path``, or a file there that cannot be read or written: ``problem`` says why."""
+
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        self.path, self.problem = Path(path), problem
+        super().__init__(f"{path}: {problem}")
+
+
+class NoStudyFound(ReportError):
+    """``path`` holds no ``study.json``, neither in it nor in its subdirectories."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__(path, "no study.json in it or in its subdirectories")
 
 
 STUDY_JSON_CAP = 64 << 20  # bytes of study.json read at most (real ones are well under 5 MB)
@@ -69,21 +80,21 @@ def find_studies(paths: Sequence[str | os.PathLike]) -> list[Path]:
     for p in map(Path, paths):
         st = _stat(p)
         if st is None or not stat.S_ISDIR(st.st_mode):
-            raise ReportError(f"{p}: not a directory")
+            raise ReportError(p, "not a directory")
         if _study_file(p) is not None:
             found.append(p)
             continue
         if _stat(p / "study.json") is not None:
-            raise ReportError(f"{p / 'study.json'}: not a regular file; expected the study's JSON file")
+            raise ReportError(p / "study.json", "not a regular file; expected the study's JSON file")
         try:
             entries = sorted(p.iterdir())
         except OSError as err:
-            raise ReportError(f"{p}: cannot be listed: {err.strerror or err}") from None
+            raise ReportError(p, f"cannot be listed: {err.strerror or err}") from None
         # in the order the studies were written (a suite writes them in the catalog's order);
         # entries that are not directories holding a regular study.json (unreadable, odd) are skipped
         subs = [(st.st_mtime, d.name, d) for d in entries if (st := _study_file(d)) is not None]
         if not subs:
-            raise ReportError(f"{p}: no study.json in it or in its subdirectories (run `droplab study` first)")
+            raise NoStudyFound(p)
         found += [d for _, _, d in sorted(subs, key=lambda t: t[:2])]
     return found
 
@@ -92,145 +103,23 @@ def _size(n: int) -> str:
     return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n} bytes"
 
 
-# --- the schema of study.json (the fields the page shows; other fields are not looked at) ---
-
-_JSON_TYPES = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
-               list: "an array", dict: "an object"}  # fmt: skip
-
-
-def _kind(value) -> str:
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)  # nan, inf: json.loads reads NaN and Infinity
-    return _JSON_TYPES.get(type(value), type(value).__name__)
-
-
-class _Invalid(Exception):
-    def __init__(self, field: str, expected: str, value=None, missing: bool = False):
-        got = "missing" if missing else f"got {_kind(value)}"
-        super().__init__(f"{field}: {got}; expected {expected}")
-
-
-def _string(value, field: str) -> str:
-    if not isinstance(value, str):
-        raise _Invalid(field, "a string", value)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _Invalid(field, "a string of valid Unicode (no lone surrogates)", value) from None
-    return value
-
-
-def _finite(value, field: str, minimum: float | None = None) -> float:
-    expected = "a finite number" + (f" >= {minimum:g}" if minimum is not None else "")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Invalid(field, expected, value)
-    try:
-        number = float(value)
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number) or (minimum is not None and number < minimum):
-        raise ValueError(f"{field}: {value!r:.40}; expected {expected}")
-    return number
-
-
-def _integer(value, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid(field, "an integer", value)
-    return value
-
-
-def _list(value, field: str, what: str) -> list:
-    if not isinstance(value, list):
-        raise _Invalid(field, f"an array of {what}", value)
-    return value
-
-
-def _object(value, field: str, what: str) -> dict:
-    if not isinstance(value, dict):
-        raise _Invalid(field, what, value)
-    return value
-
-
-def _get(obj: dict, key: str, field: str, expected: str):
-    if key not in obj:
-        raise _Invalid(field, expected, missing=True)
-    return obj[key]
-
-
-def _cell(value, field: str) -> str:
-    if isinstance(value, str):
-        return _string(value, field)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        _finite(value, field)
-        return str(value)
-    raise _Invalid(field, "a string or a finite number", value)
-
-
-def _validate(raw) -> dict:
-    """The fields the page shows, checked and normalised; raises ``_Invalid``/``ValueError``."""
-    s = _object(raw, "the top level", "an object (a droplab study)")
-    for key in ("study", "title", "claims", "tables", "figures"):
-        if key not in s:
-            raise ValueError(f"not a droplab study (no {key!r})")
-    study = {
-        "study": _string(s["study"], "study"),
-        "title": _string(s["title"], "title"),
-        "question": _string(s.get("question", ""), "question"),
-        "seeds": [_integer(v, f"seeds[{i}]") for i, v in enumerate(_list(s.get("seeds", []), "seeds", "integers"))],
-        "quick": s.get("quick", False),
-        "runs": _integer(s["runs"], "runs") if "runs" in s else None,
-        "train_seconds": _finite(s.get("train_seconds", 0), "train_seconds", minimum=0),
-        "notes": [_string(v, f"notes[{i}]") for i, v in enumerate(_list(s.get("notes", []), "notes", "strings"))],
-        "figures": [_string(v, f"figures[{i}]") for i, v in enumerate(_list(s["figures"], "figures", "strings"))],
-        "claims": [],
-        "tables": [],
-    }
-    if not isinstance(study["quick"], bool):
-        raise _Invalid("quick", "a boolean", study["quick"])
-    if study["runs"] is not None and study["runs"] < 0:
-        raise ValueError(f"runs: {study['runs']}; expected an integer >= 0")
-    expected = "an object with 'line' and 'verdict' strings"
-    for i, c in enumerate(_list(s["claims"], "claims", "objects")):
-        c = _object(c, f"claims[{i}]", expected)
-        study["claims"].append({
-            key: _string(_get(c, key, f"claims[{i}].{key}", "a string"), f"claims[{i}].{key}")
-            for key in ("line", "verdict")
-        })  # fmt: skip
-    expected = "an object with 'title', 'headers' and 'rows'"
-    for i, t in enumerate(_list(s["tables"], "tables", "objects")):
-        f = f"tables[{i}]"
-        t = _object(t, f, expected)
-        title = _string(_get(t, "title", f"{f}.title", "a string"), f"{f}.title")
-        headers = _list(_get(t, "headers", f"{f}.headers", "an array of strings"), f"{f}.headers", "strings")
-        rows = _list(_get(t, "rows", f"{f}.rows", "an array of arrays"), f"{f}.rows", "arrays")
-        study["tables"].append({
-            "title": title,
-            "headers": [_string(h, f"{f}.headers[{j}]") for j, h in enumerate(headers)],
-            "rows": [
-                [_cell(v, f"{f}.rows[{j}][{k}]") for k, v in enumerate(_list(row, f"{f}.rows[{j}]", "cells"))]
-                for j, row in enumerate(rows)
-            ],
-        })  # fmt: skip
-    return study
-
-
 def _load(directory: Path) -> dict:
     path = directory / "study.json"
     try:
         text = rundir.read_regular(path, STUDY_JSON_CAP, "the study's JSON file").decode("utf-8")
         raw = json.loads(text)
     except OSError as err:
-        raise ReportError(f"{path}: cannot be read: {err.strerror or err}") from None
+        raise ReportError(path, f"cannot be read: {err.strerror or err}") from None
     except UnicodeDecodeError as err:
-        raise ReportError(f"{path}: cannot be read: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        raise ReportError(path, f"cannot be read: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except RecursionError:
-        raise ReportError(f"{path}: cannot be read: nested too deeply") from None
+        raise ReportError(path, "cannot be read: nested too deeply") from None
     except ValueError as err:  # JSONDecodeError, and the size and file-type refusals
-        raise ReportError(f"{path}: cannot be read: {err}") from None
+        raise ReportError(path, f"cannot be read: {err}") from None
     try:
-        return _validate(raw)
-    except (_Invalid, ValueError) as err:
-        raise ReportError(f"{path}: {err}") from None
+        return validate(raw)
+    except ValueError as err:  # the fields the page shows, not what they must be
+        raise ReportError(path, str(err)) from None
 
 
 # --- the page ------------------------------------------------------------------------------
@@ -368,16 +257,16 @@ def write_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> 
     expected = "the path of an HTML file to write, in an existing directory"
     if (st := _stat(out)) is not None and not stat.S_ISREG(st.st_mode):
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-        raise ReportError(f"{out}: {kind}; expected {expected}")
+        raise ReportError(out, f"{kind}; expected {expected}")
     parent = out.parent
     if (st := _stat(parent)) is None or not stat.S_ISDIR(st.st_mode):
-        raise ReportError(f"{out}: {parent} is not an existing directory; expected {expected}")
+        raise ReportError(out, f"{parent} is not an existing directory; expected {expected}")
     studies = find_studies(paths)
     inputs = {(d / "study.json").resolve() for d in studies} | {p.resolve() for d in studies for p in d.glob("*.png")}
     if out.resolve() in inputs:
-        raise ReportError(f"{out}: is one of the studies' own files; expected {expected} elsewhere")
+        raise ReportError(out, f"is one of the studies' own files; expected {expected} elsewhere")
     page = render(studies)
     try:
         return rundir.write_text(out, page)
     except OSError as err:
-        raise ReportError(f"{out}: cannot be written: {err.strerror or err}; expected {expected}") from None
+        raise ReportError(out, f"cannot be written: {err.strerror or err}; expected {expected}") from None

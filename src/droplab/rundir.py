@@ -1,12 +1,15 @@
-"""Run directories and atomic writes: a result file is either whole or absent.
+"""Output directories and atomic writes: a result file is either whole or absent.
 
 Every file is written to a temporary name in the same directory, flushed to disk, then
-renamed over its target (``os.replace`` is atomic on POSIX). A run directory is claimed
-when it is created; an existing, non-empty directory is never written into.
+renamed over its target (``os.replace`` is atomic on POSIX). An output directory (a run's,
+a study's) is claimed before anything is written into it (:func:`claim_dir`) and held by
+one process at a time; an existing directory holding other files is never written into.
+Why one cannot be used is a :class:`RunDirError` subclass carrying the directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import io
@@ -16,7 +19,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -24,6 +27,11 @@ import torch
 
 __all__ = [
     "RunDirError",
+    "DirectoryUnusable",
+    "DirectoryNotEmpty",
+    "DirectoryOwned",
+    "DirectoryBusy",
+    "NotADroplabDirectory",
     "atomic_write",
     "read_regular",
     "write_json",
@@ -35,17 +43,60 @@ __all__ = [
     "claim_dir",
     "lock_dir",
     "release_dir",
+    "claimed",
     "abandon_dir",
     "new_run_dir",
 ]
 
 MARKER = ".droplab"
+MARKERS = {"run": MARKER, "study": ".droplab-study"}  # the marker that claims a directory, by what it holds
 _held: dict[Path, int] = {}  # run directories this process holds: their locked marker's descriptor
 _created: set[Path] = set()  # and those of them it created
 
 
 class RunDirError(OSError):
-    """An output directory cannot be used (exists, not writable)."""
+    """An output directory that cannot be used. The classes below say why, with the directory (and
+    whatever else their message needs) as their arguments; raised as it is, it carries a message."""
+
+
+class DirectoryUnusable(RunDirError):
+    """``directory`` cannot serve as ``role``: ``reason`` (the system's refusal, or what it is)."""
+
+    def __init__(self, directory: str | os.PathLike, reason: str, role: str = "an output directory") -> None:
+        self.directory, self.reason, self.role = Path(directory), reason, role
+        super().__init__(f"cannot use {directory} as {role}: {reason}")
+
+
+class DirectoryNotEmpty(RunDirError):
+    """``directory`` holds files and no claim of this ``kind`` ("run", "study"): droplab never writes among them."""
+
+    def __init__(self, directory: str | os.PathLike, kind: str = "run") -> None:
+        self.directory, self.kind = Path(directory), kind
+        super().__init__(f"output directory {directory} already holds results; droplab never overwrites a {kind}")
+
+
+class DirectoryOwned(RunDirError):
+    """``directory`` is claimed by ``owner``, another ``kind`` than ``wanted`` (a study's directory)."""
+
+    def __init__(self, directory: str | os.PathLike, owner: str, wanted: str, kind: str = "study") -> None:
+        self.directory, self.owner, self.wanted, self.kind = Path(directory), owner, wanted, kind
+        super().__init__(f"{directory} holds results of {kind} {owner!r}, not {wanted!r}")
+
+
+class DirectoryBusy(RunDirError):
+    """Another live droplab process holds ``directory`` (its lock; the kernel drops it when the process ends)."""
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory)
+        super().__init__(f"{directory} is in use by another droplab process")
+
+
+class NotADroplabDirectory(RunDirError):
+    """``directory`` holds no marker of a ``kind`` of droplab output ("run", "study"): nothing to go on with."""
+
+    def __init__(self, directory: str | os.PathLike, kind: str = "run") -> None:
+        self.directory, self.kind = Path(directory), kind
+        super().__init__(f"{directory} is not a droplab {kind} directory (no {MARKERS[kind]} marker)")
 
 
 def _umask() -> int:
@@ -151,76 +202,124 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def claim_dir(path: str | os.PathLike) -> Path:
-    """Create ``path`` for a run (or accept it if it exists and is empty); refuse otherwise.
+def claim_dir(path: str | os.PathLike, kind: str = "run", owner: str | None = None) -> Path:
+    """Claim ``path`` as the output directory of a ``kind`` of work; refuse one in use or holding other files.
 
-    The claim is a ``.droplab`` marker created with ``O_EXCL``, so of two processes racing
-    for the same directory exactly one wins; the winner holds a lock on the marker until
-    :func:`release_dir` or its end (the kernel drops it even after a SIGKILL), which is how
-    :func:`lock_dir` tells a live run from a dead one.
+    A run's directory (``kind="run"``) is claimed only while it is new or empty: a run never writes
+    among files it did not write. A study's (``kind="study"``) is claimed by its ``owner``, the
+    study's name, which its marker keeps: the same study claims it again whatever it holds, so that
+    a stopped study goes on in it; another study is refused.
+
+    The claim is a marker (``.droplab``, ``.droplab-study``) created with ``O_EXCL``, so of two
+    processes racing for the same directory exactly one wins; the winner holds a lock on the marker
+    until :func:`release_dir` or its end (the kernel drops it even after a SIGKILL), which is how a
+    live claim is told from a dead one.
+
+    Args:
+        path: the directory; created, with its parents, if it does not exist.
+        kind: ``"run"`` or ``"study"``.
+        owner: the study's name (a study's directory only).
+
+    Returns:
+        ``path``, held by this process.
+
+    Raises:
+        DirectoryUnusable: not a directory, or the system refuses it (a name too long, no permission).
+        DirectoryNotEmpty: it holds files and no claim of this kind.
+        DirectoryOwned: another study's directory.
+        DirectoryBusy: another live process holds it.
     """
+    if kind not in MARKERS or (kind == "study") != (owner is not None):
+        raise ValueError(f"kind={kind!r}, owner={owner!r}: expected kind 'run' without an owner, or 'study' with one")
     path = Path(path)
     try:
-        return _claim(path)
+        return _claim(path, kind, owner)
     except RunDirError:
         raise
     except OSError as err:  # a name too long, a component that is a file, a loop of links...
-        raise RunDirError(f"cannot use {path} as an output directory: {err.strerror or err}") from None
+        raise DirectoryUnusable(path, err.strerror or str(err)) from None
 
 
-def _claim(path: Path) -> Path:
+def _claim(path: Path, kind: str, owner: str | None) -> Path:
+    marker = MARKERS[kind]
     if path.exists() and not path.is_dir():
-        raise RunDirError(f"output path {path} exists and is not a directory")
+        raise DirectoryUnusable(path, "it exists and is not a directory")
+    if owner is not None and (path / marker).exists():
+        return _reclaim(path, kind, owner)
     created = not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise RunDirError(f"cannot create output directory {path}: {err.strerror}") from None
+        raise DirectoryUnusable(path, f"cannot create it: {err.strerror}") from None
     if created:
         _created.add(path.resolve())
-    if any(p.name != MARKER for p in path.iterdir()):
-        raise RunDirError(
-            f"output directory {path} already holds results; droplab never overwrites a run "
-            "(choose a new --out, or leave --out unset for a fresh timestamped directory)"
-        )
+    if any(p.name != marker for p in path.iterdir()):
+        raise DirectoryNotEmpty(path, kind)
     try:
-        fd = os.open(path / MARKER, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
-    except FileExistsError:
-        # only the marker: a run killed before it wrote anything, unless its process still holds it
-        try:
-            return lock_dir(path)
-        except RunDirError:
-            raise RunDirError(f"output directory {path} is already in use by another run") from None
+        fd = os.open(path / marker, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+    except FileExistsError:  # only the marker: a claim another process holds, or one that died
+        return _reclaim(path, kind, owner) if owner is not None else lock_dir(path)
     except OSError as err:
-        raise RunDirError(f"output directory {path} is not writable: {err.strerror}") from None
+        raise DirectoryUnusable(path, f"not writable: {err.strerror}") from None
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # new file: nobody else can hold it
-    os.write(fd, f"pid {os.getpid()} started {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+    _stamp(fd, f"{owner}\n" if owner is not None else _pid("started"))
     _held[path.resolve()] = fd
     return path
+
+
+def _reclaim(path: Path, kind: str, owner: str) -> Path:
+    """Claim again the directory ``owner`` claimed before (a study going on in it)."""
+    try:
+        found = read_regular(path / MARKERS[kind], 4096, f"a droplab {kind}'s marker").decode().strip()
+    except ValueError as err:  # a FIFO, a device, not text
+        raise DirectoryUnusable(path, f"its {MARKERS[kind]} is not a droplab {kind} marker ({err})") from None
+    if found and found != owner:  # empty: a claim killed before it wrote its owner
+        raise DirectoryOwned(path, found, owner, kind)
+    fd = _lock(path, kind)
+    if not found:
+        _stamp(fd, f"{owner}\n")
+    _held[path.resolve()] = fd
+    return path
+
+
+def _lock(path: Path, kind: str) -> int:
+    """The descriptor of ``path``'s marker, locked for this process (``flock``, not waiting)."""
+    marker = path / MARKERS[kind]
+    try:
+        fd = os.open(marker, os.O_RDWR)
+    except FileNotFoundError:
+        raise NotADroplabDirectory(path, kind) from None
+    except OSError as err:
+        raise DirectoryUnusable(path, f"cannot open {marker.name}: {err.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DirectoryBusy(path) from None
+    return fd
+
+
+def _stamp(fd: int, text: str) -> None:
+    """Write ``text`` into a held marker, in place of what it held (the lock stays on its inode)."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, text.encode(), 0)
+
+
+def _pid(what: str) -> str:
+    """A run marker's text: which process holds the directory, since when."""
+    return f"pid {os.getpid()} {what} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n"
 
 
 def lock_dir(path: str | os.PathLike) -> Path:
     """Take over an existing run directory (to resume it); refuse while another process holds it."""
     path = Path(path)
-    marker = path / MARKER
-    try:
-        fd = os.open(marker, os.O_RDWR)
-    except FileNotFoundError:
-        raise RunDirError(f"{path} is not a droplab run directory (no {MARKER} marker)") from None
-    except OSError as err:
-        raise RunDirError(f"cannot open {marker}: {err.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise RunDirError(f"{path} is in use by another droplab process; it cannot be resumed meanwhile") from None
+    fd = _lock(path, "run")
     if not os.access(path, os.W_OK):
         os.close(fd)
-        raise RunDirError(f"run directory {path} is not writable")
+        raise DirectoryUnusable(path, "not writable", "a run directory")
     for stale in path.glob(".*.tmp-*"):  # half-written files of a process killed mid-write
         stale.unlink()
-    os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()} resumed {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+    _stamp(fd, _pid("resumed"))
     _held[path.resolve()] = fd
     return path
 
@@ -231,6 +330,16 @@ def release_dir(path: str | os.PathLike) -> None:
     _created.discard(Path(path).resolve())
     if fd is not None:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def claimed(path: str | os.PathLike, kind: str = "run", owner: str | None = None) -> Iterator[Path]:
+    """:func:`claim_dir` for a ``with`` block: the directory is released when the block ends, however it ends."""
+    directory = claim_dir(path, kind, owner)
+    try:
+        yield directory
+    finally:
+        release_dir(directory)
 
 
 def abandon_dir(path: str | os.PathLike, files: Iterable[str] = ()) -> bool:
@@ -263,11 +372,11 @@ def new_run_dir(root: str | os.PathLike, name: str) -> Path:
             if candidate.exists():
                 continue
         except OSError as err:
-            raise RunDirError(f"cannot use {candidate} as an output directory: {err.strerror or err}") from None
+            raise DirectoryUnusable(candidate, err.strerror or str(err)) from None
         try:
             return claim_dir(candidate)
         except RunDirError:
             if not os.access(candidate.parent, os.W_OK):
                 raise
             continue
-    raise RunDirError(f"could not find a free run directory under {root}")
+    raise DirectoryUnusable(root, "no free name for a run directory in it", "the root of run directories")

@@ -1,7 +1,7 @@
-"""Where a study's jobs run, and how they stop: a pool of worker processes on this machine.
+"""Where a study's jobs run, and how they stop: this process, or a pool of worker processes.
 
-The contract, whatever runs the jobs (this process with
---jobs 1, the process pool below, a cluster backend later): a job is given a stop request
+The contract, whatever runs the jobs (this process, :func:`run_here`, with one job at a time;
+the process pool below, :func:`run_pool`; a cluster backend later): a job is given a stop request
 (anything with ``signum``); once that is set, the job writes its checkpoint at its next safe
 point and ends with StudyInterrupted (run_job, fit). The driver, _drive, on a stop request
 starts no more jobs, passes the request on to the jobs under way, stores what still
@@ -31,7 +31,7 @@ from typing import Any
 from ..interrupt import StopRequest, StudyInterrupted, WorkerLost, signals_blocked
 from . import jobs
 
-__all__ = ["run_pool"]
+__all__ = ["run_here", "run_pool"]
 
 
 def _signame(signum: int) -> str:
@@ -316,3 +316,14 @@ def run_pool(todo, data, val_size, verify, threads, jobs, partial, stop, store_r
         _drive(pool, todo, partial, stop, store_result)
     finally:
         pool.close(stop)
+
+
+def run_here(todo, data, partial: Path, stop: StopRequest, store_result) -> None:
+    """The jobs one after another in this process; a stop ends the study once the job under way
+    has stopped (checkpointed, StudyInterrupted from the job) or finished."""
+    for finished, (tag, (key, job)) in enumerate(todo.items(), 1):
+        store_result(tag, key, jobs.run_job(job, data, partial / f"{key}.pt", stop))
+        (partial / f"{key}.pt").unlink(missing_ok=True)
+        if stop.signum is not None and finished < len(todo):
+            why = f"interrupted by {_signame(stop.signum)} after {finished} of {len(todo)} runs"
+            raise StudyInterrupted(stop.signum, why)

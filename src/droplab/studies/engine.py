@@ -1,12 +1,17 @@
 """Running a study: many training configurations over seeds, resumable, here or in a process pool.
 
-A :class:`Study` is a list of :class:`Variant` s (overrides of :class:`~droplab.train.TrainConfig`,
-plus post-training probes) and an ``analyze`` function. :func:`run_study` expands it into
-one job per (variant, seed) (:mod:`.jobs`), keys each job by a hash of its full configuration and data, skips the
-jobs whose result is already in the store (so an interrupted study resumes, and studies run
-into one store share identical runs), runs the rest here or in a pool of worker processes
-(:mod:`.backends`), then
-analyses and writes ``study.json``, the plots and ``summary.md``.
+:func:`run_study` goes through its stages in order:
+
+1. check the arguments, the size of the plan and the data, before any work;
+2. claim the study's directory (:func:`droplab.rundir.claimed`: one study per directory, one
+   process at a time) and open the store of runs (:mod:`.store`);
+3. plan one job per (variant, seed) (:mod:`.jobs`), each keyed by a hash of its full
+   configuration and data;
+4. collect the jobs whose result is already in the store (so an interrupted study resumes, and
+   studies run into one store share identical runs);
+5. train the rest, here or on a pool of worker processes (:mod:`.backends`), storing each
+   result as it comes;
+6. analyse the runs (the study's ``analyze``) and write ``study.json``, the plots and ``summary.md``.
 
 Every result file is written atomically, so a killed study leaves finished jobs whole and
 unfinished ones absent.
@@ -14,217 +19,40 @@ unfinished ones absent.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import json
-import math
 import os
-import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .. import __version__, rundir
-from ..data import load_fashion_mnist
+from ..data import FashionMNIST, load_fashion_mnist
 from ..interrupt import Interrupted, StopRequest, StudyInterrupted
-from ..stats import Interval, mean_interval, paired_interval, verdict
 from ..threads import usable_cores, use_threads
-from .backends import run_pool
-from .jobs import FORMAT, PROBE_KEYS, PROBES, canonical, config_key, job_config, run_job  # noqa: F401 (FORMAT: API)
+from ..verdicts import Claim
+from .backends import run_here, run_pool
+from .jobs import config_key, job_config
 from .plan import MAX_RUNS, check_size, estimate_seconds, format_seconds
-from .records import record_problem
+from .registry import Analysis, Study, Variant
+from .results import Results
+from .store import Recorder, collect, open_store
 
-__all__ = [
-    "Variant",
-    "Study",
-    "Claim",
-    "Table",
-    "Analysis",
-    "Results",
-    "StudyError",
-    "config_key",
-    "run_study",
-    "PROBES",
-]
-
+__all__ = ["StudyError", "StudyArgumentError", "run_study", "summary_markdown", "Analysis", "Study", "Variant"]
+# Analysis, Study and Variant are re-exported (they live in .registry): scripts build studies from here.
 
 
 class StudyError(ValueError):
-    """A study that cannot run as asked (a bad option, an output directory of another study)."""
+    """A study that cannot run as asked."""
 
 
-def _signame(signum: int) -> str:
-    return signal.Signals(signum).name
+class StudyArgumentError(StudyError):
+    """An argument of :func:`run_study`, ``name``, is ``value``: not ``expected``."""
 
-
-@dataclass(frozen=True)
-class Variant:
-    """One configuration of a study: a name, overrides of ``TrainConfig``, probes."""
-
-    name: str
-    overrides: Mapping[str, Any] = field(default_factory=dict)
-    probes: tuple[str, ...] = ()
-    epochs: int | None = None  # None: the study's epochs
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One verdict line: ``claim: <text> — <estimate> [low, high], n seeds — <verdict>``."""
-
-    text: str
-    interval: Interval
-    unit: str = "pp"  # "pp": a difference of accuracies in percentage points; "": as is
-    expect_positive: bool = True
-
-    @property
-    def verdict(self) -> str:
-        return verdict(self.interval, self.expect_positive)
-
-    def line(self) -> str:
-        i, digits = self.interval, (2 if self.unit == "pp" else 4)
-        unit = " pp" if self.unit == "pp" else ""
-        bounds = "n/a" if math.isnan(i.low) else f"{i.low:+.{digits}f}, {i.high:+.{digits}f}"
-        seeds = f"{i.n} seed{'s' if i.n != 1 else ''}"
-        return f"claim: {self.text} — {i.mean:+.{digits}f}{unit} [{bounds}], {seeds} — {self.verdict}"
-
-
-@dataclass
-class Table:
-    title: str
-    headers: list[str]
-    rows: list[list[str]]
-
-    def markdown(self) -> str:
-        lines = [f"**{self.title}**", "", "| " + " | ".join(self.headers) + " |", "|" + "---|" * len(self.headers)]
-        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
-        return "\n".join(lines)
-
-
-@dataclass
-class Analysis:
-    claims: list[Claim]
-    tables: list[Table]
-    figures: dict[str, Any]  # file stem -> matplotlib Figure
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Study:
-    name: str
-    title: str
-    question: str
-    variants: Callable[[bool], list[Variant]]  # quick -> the variants
-    analyze: Callable[[Results], Analysis]
-    epochs: int = 10
-    base: Mapping[str, Any] = field(default_factory=dict)  # overrides common to all variants
-
-
-class Results:
-    """The finished jobs of a study: per variant, per seed, the stored result."""
-
-    def __init__(self, study: Study, variants: list[Variant], seeds: list[int], jobs: dict) -> None:
-        self.study, self.variants, self.seeds, self._jobs = study, variants, seeds, jobs
-
-    def get(self, variant: str, seed: int) -> dict:
-        return self._jobs[variant, seed]
-
-    def values(self, variant: str, key: str, scale: float = 1.0) -> list[float]:
-        """``summary[key]`` (or a probe figure, ``probe.path``) of ``variant``, one per seed."""
-        out = []
-        for s in self.seeds:
-            r = self._jobs[variant, s]
-            v: Any = r["probes"] if "." in key else r["summary"]
-            for part in key.split("."):
-                v = v[part]
-            out.append(float(v) * scale)
-        return out
-
-    def history(self, variant: str, key: str) -> list[list[float]]:
-        return [[h[key] for h in self._jobs[variant, s]["history"]] for s in self.seeds]
-
-    def interval(self, variant: str, key: str, scale: float = 1.0) -> Interval:
-        return mean_interval(self.values(variant, key, scale))
-
-    def paired(self, a: str, b: str, key: str, scale: float = 1.0) -> Interval:
-        """95% interval of ``a - b`` over seeds."""
-        return paired_interval(self.values(a, key, scale), self.values(b, key, scale))
-
-    def claim(self, text: str, a: str, b: str, key: str = "val_acc", expect_positive: bool = True) -> Claim:
-        """A claim that ``a`` beats ``b`` on ``key`` (accuracies in pp; others as they are)."""
-        acc = key.endswith("acc")
-        return Claim(text, self.paired(a, b, key, 100.0 if acc else 1.0), "pp" if acc else "", expect_positive)
-
-
-# --- the study ------------------------------------------------------------------------------
-
-
-def _prepare_out(out: Path, study: str) -> None:
-    """Use ``out`` for ``study``: a new or empty directory, or one this study wrote before."""
-    try:
-        _claim_out(out, study)
-    except OSError as err:  # a name too long, a path through a file, an unreadable marker
-        raise StudyError(f"cannot use {out} as the study's directory: {err.strerror or err}") from None
-
-
-def _claim_out(out: Path, study: str) -> None:
-    marker = out / ".droplab-study"
-    if marker.exists():
-        try:
-            owner = rundir.read_regular(marker, 4096, "a study's marker").decode().strip()
-        except ValueError as err:  # a FIFO, a device, not text
-            raise StudyError(f"{marker} is not a droplab study marker ({err})") from None
-        if owner != study:
-            raise StudyError(f"{out} holds results of study {owner!r}, not {study!r}: choose another --out")
-        return
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise StudyError(f"{out} exists and is not a study directory of droplab: choose another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        rundir.write_text(marker, study + "\n")
-    except OSError as err:
-        raise StudyError(f"cannot write to {out}: {err.strerror or err}") from None
-
-
-@contextlib.contextmanager
-def _study_lock(out: Path):
-    """Hold ``out`` for this process while the study runs: a second study into it is refused."""
-    fd = os.open(out / ".droplab-study", os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StudyError(f"{out} is in use by another droplab study: wait, or choose another --out") from None
-        yield
-    finally:
-        os.close(fd)
-
-
-RECORD_CAP = 64 << 20  # a run's record is a few hundred kB
-
-
-def _load_result(path: Path, job: Mapping[str, Any], log: Callable[[str], None]) -> dict | None:
-    """A stored result for ``job``, or None if absent; one that is damaged, for another job or
-    holds figures no run produces is set aside (renamed ``*.rejected``, never served) and logged."""
-    try:
-        stored = json.loads(rundir.read_regular(path, RECORD_CAP, "a run's JSON record"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, RecursionError) as err:  # a FIFO, a device, not JSON, nested too deep
-        problem = f"cannot be read ({type(err).__name__}: {str(err)[:200]})"
-    else:
-        problem = record_problem(stored, job, canonical, PROBE_KEYS)
-    if problem is None:
-        return {**stored, "job": json.loads(json.dumps(job))}  # the job as asked: equal, with every field
-    rejected = path.with_name(path.name + ".rejected")
-    try:
-        os.replace(path, rejected)
-        log(f"  stored result {path} set aside as {rejected.name}: {problem}; the run is trained again")
-    except OSError as err:
-        log(f"  stored result {path} not used: {problem} (and it cannot be set aside: {err.strerror})")
-    return None
+    def __init__(self, name: str, value: object, expected: str = "an integer >= 1") -> None:
+        self.name, self.value, self.expected = name, value, expected
+        super().__init__(f"{name} = {value!r} is invalid: expected {expected}")
 
 
 def run_study(
@@ -245,138 +73,159 @@ def run_study(
 
     ``jobs`` worker processes, each with one torch thread; with ``jobs=1`` (the default)
     the jobs run in this process with torch's threads, which on a 2-core machine is faster
-    (``benchmarks/study_jobs.py`` measures both). Returns ``study.json``'s content.
+    (``benchmarks/study_jobs.py`` measures both). ``store`` defaults to ``out/runs``.
+
+    Returns:
+        ``study.json``'s content.
+
+    Raises:
+        StudyArgumentError: ``seeds``, ``epochs`` or ``jobs`` not an integer >= 1.
+        PlanError: more than ``max_runs`` runs.
+        droplab.rundir.RunDirError: ``out`` holds another study or other files, or is in use.
     """
-    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
-        raise StudyError(f"--seeds {seeds!r}: invalid, expected an integer >= 1")
-    if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
-        raise StudyError(f"--epochs {epochs!r}: invalid, expected an integer >= 1")
-    if not isinstance(jobs, int) or jobs < 1:
-        raise StudyError(f"--jobs {jobs!r}: invalid, expected an integer >= 1")
+    # 1. before any work: the arguments, the plan's size (a typo is not a study), the data
+    _check_arguments(seeds=seeds, epochs=epochs, jobs=jobs)
     variants = study.variants(quick)
-    check_size(len(variants), seeds, max_runs)  # before any work: a typo is not a study
+    check_size(len(variants), seeds, max_runs)
     out = Path(out)
-    store = Path(store) if store is not None else out / "runs"
-    data = load_fashion_mnist(data_dir, val_size=val_size, verify=verify)  # checks the data before any work
-    _prepare_out(out, study.name)
-    with _study_lock(out):
-        try:
-            store.mkdir(parents=True, exist_ok=True)
-            (store / "partial").mkdir(exist_ok=True)  # checkpoints of jobs under way
-        except OSError as err:
-            raise StudyError(f"cannot use {store} as the store of runs: {err.strerror or err}") from None
-
-        if jobs > (cores := usable_cores()):  # more processes than cores only wait on each other
-            log(f"note: {jobs} worker processes asked for, capped at the {cores} cores available")
-            jobs = cores
-        threads = 1 if jobs > 1 else use_threads(None)[0]
+    data = load_fashion_mnist(data_dir, val_size=val_size, verify=verify)
+    # 2. the study's directory, held until the study ends, and the store of runs
+    with rundir.claimed(out, "study", study.name):
+        store = open_store(Path(store) if store is not None else out / "runs")
+        jobs, threads = _workers(jobs, log)
+        # 3. one job per (variant, seed); 4. what the store already holds
         seed_list = list(range(seeds))
-        todo, done = {}, {}
-        for v in variants:
-            for s in seed_list:
-                job = job_config(study, v, s, epochs, quick, len(data.train_x))
-                job["train"]["threads"] = threads
-                job["train"]["val_size"] = val_size
-                job["data"] = data.digest  # part of the key: a store never serves runs of other data
-                key = config_key(job)
-                found = _load_result(store / f"{key}.json", job, log)
-                if found is not None:
-                    done[v.name, s] = found
-                else:
-                    todo[v.name, s] = (key, job)
-        seconds, basis = estimate_seconds(
-            (job for _, job in todo.values()), done.values(), len(data.train_x), len(data.val_x), len(data.test_x)
-        )
-        log(f"{study.name}: {len(variants)} configurations x {seeds} seeds = {len(done) + len(todo)} runs "
-            f"({len(done)} already in {store}), {min(jobs, max(len(todo), 1))} worker(s); "
-            f"about {format_seconds(seconds)} of training to go ({basis})")  # fmt: skip
-
+        plan = _plan(study, variants, seed_list, epochs, quick, data, threads, val_size)
+        done, todo = collect(plan, store, log)
+        _log_plan(study.name, plan, done, todo, store, jobs, data, log)
+        # 5. train the rest
         start = time.perf_counter()
-        finished = 0
-
-        def store_result(name_seed, key, result) -> None:
-            nonlocal finished
-            rundir.write_json(store / f"{key}.json", result)
-            result = json.loads((store / f"{key}.json").read_text())  # as a resumed study will see it
-            done[name_seed] = result
-            finished += 1
-            s = result["summary"]
-            log(f"  [{finished}/{len(todo)}] {name_seed[0]}, seed {name_seed[1]}: val acc {100 * s['val_acc']:.2f}%, "
-                f"{s['seconds']:.1f} s")  # fmt: skip
-
-        partial = store / "partial"  # checkpoints of jobs under way: a killed study goes on from them
-        partial.mkdir(exist_ok=True)
-        # One job at a time here: a second signal stops at once (StopRequest raises Interrupted).
-        # With workers, this process only records signals and _drive decides what they mean.
-        try:
-            with StopRequest(at_once=jobs == 1) as stop:
-                if todo and jobs == 1:
-                    for name_seed, (key, job) in todo.items():
-                        store_result(name_seed, key, run_job(job, data, partial / f"{key}.pt", stop))
-                        (partial / f"{key}.pt").unlink(missing_ok=True)
-                        if stop.signum is not None and finished < len(todo):
-                            why = f"interrupted by {_signame(stop.signum)} after {finished} of {len(todo)} runs"
-                            raise StudyInterrupted(stop.signum, why)
-                elif todo:
-                    run_pool(todo, data, val_size, verify, threads, jobs, partial, stop, store_result)
-        except Interrupted as err:  # a second signal outside a job's training, even while a first stop unwinds
-            raise StudyInterrupted(err.signum, f"{err} after {finished} of {len(todo)} runs") from None
+        _train(todo, done, data, store, jobs, threads, val_size, verify, log)
         wall = time.perf_counter() - start
-
-        results = Results(study, variants, seed_list, done)
-        analysis = study.analyze(results)
-        report = {
-            "study": study.name,
-            "title": study.title,
-            "question": study.question,
-            "seeds": seed_list,
-            "quick": quick,
-            "droplab": __version__,
-            "wall_seconds": wall,
-            "runs": len(done),
-            "runs_trained": len(todo),
-            "train_seconds": sum(r["summary"]["seconds"] for r in done.values()),  # all runs, whenever trained
-            "claims": [
-                {
-                    "text": c.text,
-                    "mean": c.interval.mean,
-                    "low": c.interval.low,
-                    "high": c.interval.high,
-                    "n": c.interval.n,
-                    "unit": c.unit,
-                    "verdict": c.verdict,
-                    "line": c.line(),
-                }
-                for c in analysis.claims
-            ],  # fmt: skip
-            "tables": [dataclasses.asdict(t) for t in analysis.tables],
-            "notes": analysis.notes,
-            "figures": [f"{stem}.png" for stem in analysis.figures],
-            "variants": {
-                v.name: {
-                    "config": json.loads(json.dumps(done[v.name, 0]["job"])),
-                    "per_seed": [
-                        {
-                            "seed": s,
-                            "key": config_key(done[v.name, s]["job"]),
-                            "summary": done[v.name, s]["summary"],
-                            "history": done[v.name, s]["history"],
-                            "probes": done[v.name, s]["probes"],
-                        }
-                        for s in seed_list
-                    ],
-                }
-                for v in variants
-            },  # fmt: skip
-        }
-        for stem, fig in analysis.figures.items():
-            rundir.save_figure(out / f"{stem}.png", fig)
-        rundir.write_json(out / "study.json", report)
-        rundir.write_text(out / "summary.md", summary_markdown(report, analysis))
+        # 6. analyse and write the study's files
+        analysis = study.analyze(Results(study, variants, seed_list, done))
+        report = _report(study, quick, seed_list, variants, done, len(todo), wall, analysis)
+        _write(out, report, analysis)
         return report
 
 
+# --- the stages, in order -------------------------------------------------------------------
+
+
+def _check_arguments(**values: int | None) -> None:
+    """StudyArgumentError unless every value is an integer >= 1 (``epochs`` may be None: the study's)."""
+    for name, value in values.items():
+        if value is None and name == "epochs":  # the study's own epochs
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise StudyArgumentError(name, value)
+
+
+def _workers(jobs: int, log: Callable[[str], None]) -> tuple[int, int]:
+    """Worker processes (at most one per usable core) and torch threads per job."""
+    if jobs > (cores := usable_cores()):  # more processes than cores only wait on each other
+        log(f"note: {jobs} worker processes asked for, capped at the {cores} cores available")
+        jobs = cores
+    return jobs, (1 if jobs > 1 else use_threads(None)[0])
+
+
+def _plan(
+    study: Study, variants: list[Variant], seeds: list[int], epochs: int | None, quick: bool,
+    data: FashionMNIST, threads: int, val_size: int,
+) -> dict[tuple[str, int], tuple[str, dict]]:  # fmt: skip
+    """Every job of the study, by (variant, seed): its key and its configuration."""
+    plan = {}
+    for v in variants:
+        for s in seeds:
+            job = job_config(study, v, s, epochs, quick, len(data.train_x))
+            job["train"]["threads"] = threads
+            job["train"]["val_size"] = val_size
+            job["data"] = data.digest  # part of the key: a store never serves runs of other data
+            plan[v.name, s] = (config_key(job), job)
+    return plan
+
+
+def _log_plan(name: str, plan: dict, done: dict, todo: dict, store: Path, jobs: int, data: FashionMNIST, log) -> None:
+    """One line: the runs, how many the store holds, the workers, and about how long the rest take."""
+    seconds, basis = estimate_seconds(
+        (job for _, job in todo.values()), done.values(), len(data.train_x), len(data.val_x), len(data.test_x)
+    )
+    configurations, seeds = len({v for v, _ in plan}), len({s for _, s in plan})
+    log(f"{name}: {configurations} configurations x {seeds} seeds = {len(plan)} runs "
+        f"({len(done)} already in {store}), {min(jobs, max(len(todo), 1))} worker(s); "
+        f"about {format_seconds(seconds)} of training to go ({basis})")  # fmt: skip
+
+
+def _train(todo: dict, done: dict, data: FashionMNIST, store: Path, jobs: int, threads: int, val_size: int,
+           verify: bool, log: Callable[[str], None]) -> None:  # fmt: skip
+    """Train ``todo``, here or on ``jobs`` workers, storing each result (and adding it to ``done``) as it comes."""
+    if not todo:
+        return
+    record, partial = Recorder(store, done, len(todo), log), store / "partial"
+    # One job at a time here: a second signal stops at once (StopRequest raises Interrupted).
+    # With workers, this process only records signals and the pool's driver decides what they mean.
+    try:
+        with StopRequest(at_once=jobs == 1) as stop:
+            if jobs == 1:
+                run_here(todo, data, partial, stop, record)
+            else:
+                run_pool(todo, data, val_size, verify, threads, jobs, partial, stop, record)
+    except Interrupted as err:  # a second signal outside a job's training, even while a first stop unwinds
+        raise StudyInterrupted(err.signum, f"{err} after {record.finished} of {len(todo)} runs") from None
+
+
+def _report(study: Study, quick: bool, seeds: list[int], variants: list[Variant], done: dict, trained: int,
+            wall: float, analysis: Analysis) -> dict:  # fmt: skip
+    """``study.json``: the study, what its analysis found, and every run's record."""
+    return {
+        "study": study.name,
+        "title": study.title,
+        "question": study.question,
+        "seeds": seeds,
+        "quick": quick,
+        "droplab": __version__,
+        "wall_seconds": wall,
+        "runs": len(done),
+        "runs_trained": trained,
+        "train_seconds": sum(r["summary"]["seconds"] for r in done.values()),  # all runs, whenever trained
+        "claims": [_claim_record(c) for c in analysis.claims],
+        "tables": [dataclasses.asdict(t) for t in analysis.tables],
+        "notes": analysis.notes,
+        "figures": [f"{stem}.png" for stem in analysis.figures],
+        "variants": {v.name: _variant_record(v.name, seeds, done) for v in variants},
+    }
+
+
+def _claim_record(c: Claim) -> dict:
+    """A claim as ``study.json`` keeps it: its figures, verdict and line."""
+    i = c.interval
+    return {"text": c.text, "mean": i.mean, "low": i.low, "high": i.high, "n": i.n, "unit": c.unit,
+            "verdict": c.verdict, "line": c.line()}  # fmt: skip
+
+
+def _variant_record(name: str, seeds: list[int], done: Mapping[tuple[str, int], Any]) -> dict:
+    """A variant as ``study.json`` keeps it: its configuration, and per seed its run's key and record."""
+    runs = [done[name, s] for s in seeds]
+    return {
+        "config": json.loads(json.dumps(runs[0]["job"])),
+        "per_seed": [
+            {"seed": s, "key": config_key(r["job"]), "summary": r["summary"], "history": r["history"],
+             "probes": r["probes"]}
+            for s, r in zip(seeds, runs)
+        ],
+    }  # fmt: skip
+
+
+def _write(out: Path, report: Mapping[str, Any], analysis: Analysis) -> None:
+    """The plots, ``study.json`` and ``summary.md``, each written atomically."""
+    for stem, fig in analysis.figures.items():
+        rundir.save_figure(out / f"{stem}.png", fig)
+    rundir.write_json(out / "study.json", report)
+    rundir.write_text(out / "summary.md", summary_markdown(report, analysis))
+
+
 def summary_markdown(report: Mapping[str, Any], analysis: Analysis) -> str:
+    """``summary.md``: the study's question, its claims, tables, notes and figures."""
     lines = [f"# {report['title']}", "", f"*{report['question']}*", ""]
     lines += [f"{len(report['seeds'])} seeds; {report['runs']} runs ({report['train_seconds']:.0f} s of training; "
               f"{report['runs_trained']} trained in this call, {report['wall_seconds']:.0f} s)"
@@ -387,19 +236,3 @@ def summary_markdown(report: Mapping[str, Any], analysis: Analysis) -> str:
     lines += [f"- {n}" for n in analysis.notes] + ([""] if analysis.notes else [])
     lines += [f"![{stem}]({stem}.png)" for stem in analysis.figures]
     return "\n".join(lines) + "\n"
-
-
-def format_interval(i: Interval, digits: int = 2) -> str:
-    """``mean ± half-width`` of a 95% interval (just the mean for one seed)."""
-    if math.isnan(i.low):
-        return f"{i.mean:.{digits}f}"
-    return f"{i.mean:.{digits}f} ± {(i.high - i.low) / 2:.{digits}f}"
-
-
-def variants_table(results: Results, title: str, columns: Sequence[tuple[str, str, float, int]]) -> Table:
-    """Mean ± 95% half-width per variant for ``columns`` = (key, heading, scale, digits)."""
-    rows = [
-        [v.name] + [format_interval(results.interval(v.name, key, scale), d) for key, _, scale, d in columns]
-        for v in results.variants
-    ]
-    return Table(title, ["variant"] + [h for _, h, _, _ in columns], rows)

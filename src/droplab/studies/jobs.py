@@ -1,10 +1,11 @@
 """One job of a study: its configuration and key, and how it is trained and probed.
 
-A job is one (variant, seed) of a study: a full :class:`~droplab.train.TrainConfig`, the
-probes to run after training, and the digest of the data it trains on. Its key, a hash of all
-of that, names its result in a store, so a store serves a job only the result of that very job.
-:func:`run_job` trains one (in this process, or in a worker set up by :func:`_init_worker`),
-going on from its checkpoint if a stopped study left one.
+A job is one (variant, seed) of a study: a full :class:`~droplab.train.TrainConfig`, the probes
+to run after training (found by name in :data:`~droplab.studies.registry.PROBES`, where the
+study that asks for one registers it), and the digest of the data it trains on. Its key, a hash
+of all of that, names its result in a store, so a store serves a job only the result of that
+very job. :func:`run_job` trains one (in this process, or in a worker set up by
+:func:`_init_worker`), going on from its checkpoint if a stopped study left one.
 """
 
 from __future__ import annotations
@@ -19,30 +20,23 @@ from typing import TYPE_CHECKING, Any
 from ..checkpoint import CheckpointError
 from ..checkpoint import load as load_checkpoint
 from ..data import DataError, FashionMNIST, load_fashion_mnist
-from ..ensemble import (
-    MC_KS,
-    accuracy_nll,
-    accuracy_vs_confidence,
-    expected_calibration_error,
-    predict_mc,
-    predict_scaled,
-    reliability,
-)
 from ..interrupt import SIGNALS, Interrupted, StopRequest, StudyInterrupted
 from ..threads import use_threads
 from ..train import TrainConfig, fit
+from .registry import PROBES
 
 if TYPE_CHECKING:
-    from .engine import Study, Variant
+    from .registry import Study, Variant
 
-__all__ = ["FORMAT", "PROBES", "PROBE_KEYS", "job_config", "canonical", "config_key", "run_job"]
+__all__ = ["FORMAT", "job_config", "canonical", "config_key", "run_job"]
 
 FORMAT = 1  # bump when a result file's meaning changes: old results are then not reused
-PROBES = ("mc",)
 
 
 def job_config(study: Study, variant: Variant, seed: int, epochs: int | None, quick: bool, n_train: int) -> dict:
-    """The full configuration of one job, as stored and hashed."""
+    """The full configuration of one job, as stored and hashed; ValueError for a probe no study registered."""
+    if unknown := [p for p in variant.probes if p not in PROBES]:
+        raise ValueError(f"variant {variant.name!r}: unknown probe {unknown[0]!r}, expected one of {', '.join(PROBES)}")
     fields = {**study.base, **variant.overrides}
     cfg = TrainConfig(**fields)
     cfg.seed = seed
@@ -131,36 +125,5 @@ def run_job(
     except Interrupted as err:
         raise StudyInterrupted(err.signum, str(err)) from None
     summary = {k: v for k, v in result.summary.items() if k not in ("data",)}
-    probes = {name: PROBE_FUNCTIONS[name](result.model, data, cfg.seed) for name in job["probes"]}
+    probes = {name: PROBES[name].run(result.model, data, cfg.seed) for name in job["probes"]}
     return {"job": job, "summary": summary, "history": result.history, "probes": probes}
-
-
-def _probe_mc(model, data: FashionMNIST, seed: int) -> dict:
-    """Weight scaling against Monte-Carlo averages of k thinned networks, on the test set."""
-    x, y = data.test_x, data.test_y
-    scaled = predict_scaled(model, x)
-    mc = predict_mc(model, x, MC_KS, seed=seed)
-    acc_s, nll_s = accuracy_nll(scaled, y)
-    out = {
-        "scaled_acc": acc_s,
-        "scaled_nll": nll_s,
-        "scaled_ece": expected_calibration_error(scaled, y),
-        "scaled_reliability": reliability(scaled, y),
-        "scaled_acc_vs_conf": accuracy_vs_confidence(scaled, y),
-        "ks": list(MC_KS),
-    }
-    for k, probs in mc.items():
-        acc, nll = accuracy_nll(probs, y)
-        out[f"mc{k}_acc"], out[f"mc{k}_nll"] = acc, nll
-    top = mc[max(MC_KS)]
-    out["mc_ece"] = expected_calibration_error(top, y)
-    out["mc_reliability"] = reliability(top, y)
-    out["mc_acc_vs_conf"] = accuracy_vs_confidence(top, y)
-    return out
-
-
-PROBE_FUNCTIONS = {"mc": _probe_mc}
-PROBE_KEYS = {  # what each probe's record holds (a stored record lacking one is not served)
-    "mc": ("scaled_acc", "scaled_nll", "scaled_ece", "scaled_reliability", "scaled_acc_vs_conf", "ks", "mc_ece",
-           "mc_reliability", "mc_acc_vs_conf", *(f"mc{k}_{m}" for k in MC_KS for m in ("acc", "nll"))),
-}  # fmt: skip

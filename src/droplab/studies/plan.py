@@ -1,7 +1,7 @@
 """A study's plan before it runs: how many runs, and about how long they take.
 
 A study of V configurations over S seeds is V x S training runs. Before any is planned in
-detail, :func:`check_size` refuses plans over a limit (``--seeds 1000000`` is a typo, not a
+detail, :func:`check_size` refuses plans over a limit (a million seeds is a typo, not a
 study). :func:`estimate_seconds` then puts a rough figure on the runs to train: the
 arithmetic of each run (its matrix products: forward and backward over the training images,
 forward over the evaluation images) at a rate taken from runs this store already holds, or,
@@ -27,11 +27,15 @@ STEP_SECONDS = 2e-4  # fixed cost of one optimizer step (Python, autograd, the o
 
 
 class PlanError(ValueError):
-    """A plan over the limit of runs; ``runs`` and ``limit`` say by how much."""
+    """A plan of ``configurations`` x ``seeds`` runs, over the ``limit`` of runs for one study."""
 
-    def __init__(self, runs: int, limit: int, detail: str) -> None:
-        self.runs, self.limit = runs, limit
-        super().__init__(f"{runs:,} runs ({detail}) is over the limit of {limit:,} runs for one study")
+    def __init__(self, configurations: int, seeds: int, limit: int) -> None:
+        self.configurations, self.seeds, self.limit = configurations, seeds, limit
+        self.runs = configurations * seeds
+        super().__init__(
+            f"{self.runs:,} runs ({configurations} configurations x {seeds:,} seeds) is over the limit of "
+            f"{limit:,} runs for one study"
+        )
 
 
 def check_size(configurations: int, seeds: int, limit: int = MAX_RUNS) -> int:
@@ -48,7 +52,7 @@ def check_size(configurations: int, seeds: int, limit: int = MAX_RUNS) -> int:
     """
     runs = configurations * seeds
     if runs > limit:
-        raise PlanError(runs, limit, f"{configurations} configurations x {seeds:,} seeds")
+        raise PlanError(configurations, seeds, limit)
     return runs
 
 

@@ -1,0 +1,34 @@
+"""The dropout paper's regularizers (its Table 9) on Fashion-MNIST: L2, max-norm, and each with dropout."""
+
+from __future__ import annotations
+
+from ..registry import Study, register
+from .common import BASE, WD, dropout, fixed, plain, versus
+
+register(
+    Study(
+        "regularizers",
+        "The paper's regularizers on Fashion-MNIST: L2, max-norm, dropout + L2, dropout + max-norm",
+        "The paper (Table 9): dropout with max-norm beats dropout with L2 and every regularizer alone. "
+        "SGD with momentum 0.9 here (as in the paper): without momentum the weights never reach max-norm 3.",
+        fixed(
+            plain(),
+            plain(f"L2 {WD}", weight_decay=WD),
+            plain("max-norm 3", max_norm=3.0),
+            dropout(),
+            dropout(f"dropout + L2 {WD}", weight_decay=WD),
+            dropout("dropout + max-norm 3", max_norm=3.0),
+        ),
+        # (text, a, b): a beats b on validation accuracy. The four leaderboard studies (dropconnect,
+        # noise, normalization, regularizers) are declared alike: a deliberate parallel of data.
+        versus(
+            [
+                ("dropout + max-norm beats dropout + L2", "dropout + max-norm 3", f"dropout + L2 {WD}"),
+                ("dropout + max-norm beats max-norm alone", "dropout + max-norm 3", "max-norm 3"),
+                ("dropout + L2 beats L2 alone", f"dropout + L2 {WD}", f"L2 {WD}"),
+                ("dropout + max-norm beats dropout alone", "dropout + max-norm 3", "dropout 0.5"),
+            ]
+        ),
+        base={**BASE, "momentum": 0.9},
+    )
+)

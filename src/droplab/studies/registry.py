@@ -1,0 +1,137 @@
+"""What a study is, and the registries of studies and probes, filled where each is defined.
+
+A study is declared in its own module of :mod:`droplab.studies.catalog`, its configurations beside
+the analysis that reads their runs, and registered there with a decorator, as Keras registers a
+layer::
+
+    @study(name="headline", title="Dropout vs the plain MLP", question="Does dropout help?",
+           variants=fixed(plain(), dropout()), base=BASE)
+    def analyze(r: Results) -> Analysis:
+        return Analysis([r.claim("dropout raises validation accuracy", "dropout 0.5", "plain")], [], {})
+
+A probe (a measurement of a trained model beyond its metrics, such as the ensemble study's
+Monte-Carlo averages) is registered the same way with :func:`probe`, in the module of the study
+that asks for it; the jobs find it here by its name, which is part of their keys.
+
+:data:`STUDIES` keeps the order of registration, which ``droplab study list`` and ``all`` follow:
+the order in which :mod:`droplab.studies.catalog` imports the study modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..verdicts import Claim, Table
+    from .results import Results
+
+__all__ = ["Variant", "Analysis", "Study", "Probe", "STUDIES", "PROBES", "register", "study", "probe"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One configuration of a study: a name, overrides of ``TrainConfig``, probes.
+
+    Args:
+        name: how the analysis and the tables name it.
+        overrides: ``TrainConfig`` fields over the study's ``base``.
+        probes: the names of the probes (:data:`PROBES`) run on each trained model.
+        epochs: its own number of epochs; ``None``: the study's.
+    """
+
+    name: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    probes: tuple[str, ...] = ()
+    epochs: int | None = None
+
+
+@dataclass
+class Analysis:
+    """What a study's analysis found: verdict lines, tables, figures (file stem -> matplotlib
+    Figure) and notes, in the order ``summary.md`` shows them."""
+
+    claims: list[Claim]
+    tables: list[Table]
+    figures: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Study:
+    """A question, the configurations that answer it, and the analysis of their runs.
+
+    Args:
+        name: the study's name on the command line and in its directory's marker.
+        title: one line for lists and reports.
+        question: what the study asks.
+        variants: its configurations, given whether the run is quick (a tiny setting for tests).
+        analyze: turns the finished runs into an :class:`Analysis`.
+        epochs: epochs of every run unless its variant says otherwise.
+        base: ``TrainConfig`` overrides common to all variants.
+    """
+
+    name: str
+    title: str
+    question: str
+    variants: Callable[[bool], list[Variant]]
+    analyze: Callable[[Results], Analysis]
+    epochs: int = 10
+    base: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A measurement run on a trained model: ``run(model, data, seed)`` returns JSON-able figures,
+    stored with the run; ``keys`` are those a stored record must hold to be served."""
+
+    name: str
+    run: Callable[..., dict]
+    keys: tuple[str, ...]
+
+
+STUDIES: dict[str, Study] = {}
+PROBES: dict[str, Probe] = {}
+
+
+def register(s: Study) -> Study:
+    """Add ``s`` to :data:`STUDIES`; a second study of the same name is refused (ValueError)."""
+    if s.name in STUDIES:
+        raise ValueError(f"a study named {s.name!r} is already registered")
+    STUDIES[s.name] = s
+    return s
+
+
+def study(
+    name: str,
+    title: str,
+    question: str,
+    variants: Callable[[bool], list[Variant]],
+    epochs: int = 10,
+    base: Mapping[str, Any] | None = None,
+) -> Callable[[Callable[[Results], Analysis]], Callable[[Results], Analysis]]:
+    """Register the decorated analysis as the study ``name`` (the arguments are :class:`Study`'s).
+
+    Returns:
+        a decorator that registers the study and returns the analysis unchanged.
+    """
+
+    def decorate(analyze: Callable[[Results], Analysis]) -> Callable[[Results], Analysis]:
+        register(Study(name, title, question, variants, analyze, epochs, base or {}))
+        return analyze
+
+    return decorate
+
+
+def probe(name: str, keys: Iterable[str]) -> Callable[[Callable[..., dict]], Callable[..., dict]]:
+    """Register the decorated ``run(model, data, seed) -> dict`` as the probe ``name``, whose stored
+    figures hold ``keys``; a second probe of the same name is refused (ValueError)."""
+
+    def decorate(run: Callable[..., dict]) -> Callable[..., dict]:
+        if name in PROBES:
+            raise ValueError(f"a probe named {name!r} is already registered")
+        PROBES[name] = Probe(name, run, tuple(keys))
+        return run
+
+    return decorate
