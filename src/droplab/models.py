@@ -70,13 +70,11 @@ class DropoutMLPScratch(nn.Module):
 class DropoutMLP(nn.Module):
     """Two hidden layers; the concise version with ``torch.nn.Dropout`` in an ``nn.Sequential``."""
 
-    # A deliberate parallel: the lecture's arguments, as DropoutMLPScratch takes them (the two
-    # versions of one model, side by side as the lecture shows them).
     def __init__(
         self,
         num_outputs: int,
         num_hiddens_1: int,
-        num_hiddens_2: int,
+        num_hiddens_2: int,  # parallel: the lecture's arguments, as DropoutMLPScratch takes them
         dropout_1: float,
         dropout_2: float,
         num_inputs: int = NUM_INPUTS,
