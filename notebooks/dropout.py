@@ -37,8 +37,7 @@ from droplab import plots
 from droplab.data import find_data_dir, load_fashion_mnist
 from droplab.functional import dropout, dropout_reference
 from droplab.models import DropoutMLP, DropoutMLPScratch, build_model
-from droplab.studies.catalog import STUDIES
-from droplab.studies.engine import run_study
+from droplab.studies import STUDIES, run_study
 from droplab.train import TrainConfig, fit
 
 # %matplotlib inline

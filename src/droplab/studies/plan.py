@@ -19,6 +19,9 @@ from typing import Any
 
 import torch
 
+from ..models import NUM_INPUTS, NUM_OUTPUTS
+from ..train.config import evaluation_count
+
 __all__ = ["MAX_RUNS", "PlanError", "check_size", "run_flops", "estimate_seconds", "format_seconds"]
 
 MAX_RUNS = 10_000  # more runs than this in one study call is refused unless the caller raises the limit
@@ -58,11 +61,11 @@ def check_size(configurations: int, seeds: int, limit: int = MAX_RUNS) -> int:
 
 def run_flops(train: Mapping[str, Any], n_train: int, n_val: int, n_test: int) -> tuple[float, int]:
     """Floating-point operations of one run's matrix products, and its optimizer steps."""
-    dims = [784, *train["hidden"], 10]
+    dims = [NUM_INPUTS, *train["hidden"], NUM_OUTPUTS]
     params = sum(a * b for a, b in zip(dims, dims[1:]))
     used = train.get("train_size") or n_train
     epochs, every, batch = train["epochs"], train.get("eval_every", 1), train["batch_size"]
-    evals = epochs // every + (epochs % every != 0)  # every eval_every epochs, and after the last
+    evals = evaluation_count(epochs, every)
     eval_images = min(train.get("eval_train_size") or used, used) + n_val
     flops = 6 * params * used * epochs + 2 * params * (eval_images * evals + n_test)
     steps = used // batch if train.get("drop_last") else math.ceil(used / batch)
@@ -71,13 +74,13 @@ def run_flops(train: Mapping[str, Any], n_train: int, n_val: int, n_test: int) -
 
 def _matmul_rate() -> float:
     """This machine's float32 matrix-product rate (FLOP/s) on the lecture's layer, with torch's threads."""
-    a, b = torch.rand(256, 784), torch.rand(784, 256)
+    a, b = torch.rand(256, NUM_INPUTS), torch.rand(NUM_INPUTS, 256)
     torch.mm(a, b)
     reps, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < 0.05:
         torch.mm(a, b)
         reps += 1
-    return 2 * 256 * 784 * 256 * reps / elapsed
+    return 2 * 256 * NUM_INPUTS * 256 * reps / elapsed
 
 
 def estimate_seconds(

@@ -14,7 +14,8 @@ import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..state import HISTORY_KEYS  # a stored history is the run's own
+from ..train.config import evaluated_epochs
+from ..train.metrics import HISTORY_KEYS  # a stored history is the run's own
 
 __all__ = ["SUMMARY_KEYS", "record_problem"]
 
@@ -107,8 +108,7 @@ def record_problem(
             return f"summary.{k} is {summary[k]!r}: the job's is {train[k]!r}"
     if not isinstance(history, list) or not history:
         return "history is not a list of metric rows"
-    last = train.get("epochs", 0)
-    epochs = [e for e in range(1, last + 1) if e % train.get("eval_every", 1) == 0 or e == last]
+    epochs = evaluated_epochs(train.get("epochs", 0), train.get("eval_every", 1))
     if "epochs" in train and len(history) != len(epochs):
         return f"history has {len(history)} rows: the job evaluates {len(epochs)} epochs"
     for i, row in enumerate(history):

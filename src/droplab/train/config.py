@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConfigError", "TrainConfig", "OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_scheduler",
-    "batches_per_epoch", "evaluated_epochs", "check_batch_size", "generator",
+    "batches_per_epoch", "evaluates", "evaluated_epochs", "evaluation_count", "check_batch_size", "generator",
 ]  # fmt: skip
 
 OPTIMIZERS = ("sgd", "adam")
@@ -247,6 +247,11 @@ def batches_per_epoch(cfg: TrainConfig, n: int) -> int:
     return n // cfg.batch_size if cfg.drop_last else math.ceil(n / cfg.batch_size)
 
 
+def evaluates(epoch: int, epochs: int, eval_every: int = 1) -> bool:
+    """Whether a run of ``epochs`` evaluates after ``epoch``: every ``eval_every``-th, and the last."""
+    return epoch % eval_every == 0 or epoch == epochs
+
+
 def evaluated_epochs(epochs: int, eval_every: int = 1) -> list[int]:
     """The epochs a run of ``epochs`` evaluates after: every ``eval_every``-th, and the last.
 
@@ -257,7 +262,18 @@ def evaluated_epochs(epochs: int, eval_every: int = 1) -> list[int]:
         >>> evaluated_epochs(7, eval_every=3)
         [3, 6, 7]
     """
-    return [e for e in range(1, epochs + 1) if e % eval_every == 0 or e == epochs]
+    return [e for e in range(1, epochs + 1) if evaluates(e, epochs, eval_every)]
+
+
+def evaluation_count(epochs: int, eval_every: int = 1) -> int:
+    """``len(evaluated_epochs(epochs, eval_every))`` without the list (a plan counts many long runs).
+
+    Examples::
+
+        >>> evaluation_count(7, eval_every=3), len(evaluated_epochs(7, eval_every=3))
+        (3, 3)
+    """
+    return epochs // eval_every + (epochs % eval_every != 0)
 
 
 def generator(seed: int, stream: int) -> torch.Generator:

@@ -24,7 +24,7 @@ from ..data import IMAGE_SHAPE, FashionMNIST
 from ..interrupt import Interrupted, StopRequest
 from ..noise import max_norm_
 from ..threads import use_threads
-from .config import SUBSET_STREAM, TrainConfig, generator
+from .config import SUBSET_STREAM, TrainConfig, evaluates, generator
 from .metrics import metrics_row, summarize
 from .resources import check_run
 from .state import TrainState, recorded_threads
@@ -106,7 +106,7 @@ def fit(cfg: TrainConfig, data: FashionMNIST, on_batch: Callable[[float], None] 
                     raise Interrupted(stop.signum, f"at epoch {epoch}, step {run.step}")
 
         # --- evaluation: every eval_every epochs, and after the last
-        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+        if evaluates(epoch, cfg.epochs, cfg.eval_every):
             row = metrics_row(epoch, run.loss_sum / used, run.model, cfg, data, (train_x[:eval_n], train_y[:eval_n]))
             run.history.append(row)
             if on_epoch is not None:
