@@ -60,7 +60,26 @@ def test_second_run_into_same_directory_refuses(tiny_dir, tmp_path, capsys):
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     code, _, err = run_cli(args, capsys)
     assert code == 2 and "already holds results" in err
+    assert "(choose a new --out, or leave --out unset for a fresh timestamped directory)" in err  # the CLI's words
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_a_refused_study_directory_names_the_option_to_change(tiny_dir, tmp_path, capsys):
+    """The library's directory errors name no option; the CLI adds what to do, in its options' words."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    owned = tmp_path / "owned"
+    owned.mkdir()
+    (owned / ".droplab-study").write_text("ensemble\n")
+    common = ["--quick", "--seeds", "1", "--data-dir", str(tiny_dir), "--no-verify", "--val-size", "100"]
+    code, _, err = run_cli(["study", "headline", "--out", str(other), *common], capsys)
+    assert code == 2 and "already holds results" in err and err.rstrip().endswith(": choose another --out")
+    code, _, err = run_cli(["study", "headline", "--out", str(owned), *common], capsys)
+    assert code == 2 and "holds results of study 'ensemble'" in err and err.rstrip().endswith(": choose another --out")
+    assert (other / "notes.txt").read_text() == "mine" and sorted(p.name for p in owned.iterdir()) == [".droplab-study"]
+    code, _, err = run_cli(["report", str(tmp_path / "other"), "-o", str(tmp_path / "r.html")], capsys)
+    assert code == 2 and "no study.json" in err and "(run `droplab study` first)" in err
 
 
 def test_default_run_directories_are_fresh(tiny_dir, tmp_path, capsys):

@@ -60,8 +60,7 @@ def compare(
     unknown = [m for m in models if m not in MODEL_NAMES]
     if unknown:
         raise ValueError(f"unknown model {unknown[0]!r}: expected one of {', '.join(MODEL_NAMES)}")
-    directory = rundir.claim_dir(out) if out is not None else rundir.new_run_dir(runs_root, "compare")
-    try:
+    with rundir.held(rundir.claim_new(out, runs_root, "compare")) as directory:
         seed_list = [base.seed + k for k in range(seeds)]
         rundir.write_json(
             directory / "config.json",
@@ -87,8 +86,6 @@ def compare(
         rundir.save_figure(directory / "compare.png", plots.compare_curves(curves, title=title))
         rundir.write_text(directory / "compare.md", markdown(result, base))
         return result
-    finally:
-        rundir.release_dir(directory)
 
 
 def _cell(values: list[float], scale: float, digits: int) -> str:

@@ -1,29 +1,31 @@
-"""Output directories and atomic writes: a result file is either whole or absent.
+"""Output directories: claimed before anything is written into them, held by one process at a time.
 
-Every file is written to a temporary name in the same directory, flushed to disk, then
-renamed over its target (``os.replace`` is atomic on POSIX). An output directory (a run's,
-a study's) is claimed before anything is written into it (:func:`claim_dir`) and held by
-one process at a time; an existing directory holding other files is never written into.
-Why one cannot be used is a :class:`RunDirError` subclass carrying the directory.
+An output directory (a run's, a study's) is claimed before anything is written into it
+(:func:`claim_dir`) and held by one process at a time; an existing directory holding other files
+is never written into. Why one cannot be used is a :class:`RunDirError` subclass carrying the
+directory. The files written into them are written atomically (:mod:`droplab.atomic`, whose
+functions this module also offers, as ``rundir.write_json`` and the like).
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import fcntl
-import io
-import json
-import math
 import os
-import stat
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
 
-import torch
+from .atomic import (  # noqa: F401 (offered here too: what a run directory is written with)
+    atomic_write,
+    load_weights,
+    read_regular,
+    save_figure,
+    save_weights,
+    write_csv,
+    write_json,
+    write_text,
+)
 
 __all__ = [
     "RunDirError",
@@ -32,6 +34,8 @@ __all__ = [
     "DirectoryOwned",
     "DirectoryBusy",
     "NotADroplabDirectory",
+    "RunFinished",
+    "NoSpace",
     "atomic_write",
     "read_regular",
     "write_json",
@@ -44,6 +48,8 @@ __all__ = [
     "lock_dir",
     "release_dir",
     "claimed",
+    "claim_new",
+    "held",
     "abandon_dir",
     "new_run_dir",
 ]
@@ -99,107 +105,21 @@ class NotADroplabDirectory(RunDirError):
         super().__init__(f"{directory} is not a droplab {kind} directory (no {MARKERS[kind]} marker)")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+class RunFinished(RunDirError):
+    """The run in ``directory`` has finished: there is nothing to go on with."""
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory)
+        super().__init__(f"{directory} holds a finished run: nothing to resume")
 
 
-_FILE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's files are 0600
+class NoSpace(RunDirError):
+    """``directory``'s disk has ``free`` bytes; what is to be written there needs about ``need``."""
 
-
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
-    """Call ``write(f)`` on a temporary file next to ``path``, then rename it to ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    try:
-        os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def read_regular(path: str | os.PathLike, cap: int, what: str) -> bytes:
-    """The bytes of the regular file ``path`` (at most ``cap``), never blocking on a FIFO or device.
-
-    For files others may have written: a FIFO, a device (a link to ``/dev/zero``) or a file over
-    ``cap`` bytes is refused before it is read. Raises ``OSError`` when it cannot be opened and
-    ``ValueError`` with the reason when it is not a regular file or is over ``cap`` bytes.
-    """
-    st = os.stat(path)
-    if not stat.S_ISREG(st.st_mode):
-        raise ValueError(f"not a regular file; expected {what}")
-    if st.st_size > cap:
-        raise ValueError(f"over the cap of {_size(cap)} ({st.st_size} bytes)")
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the stat above
-            raise ValueError(f"not a regular file; expected {what}")
-        chunks, size = [], 0
-        while size <= cap and (chunk := f.read(min(1 << 24, cap + 1 - size))):
-            chunks.append(chunk)
-            size += len(chunk)
-        data = b"".join(chunks)
-    if len(data) > cap:  # grew since the stat above
-        raise ValueError(f"over the cap of {_size(cap)}")
-    return data
-
-
-def _size(n: int) -> str:
-    return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n} bytes"
-
-
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None  # JSON has no NaN/inf; null says "not measured"
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text(path, json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
-
-
-def write_csv(path: str | os.PathLike, fieldnames: list[str], rows: Iterable[Mapping]) -> Path:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fieldnames, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
-    return write_text(path, buf.getvalue())
-
-
-def save_weights(path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor]) -> Path:
-    return atomic_write(path, lambda f: torch.save(dict(state_dict), f))
-
-
-def save_figure(path: str | os.PathLike, fig, dpi: int = 120) -> Path:
-    """Save a matplotlib figure as PNG, atomically, and close it."""
-    import matplotlib.pyplot as plt
-
-    try:
-        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
-    finally:
-        plt.close(fig)
-
-
-def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load weights saved by :func:`save_weights`; never executes code from the file."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    def __init__(self, directory: str | os.PathLike, free: int, need: int) -> None:
+        self.directory, self.free, self.need = Path(directory), free, need
+        super().__init__(f"not enough space in {directory}: {free / 2**20:.1f} MiB free, this run's checkpoints and "
+                         f"results need about {need / 2**20:.1f} MiB")
 
 
 def claim_dir(path: str | os.PathLike, kind: str = "run", owner: str | None = None) -> Path:
@@ -333,13 +253,24 @@ def release_dir(path: str | os.PathLike) -> None:
 
 
 @contextlib.contextmanager
-def claimed(path: str | os.PathLike, kind: str = "run", owner: str | None = None) -> Iterator[Path]:
-    """:func:`claim_dir` for a ``with`` block: the directory is released when the block ends, however it ends."""
-    directory = claim_dir(path, kind, owner)
+def held(directory: str | os.PathLike, undo: Iterable[str] | None = None) -> Iterator[Path]:
+    """A directory this process has claimed or locked, for a ``with`` block: released when the
+    block ends, however it ends. With ``undo`` (the files a failed start may leave, e.g.
+    ``["config.json"]``), a failure inside first undoes the claim when nothing else was written
+    (:func:`abandon_dir`)."""
     try:
-        yield directory
+        yield Path(directory)
+    except BaseException:
+        if undo is not None:
+            abandon_dir(directory, undo)
+        raise
     finally:
         release_dir(directory)
+
+
+def claimed(path: str | os.PathLike, kind: str = "run", owner: str | None = None) -> contextlib.AbstractContextManager:
+    """:func:`claim_dir` for a ``with`` block: the directory is released when the block ends, however it ends."""
+    return held(claim_dir(path, kind, owner))
 
 
 def abandon_dir(path: str | os.PathLike, files: Iterable[str] = ()) -> bool:
@@ -360,6 +291,12 @@ def abandon_dir(path: str | os.PathLike, files: Iterable[str] = ()) -> bool:
         return True
     finally:
         release_dir(path)
+
+
+def claim_new(out: str | os.PathLike | None, root: str | os.PathLike, name: str) -> Path:
+    """Claim ``out`` for a new run (:func:`claim_dir`), or when it is None a fresh
+    ``root/<name>-<timestamp>`` (:func:`new_run_dir`)."""
+    return claim_dir(out) if out is not None else new_run_dir(root, name)
 
 
 def new_run_dir(root: str | os.PathLike, name: str) -> Path:

@@ -14,7 +14,7 @@ import argparse
 from ..checkpoint import CheckpointError
 from ..data import DataError, DataNotFound, SplitError
 from ..interrupt import Interrupted, StudyInterrupted, WorkerLost, exit_status
-from ..rundir import RunDirError
+from ..rundir import DirectoryBusy, DirectoryNotEmpty, DirectoryOwned, RunDirError
 from ..train import CheckpointWriteError, ConfigError, Diverged
 
 __all__ = ["UsageError", "EXIT_USAGE", "EXIT_DIVERGED", "REPORTED", "describe", "flag", "option_message"]
@@ -44,10 +44,27 @@ def option_message(err: ConfigError | SplitError) -> str:
     return f"{flag(err.field)} {shown}: invalid, expected {err.accepted}"
 
 
+def directory_hint(err: RunDirError, args: argparse.Namespace) -> str:
+    """What the user can do about an output directory the library refused, in the options' words."""
+    study = args.command == "study"
+    if isinstance(err, DirectoryNotEmpty):
+        return ": choose another --out" if study else " (choose a new --out, or leave --out unset for a fresh " \
+                                                      "timestamped directory)"
+    if isinstance(err, DirectoryOwned):
+        return ": choose another --out"
+    if isinstance(err, DirectoryBusy):
+        if getattr(args, "resume", None):
+            return "; it cannot be resumed meanwhile"
+        return ": wait, or choose another --out"
+    return ""
+
+
 def describe(err: BaseException, args: argparse.Namespace) -> tuple[int, str]:
     """The exit status, and the message after ``droplab COMMAND: ``, for ``err`` (one of :data:`REPORTED`)."""
-    if isinstance(err, (UsageError, RunDirError)):
+    if isinstance(err, UsageError):
         return EXIT_USAGE, f"error: {err}"
+    if isinstance(err, RunDirError):
+        return EXIT_USAGE, f"error: {err}{directory_hint(err, args)}"
     if isinstance(err, ConfigError):  # found by the library once the data is known (the memory a run needs)
         typed = args.command in ("train", "compare") and not getattr(args, "resume", None)  # the user's options
         return EXIT_USAGE, f"error: {option_message(err) if typed else err}"

@@ -43,8 +43,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_study(args: argparse.Namespace, console: Console) -> int:
-    from ..studies.catalog import STUDIES
-    from ..studies.engine import StudyError, run_study
+    from ..studies import STUDIES, run_study
+    from ..studies.engine import StudyArgumentError, StudyError
     from ..studies.plan import PlanError
 
     if args.name == "list":
@@ -72,10 +72,12 @@ def cmd_study(args: argparse.Namespace, console: Console) -> int:
                 jobs=args.jobs, store=store, verify=not args.no_verify, val_size=args.val_size, max_runs=args.max_runs,
                 log=lambda line: console.print(line, markup=False, soft_wrap=True),
             )  # fmt: skip
+        except StudyArgumentError as err:  # checked above already; the library's own check, in the options' words
+            raise UsageError(f"--{err.name.replace('_', '-')} {err.value}: invalid, expected {err.expected}") from None
         except StudyError as err:
             raise UsageError(str(err)) from None
         except PlanError as err:
-            raise UsageError(f"--seeds {args.seeds}: {err}; ask for fewer seeds, or raise --max-runs if you mean it")
+            raise UsageError(f"--seeds {err.seeds}: {err}; ask for fewer seeds, or raise --max-runs if you mean it")
         console.print(f"\n{report['title']}", markup=False, soft_wrap=True)
         for claim in report["claims"]:
             console.print(claim["line"], markup=False, soft_wrap=True)
@@ -87,10 +89,12 @@ def cmd_study(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
-    from ..report import ReportError, write_report
+    from ..report import NoStudyFound, ReportError, write_report
 
     try:
         path = write_report(args.dirs, args.output)
+    except NoStudyFound as err:
+        raise UsageError(f"{err} (run `droplab study` first)") from None
     except ReportError as err:
         raise UsageError(str(err)) from None
     console.print(f"report: {path}", markup=False, soft_wrap=True)

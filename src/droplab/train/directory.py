@@ -10,12 +10,10 @@ interrupted or diverged run's ``summary.json`` says so, and where it stopped.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from .. import plots, rundir
@@ -30,7 +28,7 @@ from .loop import Diverged, RunResult, fit
 from .metrics import METRICS
 from .resources import check_disk, check_run
 
-__all__ = ["DataMismatch", "run", "resume", "run_config", "run_data", "check_same_data", "write_run", "claimed"]
+__all__ = ["DataMismatch", "run", "resume", "run_config", "run_data", "check_same_data", "write_run"]
 
 
 class DataMismatch(DataError):
@@ -46,34 +44,6 @@ class DataMismatch(DataError):
         began = f"data with digest {self.started}" if self.started else "data of unknown digest (an older droplab)"
         return (f"{self.directory} was started on {began} from {self.started_source}; the data given now, from "
                 f"{self.source}, has digest {self.digest}: a run goes on only on the data it started on")  # fmt: skip
-
-
-@contextlib.contextmanager
-def claimed(out: str | Path | None, runs_root: str | Path, name: str) -> Iterator[Path]:
-    """A run directory claimed for a new run: ``out``, or a fresh ``runs_root/<name>-<timestamp>``.
-
-    A failure inside rolls the claim back when nothing to go on from was written (the
-    directory holds ``config.json`` at most: it is removed, and the directory too when the
-    claim created it); the directory is released on leaving either way.
-    """
-    directory = rundir.claim_dir(out) if out is not None else rundir.new_run_dir(runs_root, name)
-    try:
-        yield directory
-    except BaseException:
-        rundir.abandon_dir(directory, ["config.json"])
-        raise
-    finally:
-        rundir.release_dir(directory)
-
-
-@contextlib.contextmanager
-def locked(directory: Path) -> Iterator[Path]:
-    """An existing run directory, locked against other processes while inside."""
-    rundir.lock_dir(directory)
-    try:
-        yield directory
-    finally:
-        rundir.release_dir(directory)
 
 
 def run(
@@ -100,7 +70,7 @@ def run(
         Diverged: a non-finite loss or gradient (the last good checkpoint stays).
     """
     check_run(cfg, data)
-    with claimed(out, runs_root, cfg.model) as directory:
+    with rundir.held(rundir.claim_new(out, runs_root, cfg.model), undo=["config.json"]) as directory:
         check_disk(directory, cfg, cfg.train_size or len(data.train_x))
         rundir.write_json(directory / "config.json", {**cfg.to_dict(), "data": data.source, "data_sha256": data.digest,
                                                       "command": " ".join(sys.argv)})  # fmt: skip
@@ -125,9 +95,9 @@ def resume(
     check_same_data(directory, data)
     if threads is not None:
         cfg.threads = threads
-    with locked(directory):
+    with rundir.held(rundir.lock_dir(directory)):
         if (directory / "summary.json").is_file() and _status(directory / "summary.json") == "finished":
-            raise rundir.RunDirError(f"{directory} holds a finished run: nothing to resume")
+            raise rundir.RunFinished(directory)
         state = load_checkpoint(directory / CHECKPOINT) if (directory / CHECKPOINT).exists() else None
         check_disk(directory, cfg, cfg.train_size or len(data.train_x))
         return _train_in(directory, cfg, data, state, label)
@@ -178,9 +148,9 @@ def _run_record(directory: Path) -> dict:
     try:
         is_run = (directory / ".droplab").is_file() and (directory / "config.json").is_file()
     except OSError as err:  # a name too long, a loop of links
-        raise rundir.RunDirError(f"{directory}: {err.strerror}") from None
+        raise rundir.DirectoryUnusable(directory, err.strerror or str(err), "a run directory") from None
     if not is_run:
-        raise rundir.RunDirError(f"{directory} is not a droplab run directory (no .droplab and config.json)")
+        raise rundir.NotADroplabDirectory(directory, "run")
     try:
         record = json.loads(rundir.read_regular(directory / "config.json", 1 << 24, "a run's config.json"))
     except (OSError, ValueError, RecursionError) as err:

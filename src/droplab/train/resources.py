@@ -61,7 +61,4 @@ def check_disk(directory: Path, cfg: TrainConfig, n_train: int) -> None:
     need = 3 * checkpoint_bytes(cfg, n_train) + (1 << 20)
     free = shutil.disk_usage(directory).free
     if free < need:
-        raise rundir.RunDirError(
-            f"not enough space in {directory}: {free / 2**20:.1f} MiB free, this run's checkpoints and "
-            f"results need about {need / 2**20:.1f} MiB"
-        )
+        raise rundir.NoSpace(directory, free, need)
