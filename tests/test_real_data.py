@@ -32,3 +32,13 @@ def test_official_files_verify_and_split(fmnist):
 def test_lecture_model_two_epochs_reaches_75_percent(fmnist):
     res = fit(TrainConfig(model="scratch", epochs=2), fmnist)
     assert res.summary["val_acc"] >= 0.75, res.history
+
+
+def test_the_readme_python_example_runs(fmnist, monkeypatch):
+    """The README's Python block, as a reader pastes it (it finds the data as droplab does)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.setenv("DROPLAB_DATA", str(REAL))
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert 0.5 < namespace["result"].summary["val_acc"] <= 1.0
