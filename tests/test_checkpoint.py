@@ -495,3 +495,63 @@ def test_the_checkpoint_schema_is_train_states_fields(tiny, tmp_path):
                       "optimizer", "scheduler", "shuffle", "augment", "rng", "threads", "data_sha256")  # fmt: skip
     fit(small(epochs=1), tiny, checkpoint=tmp_path / "c.pt")
     assert tuple(ckpt.load(tmp_path / "c.pt")) == FIELDS
+
+
+# --- what a checkpoint's configuration must match ---------------------------------------
+
+
+def _stopped(cfg: TrainConfig, tiny, path, steps: int = 14) -> dict:
+    stop = StopRequest()
+    with pytest.raises(Interrupted):
+        fit(cfg, tiny, checkpoint=path, stop=stop, on_batch=stopping_after(stop, steps))
+    return ckpt.load(path)
+
+
+def test_a_checkpoint_written_before_a_field_existed_resumes(tiny, tmp_path):
+    """A field the checkpoint's configuration lacks is at its default (a new field's default is what
+    runs computed before it); another value of a field is still refused, naming it."""
+    cfg = small()
+    whole = fit(cfg, tiny)
+    state = _stopped(cfg, tiny, tmp_path / "c.pt")
+    for name in ("augment", "eval_every", "track_activations"):  # as an older droplab wrote it
+        del state["config"][name]
+    resumed = fit(cfg, tiny, resume=state)
+    assert resumed.history == whole.history and same_weights(resumed.model, whole.model)
+    state = ckpt.load(tmp_path / "c.pt")
+    del state["config"]["augment"]
+    with pytest.raises(CheckpointError, match=r"another configuration \(augment: checkpoint 0, run 2\)"):
+        fit(small(augment=2), tiny, resume=state)
+    state = ckpt.load(tmp_path / "c.pt")
+    state["config"]["augment"] = 1
+    with pytest.raises(CheckpointError, match=r"another configuration \(augment: checkpoint 1, run 0\)"):
+        fit(cfg, tiny, resume=state)
+
+
+def test_the_run_only_fields_may_change_on_resume_bit_for_bit(tiny, tmp_path):
+    """threads and checkpoint_every are no part of what a run computes: a checkpoint written with
+    other values goes on, and ends as the uninterrupted run."""
+    import dataclasses
+
+    from droplab.train.config import RUN_ONLY
+
+    assert RUN_ONLY == ("threads", "checkpoint_every")
+    cfg = small(model="mlp", momentum=0.9)
+    whole = fit(cfg, tiny)
+    state = _stopped(dataclasses.replace(cfg, checkpoint_every=4), tiny, tmp_path / "c.pt")
+    resumed = fit(dataclasses.replace(cfg, checkpoint_every=3), tiny, resume=state, checkpoint=tmp_path / "c.pt")
+    assert resumed.history == whole.history and same_weights(resumed.model, whole.model)
+
+
+def test_every_field_of_the_checkpoint_is_checked(tiny, tmp_path):
+    """Each field of TrainState (a checkpoint's schema), given a value no field takes, is refused
+    naming it: a field added to the schema needs its check in check_state."""
+    from droplab.train.state import FIELDS
+
+    cfg = small(momentum=0.9)
+    _stopped(cfg, tiny, tmp_path / "c.pt")
+    for name in FIELDS:
+        state = ckpt.load(tmp_path / "c.pt")
+        state[name] = "corrupt"
+        with pytest.raises(CheckpointError) as err:
+            fit(cfg, tiny, resume=state)
+        assert name in str(err.value), (name, str(err.value))

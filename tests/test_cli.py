@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from droplab.cli import main
+from droplab.cli import UsageError, main
 
 TINY = ["--hidden", "32", "16", "--batch-size", "50", "--val-size", "100", "--no-verify"]
 
@@ -336,7 +336,7 @@ def test_what_a_recipe_fixes_and_resume_may_change_come_from_the_fields():
     assert {f.name for f in fields if f.metadata["recipe"]} == {
         "model", "hidden", "dropout", "dropout_impl", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
         "noise", "norm", "max_norm", "train_size", "schedule", "augment"}  # fmt: skip
-    assert {f.name for f in fields if f.metadata["resumable"]} == {"threads"}
+    assert {f.name for f in fields if f.metadata["run_only"]} == {"threads", "checkpoint_every"}
     assert {f.name for f in fields if f.metadata["mlp"]} == {"noise", "norm"}
     from droplab.cli import build_parser
 
@@ -344,3 +344,163 @@ def test_what_a_recipe_fixes_and_resume_may_change_come_from_the_fields():
                                       "--checkpoint-every", "5"])  # fmt: skip
     cfg = config_from_args(args)
     assert (cfg.hidden, cfg.seed, cfg.epochs, cfg.checkpoint_every, cfg.augment) == ((1024, 1024), 3, 2, 5, 1)
+
+
+# --- the options derived from the configuration's fields ---------------------------------
+
+
+def _typed(action, value) -> list[str]:
+    """The arguments that give ``action``'s option ``value`` (None: none; the option left unset)."""
+    import argparse
+
+    if value is None or (action.nargs == 0 and value is False and action.const is True):  # unset, store_true
+        return []
+    if isinstance(action, argparse.BooleanOptionalAction):
+        return [action.option_strings[0 if value else 1]]
+    if action.nargs == 0:
+        return [action.option_strings[0]]
+    return [action.option_strings[0], *map(str, value if isinstance(value, list) else [value])]
+
+
+def _round_trip(parser, head: list[str]) -> None:
+    """Every option ``parser`` offers, typed with its own default, parses back to that default."""
+    import argparse
+
+    options = [a for a in parser._actions if a.option_strings and not isinstance(a, argparse._HelpAction)]
+    argv = [word for a in options for word in _typed(a, a.default)]
+    from droplab.cli import build_parser
+
+    args = build_parser().parse_args([*head, *argv])
+    for a in options:
+        assert getattr(args, a.dest) == a.default and type(getattr(args, a.dest)) is type(a.default), (a.dest, argv)
+
+
+@pytest.mark.parametrize("command, head", [("train", ["train"]), ("compare", ["compare"]),
+                                           ("study", ["study", "headline"])])  # fmt: skip
+def test_every_option_parses_its_own_default_back(command, head):
+    _round_trip(_subparser(command), head)
+
+
+def _scratch_config():
+    """A configuration with new fields, each declared once: a flag, a bounded integer, an optional
+    one (typing.Optional as well as X | None) and a choice."""
+    import typing
+    from dataclasses import dataclass
+
+    from droplab.train import TrainConfig
+    from droplab.train import config as c
+
+    @dataclass
+    class Scratch(TrainConfig):
+        warmup: bool = c._flag(False, "warm the learning rate up over the first epoch", commands=("train",))
+        frozen: int = c._int(0, 0, 3, "an integer from 0 to 3", "hidden layers kept frozen", commands=("train",))
+        prefetch: typing.Optional[int] = c._option(  # Optional[int], not int | None: both are read
+            None, lambda v: v is None or (c._is_int(v) and v >= 1), "an integer >= 1", "batches to prefetch",
+            commands=("train",),
+        )  # fmt: skip
+        style: str = c._choice("plain", ("plain", "fancy"), "how the table looks", commands=("train",))
+
+    return Scratch
+
+
+def test_a_new_field_is_one_edit(monkeypatch, capsys):
+    """A field declared with its metadata is an option of the commands it names (its help, choices,
+    default and type from the field) and reaches the configuration; nothing else is edited."""
+    from droplab.cli import build_parser, options
+    from droplab.cli.options import config_from_args
+
+    scratch = _scratch_config()
+    monkeypatch.setattr(options, "TrainConfig", scratch)
+    actions = {a.dest: a for a in _subparser("train")._actions}
+    warmup, frozen, prefetch, style = (actions[k] for k in ("warmup", "frozen", "prefetch", "style"))
+    assert warmup.option_strings == ["--warmup", "--no-warmup"] and warmup.default is False
+    assert warmup.help == "warm the learning rate up over the first epoch (default: False)"
+    assert (frozen.type, frozen.default, frozen.help) == (int, 0, "hidden layers kept frozen (default: 0)")
+    assert (prefetch.type, prefetch.default, prefetch.help) == (int, None, "batches to prefetch")
+    assert (style.choices, style.default) == (("plain", "fancy"), "plain")
+    assert not {"warmup", "frozen", "prefetch", "style"} & {a.dest for a in _subparser("compare")._actions}
+    _round_trip(_subparser("train"), ["train"])
+
+    parser = build_parser()
+    cfg = config_from_args(parser.parse_args(["train", "--warmup", "--frozen", "2", "--prefetch", "4",
+                                              "--style", "fancy"]))  # fmt: skip
+    assert type(cfg) is scratch and (cfg.warmup, cfg.frozen, cfg.prefetch, cfg.style) == (True, 2, 4, "fancy")
+    assert config_from_args(parser.parse_args(["train", "--no-warmup"])).warmup is False
+    with pytest.raises(UsageError, match="--frozen 5: invalid, expected an integer from 0 to 3"):
+        config_from_args(parser.parse_args(["train", "--frozen", "5"]))
+    with pytest.raises(SystemExit):  # a flag takes no value: "--warmup False" is not read as true
+        parser.parse_args(["train", "--warmup", "False"])
+    assert "unrecognized arguments: False" in capsys.readouterr().err
+
+
+def test_an_option_without_help_is_refused_where_it_is_declared():
+    from droplab.train import config as c
+
+    with pytest.raises(ValueError, match="offered as an option by train needs its help text"):
+        c._flag(False, commands=("train",))
+    with pytest.raises(ValueError, match="needs its help text"):
+        c._int(0, 0, commands=("train", "compare"))
+    assert c._flag(False).metadata["commands"] == ()  # no help: no option
+    assert c._flag(False, "on").metadata["commands"] == ("train", "compare")
+
+
+def _interrupted_run(tiny_dir, tmp_path, capsys):
+    """A finished two-epoch run, its summary made an interrupted one's (as if stopped before its
+    first checkpoint), and its metrics.csv."""
+    out = tmp_path / "run"
+    assert run_cli(["train", "--epochs", "2", "--data-dir", str(tiny_dir), "--out", str(out), *TINY], capsys)[0] == 0
+    (out / "summary.json").write_text('{"status": "interrupted"}')
+    return out, (out / "metrics.csv").read_text()
+
+
+def test_resume_may_change_how_a_run_runs_not_what_it_computes(tiny_dir, tmp_path, capsys):
+    """The run-only fields (threads, checkpoint_every) may come with --resume; the result is the same."""
+    out, finished = _interrupted_run(tiny_dir, tmp_path, capsys)
+    code, _, err = run_cli(["train", "--resume", str(out), "--checkpoint-every", "2", "--threads", "1"], capsys)
+    assert code == 0, err
+    assert (out / "metrics.csv").read_text() == finished
+    code, _, err = run_cli(["train", "--resume", str(out), "--epochs", "3"], capsys)
+    assert code == 2 and "--epochs cannot be combined with it (only --threads, --checkpoint-every, --data-dir" in err
+    from droplab.train import resume
+
+    with pytest.raises(ValueError, match="epochs cannot change"):
+        resume(out, None, epochs=3)
+
+
+def test_a_refusal_on_resume_names_no_option_the_user_did_not_type(tiny_dir, tmp_path, capsys, monkeypatch):
+    """The memory a run needs, found short on --resume, is the run's configuration's fault, not a --hidden typed."""
+    import droplab.train.resources as resources
+
+    out, _ = _interrupted_run(tiny_dir, tmp_path, capsys)
+    monkeypatch.setattr(resources, "available_bytes", lambda: 1 << 10)
+    code, _, err = run_cli(["train", "--resume", str(out)], capsys)
+    assert code == 2 and "hidden = (32, 16) is invalid: expected layers this machine's memory holds" in err
+    assert "--hidden" not in err
+    code, _, err = run_cli(["train", "--epochs", "1", "--data-dir", str(tiny_dir), "--runs-root", str(tmp_path / "r"),
+                            *TINY], capsys)  # fmt: skip
+    assert code == 2 and "--hidden 32 16: invalid, expected layers this machine's memory holds" in err
+
+
+def test_study_shares_the_data_options_with_train():
+    from droplab.train import TrainConfig
+
+    train, study = ({a.dest: a for a in _subparser(command)._actions} for command in ("train", "study"))
+    for dest in ("val_size", "data_dir", "no_verify"):
+        assert (study[dest].default, study[dest].help, study[dest].type) == \
+               (train[dest].default, train[dest].help, train[dest].type), dest  # fmt: skip
+    assert study["val_size"].default == TrainConfig().val_size
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--seeds", "0", "--seeds 0: invalid, expected an integer >= 1"),  # run_study's own check, in flag words
+    ("--epochs", "0", "--epochs 0: invalid, expected an integer >= 1"),
+    ("--jobs", "-2", "--jobs -2: invalid, expected an integer >= 1"),
+    ("--max-runs", "0", "--max-runs 0: invalid, expected an integer >= 1"),
+    ("--val-size", "0", "--val-size 0: invalid, expected an integer >= 1"),  # TrainConfig.val_size's metadata
+])  # fmt: skip
+def test_bad_study_arguments_name_the_option_before_any_work(option, value, message, tmp_path, capsys):
+    out = tmp_path / "study"
+    code, _, err = run_cli(["study", "headline", "--quick", "--out", str(out), "--data-dir", str(tmp_path / "none"),
+                            option, value], capsys)  # fmt: skip
+    assert code == 2 and f"droplab study: error: {message}" in err and "Traceback" not in err
+    assert not out.exists()

@@ -265,3 +265,24 @@ def test_no_library_message_names_an_option():
                 if re.search(r"(^|\s)--[a-z]|droplab (train|study|compare)", node.value):
                     found.append(f"{path.name}:{node.lineno}: {node.value!r}")
     assert not found, found
+
+
+def test_every_field_is_checked_on_its_own_before_how_fields_relate():
+    """A relation between fields reads only values found good on their own: a bad value is named
+    as itself, wherever its field is declared, before any relation runs."""
+    from dataclasses import dataclass
+
+    from droplab.train import config as c
+
+    with pytest.raises(ConfigError, match="epochs = 0 is invalid"):  # not "one probability per hidden layer"
+        TrainConfig(dropout=(0.5,), epochs=0).validate()
+
+    @dataclass
+    class Scratch(TrainConfig):  # an mlp-only field declared after those the relations are written beside
+        width_scale: float = c._option(1.0, lambda v: c._is_real(v) and v > 0, "a number > 0", mlp=True)
+
+    with pytest.raises(ConfigError, match="width_scale = 'wide' is invalid: expected a number > 0"):
+        Scratch(width_scale="wide").validate()
+    with pytest.raises(ConfigError, match="model = 'scratch' is invalid: expected mlp when noise or norm or width"):
+        Scratch(width_scale=2.0).validate()
+    assert Scratch(model="mlp", width_scale=2.0).validate().width_scale == 2.0

@@ -1,6 +1,7 @@
-"""The options of ``train`` and ``compare``: each configuration option derived from a field of
-:class:`~droplab.train.TrainConfig` (its type, default, help, choices and the rest of its
-metadata), and the options that choose the data and the output.
+"""The options of ``train`` and ``compare`` (and those ``study`` shares with them): each
+configuration option derived from a field of :class:`~droplab.train.TrainConfig` (its type,
+default, help, choices and the rest of its metadata), and the options that choose the data and
+the output.
 
 A new field of the configuration is a new option of the commands its metadata names, with no
 edit here; ``--recipe`` and ``--resume`` learn from the same metadata which options they fix.
@@ -15,10 +16,11 @@ import typing
 from typing import Any
 
 from ..recipes import RECIPES, recipe
-from ..train import ConfigError, TrainConfig
+from ..rundir import RunDirError
+from ..train import ConfigError, TrainConfig, run_config
 from .errors import UsageError, flag, option_message
 
-__all__ = ["add_options", "config_from_args", "resume_config", "RUN_OPTIONS"]
+__all__ = ["add_options", "config_from_args", "check_options", "resume_config", "RUN_OPTIONS"]
 
 # the options that are not the configuration's: name -> (argparse's keywords, the commands offering
 # it, whether --resume may come with it)
@@ -26,9 +28,9 @@ RUN_OPTIONS: dict[str, tuple[dict[str, Any], tuple[str, ...], bool]] = {
     "recipe": (dict(default=None, metavar="NAME", help=f"a documented configuration: {', '.join(RECIPES)} (see "
                     "droplab/recipes.py); it fixes the training options"), ("train",), False),  # fmt: skip
     "data_dir": (dict(default=None, help="directory with the four Fashion-MNIST .gz files (default: search)"),
-                 ("train", "compare"), True),  # fmt: skip
+                 ("train", "compare", "study"), True),  # fmt: skip
     "no_verify": (dict(action="store_true", help="skip the SHA-256 check (for data other than the official "
-                       "release)"), ("train", "compare"), True),  # fmt: skip
+                       "release)"), ("train", "compare", "study"), True),  # fmt: skip
     "out": (dict(default=None, help="output directory (must not hold results)"), ("train", "compare"), False),
     "runs_root": (dict(default="runs", help="where fresh run directories go when --out is not given"),
                   ("train", "compare"), False),  # fmt: skip
@@ -55,16 +57,18 @@ def _argument(f: dataclasses.Field, hint: Any) -> dict[str, Any]:
     if default is not None:  # None: the help says what happens
         shown = " ".join(map(str, default)) if isinstance(default, list) else default
         text = text[:-1] + f"; default: {shown})" if text.endswith(")") else text + f" (default: {shown})"
-    kw: dict[str, Any] = {"default": default, "metavar": meta["metavar"], "help": text.replace("%", "%%")}
+    kw: dict[str, Any] = {"default": default, "help": text.replace("%", "%%")}
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # int | None, Optional[int]
+        hint = next(t for t in typing.get_args(hint) if t is not type(None))
+    if hint is bool:  # --name / --no-name: a value typed after it would be read as text, "False" as true
+        return kw | {"action": argparse.BooleanOptionalAction}
     if typing.get_origin(hint) is tuple:  # several values: tuple[int, ...]
         kw["nargs"], hint = "+", typing.get_args(hint)[0]
-    elif isinstance(hint, types.UnionType):  # int | None
-        hint = next(t for t in typing.get_args(hint) if t is not type(None))
     if meta["choices"]:
         kw["choices"] = meta["choices"]
     else:
         kw["type"] = hint
-    return kw
+    return kw | {"metavar": meta["metavar"]}
 
 
 def add_options(parser: argparse.ArgumentParser, command: str) -> None:
@@ -75,6 +79,14 @@ def add_options(parser: argparse.ArgumentParser, command: str) -> None:
     for name, (keywords, commands, _) in RUN_OPTIONS.items():
         if command in commands:
             parser.add_argument(flag(name), **keywords)
+
+
+def check_options(args: argparse.Namespace, fields: list[dataclasses.Field] | None = None) -> None:
+    """Check the values of the configuration's options ``args`` was given (``fields``; default: all
+    that its command offers) each on its own: :class:`UsageError` naming the first bad one."""
+    for f in _fields(args.command) if fields is None else fields:
+        if not f.metadata["valid"](value := getattr(args, f.name)):
+            raise UsageError(option_message(ConfigError(f.name, value, f.metadata["accepted"])))
 
 
 def _given(args: argparse.Namespace, fixed: bool) -> list[dataclasses.Field]:
@@ -107,25 +119,25 @@ def _recipe_config(args: argparse.Namespace) -> TrainConfig:
         raise UsageError(f"--recipe {args.recipe}: {err}") from None
 
 
-def resume_config(args: argparse.Namespace) -> TrainConfig:
-    """The configuration of the run ``--resume`` goes on with: its own; the options that would change
-    it cannot come with it (:class:`UsageError`)."""
-    from ..rundir import RunDirError
-    from ..train import run_config
-
+def resume_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, Any]]:
+    """The configuration of the run ``--resume`` goes on with (its own), and the options given that
+    change only how it runs (the run-only fields: ``--threads``, ``--checkpoint-every``), as
+    :func:`droplab.train.resume` takes them. The options that would change what the run computes
+    cannot come with it (:class:`UsageError`)."""
     fields = _fields(args.command)
-    fixed = [(f.name, _default(f)) for f in fields if not f.metadata["resumable"]]
+    fixed = [(f.name, _default(f)) for f in fields if not f.metadata["run_only"]]
     fixed += [(name, kw.get("default", False)) for name, (kw, _, resumable) in RUN_OPTIONS.items() if not resumable]
     changed = [flag(name) for name, default in fixed if getattr(args, name) != default]
+    run_only = [f for f in fields if f.metadata["run_only"]]
     if changed:
-        allowed = [flag(f.name) for f in fields if f.metadata["resumable"]]
-        allowed += [flag(name) for name, (_, _, resumable) in RUN_OPTIONS.items() if resumable and name != "resume"]
+        allowed = [flag(f.name) for f in run_only]
+        allowed += [flag(name) for name, (_, commands, resumable) in RUN_OPTIONS.items()
+                    if resumable and name != "resume" and args.command in commands]  # fmt: skip
         raise UsageError(f"--resume {args.resume} goes on with the run's own configuration; {', '.join(changed)} "
                          f"cannot be combined with it (only {', '.join(allowed[:-1])} and {allowed[-1]} can)")
-    for f in fields:
-        if f.metadata["resumable"] and not f.metadata["valid"](getattr(args, f.name)):
-            raise UsageError(option_message(ConfigError(f.name, getattr(args, f.name), f.metadata["accepted"])))
+    check_options(args, run_only)
     try:
-        return run_config(args.resume)
+        cfg = run_config(args.resume)
     except RunDirError as err:
         raise UsageError(f"--resume {args.resume}: {err}") from None
+    return cfg, {f.name: getattr(args, f.name) for f in run_only if getattr(args, f.name) != _default(f)}

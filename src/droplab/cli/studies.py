@@ -8,7 +8,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .errors import UsageError
+from .errors import UsageError, flag
+from .options import add_options, check_options
 
 __all__ = ["add_parsers", "cmd_study", "cmd_report"]
 
@@ -28,9 +29,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     study.add_argument("--store", default=None,
                        help="where finished runs are kept and looked up (default: OUT/runs); studies sharing a "
                             "store share identical runs")
-    study.add_argument("--data-dir", default=None, help="directory with the four Fashion-MNIST .gz files")
-    study.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check")
-    study.add_argument("--val-size", type=int, default=5000, help="training images held out for validation")
+    add_options(study, "study")  # those it shares with train: --val-size, --data-dir, --no-verify
     study.add_argument("--max-runs", type=int, default=10_000,
                        help="refuse a study of more runs than this (default: %(default)s); the plan, with its "
                             "estimated time, is printed before the runs start")
@@ -43,8 +42,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_study(args: argparse.Namespace, console: Console) -> int:
-    from ..studies import STUDIES, run_study
-    from ..studies.engine import StudyArgumentError, StudyError
+    from ..studies import STUDIES, StudyArgumentError, run_study
     from ..studies.plan import PlanError
 
     if args.name == "list":
@@ -54,12 +52,10 @@ def cmd_study(args: argparse.Namespace, console: Console) -> int:
     names = list(STUDIES) if args.name == "all" else [args.name]
     if names[0] not in STUDIES:
         raise UsageError(f"study {args.name!r}: unknown, expected one of all, list, {', '.join(STUDIES)}")
-    checks = [("--seeds", args.seeds, 1), ("--epochs", args.epochs, 1), ("--jobs", args.jobs, 1),
-              ("--max-runs", args.max_runs, 1)]  # fmt: skip
-    checks.append(("--val-size", args.val_size, 1))
-    for option, value, low in checks:
-        if value is not None and value < low:
-            raise UsageError(f"{option} {value}: invalid, expected an integer >= {low}")
+    # --seeds, --epochs and --jobs: run_study checks them (StudyArgumentError, below), before any work
+    check_options(args)
+    if args.max_runs < 1:
+        raise UsageError(f"--max-runs {args.max_runs}: invalid, expected an integer >= 1")
     root = Path(args.out) if args.out else Path("results") / ("" if args.name == "all" else args.name)
     total = time.perf_counter()
     for name in names:
@@ -72,10 +68,8 @@ def cmd_study(args: argparse.Namespace, console: Console) -> int:
                 jobs=args.jobs, store=store, verify=not args.no_verify, val_size=args.val_size, max_runs=args.max_runs,
                 log=lambda line: console.print(line, markup=False, soft_wrap=True),
             )  # fmt: skip
-        except StudyArgumentError as err:  # checked above already; the library's own check, in the options' words
-            raise UsageError(f"--{err.name.replace('_', '-')} {err.value}: invalid, expected {err.expected}") from None
-        except StudyError as err:
-            raise UsageError(str(err)) from None
+        except StudyArgumentError as err:  # the library's check of its arguments, in the options' words
+            raise UsageError(f"{flag(err.name)} {err.value}: invalid, expected {err.expected}") from None
         except PlanError as err:
             raise UsageError(f"--seeds {err.seeds}: {err}; ask for fewer seeds, or raise --max-runs if you mean it")
         console.print(f"\n{report['title']}", markup=False, soft_wrap=True)

@@ -11,9 +11,9 @@ from rich.console import Console
 
 from ..data import OFFICIAL_DIGEST, FashionMNIST, load_fashion_mnist
 from ..threads import use_threads
-from ..train import ConfigError, TrainConfig, check_batch_size, check_memory
+from ..train import TrainConfig, check_batch_size, check_memory, resume, run, run_data
 from .console import print_table
-from .errors import UsageError, option_message
+from .errors import UsageError
 from .options import add_options, config_from_args, resume_config
 
 __all__ = ["add_parsers", "cmd_train", "cmd_compare"]
@@ -30,18 +30,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace, cfg: TrainConfig) -> FashionMNIST:
-    """The data the run trains on, and the checks that need it (:class:`UsageError` naming the option)."""
+    """The data the run trains on, and the checks that need it (a :class:`~droplab.train.ConfigError`
+    names the option where the user typed it: :func:`~droplab.cli.errors.describe`)."""
     data_dir, verify = args.data_dir, not args.no_verify
     if getattr(args, "resume", None):  # by default, the data the run started on: its directory and digest
-        from ..train import run_data
-
         data_dir, verify = _resume_data(args, *run_data(args.resume))
     data = load_fashion_mnist(data_dir, val_size=cfg.val_size, split_seed=cfg.split_seed, verify=verify)
-    try:
-        check_batch_size(cfg, data)
-        check_memory(cfg, data)
-    except ConfigError as err:
-        raise UsageError(option_message(err)) from None
+    check_batch_size(cfg, data)
+    check_memory(cfg, data)
     return data
 
 
@@ -66,14 +62,17 @@ def _cap_threads(threads: int | None, console: Console) -> int | None:
 
 
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
-    from ..train import resume, run
-
-    cfg = resume_config(args) if args.resume else config_from_args(args)
-    cfg.threads = _cap_threads(cfg.threads if not args.resume else args.threads, console) or cfg.threads
+    if args.resume:  # the run's own configuration; changes: the run-only options given (--threads, ...)
+        cfg, changes = resume_config(args)
+        if "threads" in changes:
+            changes["threads"] = _cap_threads(changes["threads"], console)
+    else:
+        cfg, changes = config_from_args(args), {}
+        cfg.threads = _cap_threads(cfg.threads, console)
     data = _load(args, cfg)
     start = time.perf_counter()
     if args.resume:
-        result = resume(args.resume, data, threads=cfg.threads if args.threads is not None else None)
+        result = resume(args.resume, data, **changes)
     else:
         result = run(cfg, data, out=args.out, runs_root=args.runs_root)
     s = result.summary

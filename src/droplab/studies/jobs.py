@@ -22,7 +22,7 @@ from ..checkpoint import load as load_checkpoint
 from ..data import DataError, FashionMNIST, load_fashion_mnist
 from ..interrupt import SIGNALS, Interrupted, StopRequest, StudyInterrupted
 from ..threads import use_threads
-from ..train import TrainConfig, fit
+from ..train import TrainConfig, fit, with_defaults
 from .registry import PROBES
 
 if TYPE_CHECKING:
@@ -52,15 +52,16 @@ def job_config(study: Study, variant: Variant, seed: int, epochs: int | None, qu
     return {"train": cfg.to_dict(), "probes": list(variant.probes), "format": FORMAT}
 
 
-_DEFAULTS = json.loads(json.dumps(TrainConfig().to_dict()))
+_DEFAULTS = with_defaults({})
 
 
 def canonical(job: Mapping[str, Any]) -> dict:
     """A job as it is compared and hashed: JSON values, ``TrainConfig`` fields at their
-    default left out. So adding a field with a default keeps every stored result valid;
-    changing a default's meaning needs a new ``FORMAT``."""
+    default left out (a field it lacks is at its default: :func:`~droplab.train.with_defaults`).
+    So adding a field with a default keeps every stored result valid; changing a default's
+    meaning needs a new ``FORMAT``."""
     job = json.loads(json.dumps(job, default=list))
-    job["train"] = {k: v for k, v in job["train"].items() if k not in _DEFAULTS or _DEFAULTS[k] != v}
+    job["train"] = {k: v for k, v in with_defaults(job["train"]).items() if k not in _DEFAULTS or _DEFAULTS[k] != v}
     return job
 
 

@@ -36,6 +36,7 @@ from .config import (
     batches_per_epoch,
     check_batch_size,
     evaluated_epochs,
+    with_defaults,
 )
 from .directory import DataMismatch, check_same_data, resume, run, run_config, run_data, write_run
 from .loop import Diverged, RunResult, fit, shift_images
@@ -44,7 +45,7 @@ from .resources import check_memory
 from .state import CheckpointWriteError, TrainState
 
 __all__ = [
-    "TrainConfig", "ConfigError", "OPTIMIZERS", "SCHEDULES", "batches_per_epoch", "evaluated_epochs",
+    "TrainConfig", "ConfigError", "with_defaults", "OPTIMIZERS", "SCHEDULES", "batches_per_epoch", "evaluated_epochs",
     "check_batch_size", "check_memory", "TrainState", "CheckpointError", "CheckpointWriteError", "fit", "RunResult",
     "Diverged", "shift_images", "METRICS", "evaluate", "activation_variances", "run", "resume", "run_config",
     "run_data", "check_same_data", "write_run", "DataMismatch",

@@ -13,7 +13,6 @@ the optimizer's buffers. Any failure is a :class:`~droplab.checkpoint.Checkpoint
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import numbers
 import random
@@ -25,15 +24,14 @@ import torch
 from torch import nn
 
 from ..checkpoint import CheckpointError
-from .config import FLOAT32_MAX, batches_per_epoch, evaluated_epochs
+from .config import FLOAT32_MAX, RUN_ONLY, batches_per_epoch, evaluated_epochs, with_defaults
 from .metrics import HISTORY_KEYS
 
 if TYPE_CHECKING:
     from .state import TrainState
 
-__all__ = ["RUN_ONLY", "CheckpointFieldError", "check_state", "check_config", "check_shapes"]
+__all__ = ["CheckpointFieldError", "check_state", "check_config", "check_shapes"]
 
-RUN_ONLY = ("threads", "checkpoint_every")  # config fields that do not change what a run computes
 _GENERATOR_BYTES = torch.Generator().get_state().numel()
 _MT_WORDS = 624  # numpy's and Python's Mersenne Twister
 
@@ -78,11 +76,14 @@ def _tensor(value: Any, field: str, dtype: torch.dtype, shape: tuple[int, ...], 
 
 
 def check_config(state: Mapping, config: Mapping) -> None:
-    """Refuse a checkpoint written for another configuration (the model would not fit, or worse, would)."""
+    """Refuse a checkpoint written for another configuration (the model would not fit, or worse, would).
+
+    A field the checkpoint lacks (written before the field existed) is at its default; the
+    fields no part of what a run computes (``RUN_ONLY``, such as ``threads``) may differ.
+    """
     if not isinstance(state["config"], dict):
         raise _bad("config", f"is a {type(state['config']).__name__}: expected the run's configuration")
-    saved = json.loads(json.dumps(state["config"], default=list))
-    wanted = json.loads(json.dumps(dict(config), default=list))
+    saved, wanted = with_defaults(state["config"]), with_defaults(config)
     differ = [k for k in sorted(set(saved) | set(wanted)) if k not in RUN_ONLY and saved.get(k) != wanted.get(k)]
     if differ:
         shown = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, run {wanted.get(k)!r}" for k in differ)

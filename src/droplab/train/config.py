@@ -3,8 +3,11 @@
 Each field of :class:`TrainConfig` carries what is known about it in its metadata: the values
 it accepts (a predicate, and the words :class:`ConfigError` says them in), its help text and
 choices, which commands offer it as an option, whether a recipe fixes it, whether only the
-``mlp`` model has it, and whether ``--resume`` may change it. ``validate`` and the command
-line (:mod:`droplab.cli.options`) read it from there, so that a new field is one edit.
+``mlp`` model has it, and whether it is no part of what a run computes (``run_only``: a
+checkpoint written with another value goes on, and ``--resume`` may change it). ``validate``,
+the checkpoint checks and the command line (:mod:`droplab.cli.options`) read it from there, so
+that a new field is one edit. :func:`with_defaults` reads a configuration written before a
+field existed as the run it was: that field at its default.
 
 Examples::
 
@@ -22,8 +25,9 @@ Examples::
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +42,9 @@ if TYPE_CHECKING:
     from ..data import FashionMNIST
 
 __all__ = [
-    "ConfigError", "TrainConfig", "OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_scheduler",
-    "batches_per_epoch", "evaluates", "evaluated_epochs", "evaluation_count", "check_batch_size", "generator",
+    "ConfigError", "TrainConfig", "RUN_ONLY", "OPTIMIZERS", "SCHEDULES", "with_defaults", "make_optimizer",
+    "make_scheduler", "batches_per_epoch", "evaluates", "evaluated_epochs", "evaluation_count", "check_batch_size",
+    "generator",
 ]  # fmt: skip
 
 OPTIMIZERS = ("sgd", "adam")
@@ -80,23 +85,32 @@ def _option(
     accepted: str,
     help: str | None = None,
     *,
-    commands: tuple[str, ...] = BOTH,
+    commands: tuple[str, ...] | None = None,
     choices: tuple | None = None,
     recipe: bool = False,
     mlp: bool = False,
-    resumable: bool = False,
+    run_only: bool = False,
     metavar: str | None = None,
 ) -> Any:
     """A field and what is known about it.
 
     Args:
         valid: whether a value is accepted; ``accepted`` says which are, in :class:`ConfigError`.
-        help: the option's help text; ``commands``: the commands that offer it (none: no option).
+        help: the option's help text; ``commands``: the commands that offer it (default: train
+            and compare when it has help, else none: no option).
         recipe: a recipe (``--recipe``) fixes it. mlp: only model ``mlp`` has it (another
-            value than the default needs that model). resumable: ``--resume`` may change it.
+            value than the default needs that model). run_only: no part of what a run computes
+            (how it runs: a checkpoint of another value goes on, ``--resume`` may change it).
+
+    Raises:
+        ValueError: ``commands`` offer it without ``help`` (when the class is defined).
     """
-    meta = dict(valid=valid, accepted=accepted, help=help, commands=commands if help else (), choices=choices,
-                recipe=recipe, mlp=mlp, resumable=resumable, metavar=metavar)  # fmt: skip
+    if commands is None:
+        commands = BOTH if help else ()
+    elif commands and not help:
+        raise ValueError(f"a field offered as an option by {', '.join(commands)} needs its help text")
+    meta = dict(valid=valid, accepted=accepted, help=help, commands=commands, choices=choices, recipe=recipe,
+                mlp=mlp, run_only=run_only, metavar=metavar)  # fmt: skip
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -109,8 +123,8 @@ def _int(default: int | None, low: int, high: float = math.inf, accepted: str = 
     return _option(default, lambda v: _is_int(v) and low <= v <= high, accepted or f"an integer >= {low}", help, **meta)
 
 
-def _flag(default: bool) -> Any:
-    return _option(default, lambda v: isinstance(v, bool), "true or false")
+def _flag(default: bool, help: str | None = None, **meta) -> Any:
+    return _option(default, lambda v: isinstance(v, bool), "true or false", help, **meta)
 
 
 _FLOAT32 = f"at most {FLOAT32_MAX:.4g}"
@@ -150,11 +164,11 @@ class TrainConfig:
                                   "optimizer's weight decay)", recipe=True)  # fmt: skip
     seed: int = _int(0, 0, 2**63 - 1, "an integer in [0, 2**63)", "seed of the initial weights, the dropout masks "
                      "and the minibatch order")  # fmt: skip
-    val_size: int = _int(5000, 1, help="training images held out for validation")
+    val_size: int = _int(5000, 1, help="training images held out for validation", commands=(*BOTH, "study"))
     split_seed: int = _int(0, 0, 2**63 - 1, "an integer in [0, 2**63)", "seed of the validation split")
     # torch's intra-op threads; None keeps torch's default. Recorded, but no part of what a run computes
     threads: int | None = _option(None, lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1",
-                                  "torch threads (default: torch's)", resumable=True)  # fmt: skip
+                                  "torch threads (default: torch's)", run_only=True)  # fmt: skip
     eval_batch_size: int = _int(8192, 1)
     # model "mlp" only: other noise than dropout, normalization (see droplab.models.MLP)
     noise: str = _choice("dropout", NOISE_KINDS, "noise after each ReLU", commands=("train",), recipe=True, mlp=True)
@@ -179,7 +193,7 @@ class TrainConfig:
     # > 0: a checkpoint every this many steps too (always: after each epoch). No part of what a run computes
     checkpoint_every: int = _int(0, 0, accepted="an integer >= 0 (steps between checkpoints; 0: after each epoch "
                                  "only)", help="a checkpoint every STEPS steps too (0: after each epoch only)",
-                                 commands=("train",), metavar="STEPS")  # fmt: skip
+                                 commands=("train",), run_only=True, metavar="STEPS")  # fmt: skip
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden) if isinstance(self.hidden, list) else self.hidden
@@ -196,12 +210,12 @@ class TrainConfig:
         Returns:
             the configuration itself.
         """
-        for f in dataclasses.fields(self):
+        for f in dataclasses.fields(self):  # each field on its own first: a relation reads only good values
             value = getattr(self, f.name)
             if not f.metadata["valid"](value):
                 raise ConfigError(f.name, value, f.metadata["accepted"])
-            for relation in _RELATIONS.get(f.name, ()):
-                relation(self)
+        for relation in _RELATIONS:
+            relation(self)
         return self
 
     def to_dict(self) -> dict:
@@ -225,11 +239,29 @@ def _finite_gaussian_noise(cfg: TrainConfig) -> None:
         raise ConfigError("dropout", cfg.dropout, accepted)
 
 
-# how fields relate, each checked as soon as the last field it reads is (so the first bad one is named)
-_RELATIONS: dict[str, tuple[Callable[[TrainConfig], None], ...]] = {
-    "dropout": (_one_probability_per_layer,),
-    "norm": (_mlp_options_need_mlp, _finite_gaussian_noise),
-}
+# how fields relate, checked in this order once every field is good on its own
+_RELATIONS: tuple[Callable[[TrainConfig], None], ...] = (
+    _one_probability_per_layer,
+    _mlp_options_need_mlp,
+    _finite_gaussian_noise,
+)
+
+RUN_ONLY = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["run_only"])
+_JSON_DEFAULTS = json.loads(json.dumps(TrainConfig().to_dict()))
+
+
+def with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config``, a configuration as a dict (a checkpoint's, a study job's), in JSON values, with
+    every field it lacks at its default: a configuration written before a field existed reads as
+    the run it was (a new field's default keeps what runs computed before it).
+
+    Examples::
+
+        >>> cfg = with_defaults({"epochs": 3, "hidden": (8,)})
+        >>> cfg["epochs"], cfg["hidden"], cfg["lr"]
+        (3, [8], 0.1)
+    """
+    return {**_JSON_DEFAULTS, **json.loads(json.dumps(dict(config), default=list))}
 
 
 def check_batch_size(cfg: TrainConfig, data: FashionMNIST) -> None:

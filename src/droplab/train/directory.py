@@ -23,7 +23,7 @@ from ..checkpoint import load as load_checkpoint
 from ..data import DataError, FashionMNIST
 from ..interrupt import Interrupted, StopRequest
 from ..progress import TrainProgress
-from .config import TrainConfig, batches_per_epoch
+from .config import RUN_ONLY, TrainConfig, batches_per_epoch
 from .loop import Diverged, RunResult, fit
 from .metrics import METRICS
 from .resources import check_disk, check_run
@@ -77,24 +77,28 @@ def run(
         return _train_in(directory, cfg, data, None, label)
 
 
-def resume(
-    directory: str | Path, data: FashionMNIST, threads: int | None = None, label: str | None = None
-) -> RunResult:
+def resume(directory: str | Path, data: FashionMNIST, label: str | None = None, **changes) -> RunResult:
     """Go on with the run in ``directory`` from its last checkpoint (or from the start, when it
     was stopped before the first): the result is bit for bit the uninterrupted run's.
 
     Args:
-        threads: the thread count to go on with (default: the one the run recorded).
+        changes: run-only fields (:data:`~droplab.train.config.RUN_ONLY`) to go on with in place
+            of the run's own, such as ``threads`` (None: the thread count the run recorded) or
+            ``checkpoint_every``; the other fields would change what the run computes.
 
     Raises:
+        ValueError: ``changes`` names another field than a run-only one (a :class:`ConfigError`
+            for a bad value).
         DataMismatch: ``data`` is not the data the run started on.
         RunDirError: ``directory`` is not a run's, another process holds it, or its run has finished.
     """
+    if computed := [name for name in changes if name not in RUN_ONLY]:
+        raise ValueError(f"a resumed run goes on with its own configuration: {', '.join(computed)} cannot change "
+                         f"(only {', '.join(RUN_ONLY)} can)")  # fmt: skip
     directory = Path(directory)
     cfg = run_config(directory)
     check_same_data(directory, data)
-    if threads is not None:
-        cfg.threads = threads
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None}).validate()
     with rundir.held(rundir.lock_dir(directory)):
         if (directory / "summary.json").is_file() and _status(directory / "summary.json") == "finished":
             raise rundir.RunFinished(directory)

@@ -79,49 +79,55 @@ def fit(cfg: TrainConfig, data: FashionMNIST, on_batch: Callable[[float], None] 
     threads, threads_note = use_threads(cfg.threads if cfg.threads is not None else recorded_threads(resume))
     train_x, train_y = training_set(cfg, data)
     n, eval_n = len(train_x), min(cfg.eval_train_size or len(train_x), len(train_x))
+    train_eval = train_x[:eval_n], train_y[:eval_n]  # the training images the train-set metrics measure
     used = n - n % cfg.batch_size if cfg.drop_last else n  # images an epoch trains on
 
     # --- restore: a fresh run, or where the checkpoint stands (each of its fields checked first)
-    run = TrainState.start(cfg, n, threads, data.digest) if resume is None else \
+    state = TrainState.start(cfg, n, threads, data.digest) if resume is None else \
         TrainState.from_checkpoint(resume, cfg, n, threads, data.digest)  # fmt: skip
-    saver, start = Checkpointer(checkpoint, checkpoint_interval), time.perf_counter() - run.seconds
+    saver, start = Checkpointer(checkpoint, checkpoint_interval), time.perf_counter() - state.seconds
 
-    for epoch in range(run.epoch, cfg.epochs + 1):
+    for epoch in range(state.epoch, cfg.epochs + 1):
         # --- the epoch's steps, from where the run stands
-        run.epoch = epoch
-        run.model.train()
-        if run.order is None:
-            run.order, run.next_i, run.loss_sum = torch.randperm(n, generator=run.shuffle), 0, 0.0
-        for i in range(run.next_i, used, cfg.batch_size):
-            idx = run.order[i : i + cfg.batch_size]
-            loss = train_step(run, train_x[idx], train_y[idx])
-            run.loss_sum, run.next_i = run.loss_sum + loss * len(idx), i + cfg.batch_size
+        state.epoch = epoch
+        state.model.train()
+        if state.order is None:
+            state.order, state.next_i, state.loss_sum = torch.randperm(n, generator=state.shuffle), 0, 0.0
+        for i in range(state.next_i, used, cfg.batch_size):
+            idx = state.order[i : i + cfg.batch_size]
+            loss = train_step(state, train_x[idx], train_y[idx])
+            state.loss_sum, state.next_i = state.loss_sum + loss * len(idx), i + cfg.batch_size
             if on_batch is not None:
                 on_batch(loss)
             # --- a checkpoint within the epoch: asked for by a signal, or every checkpoint_every steps
-            stopping = stop is not None and stop.signum is not None
-            if run.next_i < used and (stopping or (cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0)):
-                saver.save(run, time.perf_counter() - start)
+            stopping = _stop_asked(stop)
+            if state.next_i < used and (stopping or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0)):
+                saver.save(state, time.perf_counter() - start)
                 if stopping:
-                    raise Interrupted(stop.signum, f"at epoch {epoch}, step {run.step}")
+                    raise Interrupted(stop.signum, f"at epoch {epoch}, step {state.step}")
 
         # --- evaluation: every eval_every epochs, and after the last
         if evaluates(epoch, cfg.epochs, cfg.eval_every):
-            row = metrics_row(epoch, run.loss_sum / used, run.model, cfg, data, (train_x[:eval_n], train_y[:eval_n]))
-            run.history.append(row)
+            row = metrics_row(epoch, state.loss_sum / used, state.model, cfg, data, train_eval)
+            state.history.append(row)
             if on_epoch is not None:
                 on_epoch(row)
 
         # --- the checkpoint of the next epoch's start (younger than checkpoint_interval: only to stop)
-        run.epoch, run.next_i, run.order, run.loss_sum = epoch + 1, 0, None, 0.0
-        stopping = stop is not None and stop.signum is not None and epoch < cfg.epochs
-        saver.save(run, time.perf_counter() - start, force=stopping)
+        state.epoch, state.next_i, state.order, state.loss_sum = epoch + 1, 0, None, 0.0
+        stopping = _stop_asked(stop) and epoch < cfg.epochs
+        saver.save(state, time.perf_counter() - start, force=stopping)
         if stopping:
             raise Interrupted(stop.signum, f"after epoch {epoch}")
 
     # --- the summary: the test set, evaluated once, and the run's provenance
-    summary = summarize(cfg, data, run.model, run.history[-1], time.perf_counter() - start, threads, threads_note)
-    return RunResult(run.history, summary, run.model)
+    summary = summarize(cfg, data, state.model, state.history[-1], time.perf_counter() - start, threads, threads_note)
+    return RunResult(state.history, summary, state.model)
+
+
+def _stop_asked(stop: StopRequest | None) -> bool:
+    """Whether a signal has asked the run to stop (at its next safe point)."""
+    return stop is not None and stop.signum is not None
 
 
 def training_set(cfg: TrainConfig, data: FashionMNIST) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,31 +139,31 @@ def training_set(cfg: TrainConfig, data: FashionMNIST) -> tuple[torch.Tensor, to
     return data.train_x[pick], data.train_y[pick]
 
 
-def train_step(run: TrainState, x: torch.Tensor, y: torch.Tensor) -> float:
+def train_step(state: TrainState, x: torch.Tensor, y: torch.Tensor) -> float:
     """One optimizer step on the minibatch ``x``, ``y`` (shifted first, with ``augment``; its
     weights' rows bounded after, with ``max_norm``). Returns the minibatch's loss.
 
     Raises:
         Diverged: the loss or a gradient is not finite (the step is not taken).
     """
-    cfg = run.config
+    cfg = state.config
     if cfg.augment:
-        x = shift_images(x, cfg.augment, run.augment)
-    loss = F.cross_entropy(run.model(x), y)
+        x = shift_images(x, cfg.augment, state.augment)
+    loss = F.cross_entropy(state.model(x), y)
     value = loss.item()
     if not math.isfinite(value):
-        raise Diverged(run.epoch, run.step + 1, f"loss = {value}", cfg.lr)
-    run.optimizer.zero_grad(set_to_none=True)
+        raise Diverged(state.epoch, state.step + 1, f"loss = {value}", cfg.lr)
+    state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if (bad := _nonfinite_gradient(run.model)) is not None:
-        raise Diverged(run.epoch, run.step + 1, bad, cfg.lr)
-    run.optimizer.step()
-    if run.scheduler is not None:
-        run.scheduler.step()
+    if (bad := _nonfinite_gradient(state.model)) is not None:
+        raise Diverged(state.epoch, state.step + 1, bad, cfg.lr)
+    state.optimizer.step()
+    if state.scheduler is not None:
+        state.scheduler.step()
     if cfg.max_norm > 0:
-        for linear in [m for m in run.model.modules() if isinstance(m, nn.Linear)]:
+        for linear in [m for m in state.model.modules() if isinstance(m, nn.Linear)]:
             max_norm_(linear, cfg.max_norm)
-    run.step += 1
+    state.step += 1
     return value
 
 
@@ -191,10 +197,10 @@ class Checkpointer:
     def __init__(self, path: str | Path | None, interval: float) -> None:
         self.path, self.interval, self.last = path, interval, -math.inf
 
-    def save(self, run: TrainState, seconds: float, force: bool = True) -> None:
-        """Save ``run`` as it stands after ``seconds`` of training."""
+    def save(self, state: TrainState, seconds: float, force: bool = True) -> None:
+        """Save ``state`` as it stands after ``seconds`` of training."""
         if self.path is None or (not force and time.perf_counter() - self.last < self.interval):
             return
         self.last = time.perf_counter()
-        run.seconds = seconds
-        run.save(self.path)
+        state.seconds = seconds
+        state.save(self.path)

@@ -100,8 +100,11 @@ class TrainState:
         optimizer = make_optimizer(cfg, model.parameters())
         scheduler = make_scheduler(cfg, optimizer, cfg.epochs * batches_per_epoch(cfg, n_train))
         shuffle, augment = generator(cfg.seed, SHUFFLE_STREAM), generator(cfg.seed, AUGMENT_STREAM)
-        return cls(cfg, 1, 0, None, 0.0, 0, [], 0.0, model, optimizer, scheduler, shuffle, augment,
-                   GlobalGenerators(), threads, data_digest)  # fmt: skip
+        return cls(
+            config=cfg, epoch=1, next_i=0, order=None, loss_sum=0.0, step=0, history=[], seconds=0.0,
+            model=model, optimizer=optimizer, scheduler=scheduler, shuffle=shuffle, augment=augment,
+            rng=GlobalGenerators(), threads=threads, data_sha256=data_digest,
+        )  # fmt: skip
 
     @classmethod
     def from_checkpoint(
