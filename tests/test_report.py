@@ -24,8 +24,7 @@ from test_cli import run_cli
 
 from droplab import report, rundir
 from droplab.report import ReportError, find_studies, render, write_report
-from droplab.studies.catalog import STUDIES
-from droplab.studies.engine import run_study
+from droplab.studies import STUDIES, run_study
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
