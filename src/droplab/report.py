@@ -44,8 +44,11 @@ class ReportError(ValueError):
     """No study to report at ``path``, or a file there that cannot be read or written: ``problem`` says why."""
 
     def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        super().__init__(path, problem)
         self.path, self.problem = Path(path), problem
-        super().__init__(f"{path}: {problem}")
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
 
 
 class NoStudyFound(ReportError):
@@ -53,6 +56,7 @@ class NoStudyFound(ReportError):
 
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__(path, "no study.json in it or in its subdirectories")
+        self.args = (path,)  # its own arguments: what pickle gives back to it
 
 
 STUDY_JSON_CAP = 64 << 20  # bytes of study.json read at most (real ones are well under 5 MB)

@@ -51,8 +51,11 @@ class StudyArgumentError(StudyError):
     """An argument of :func:`run_study`, ``name``, is ``value``: not ``expected``."""
 
     def __init__(self, name: str, value: object, expected: str = "an integer >= 1") -> None:
+        super().__init__(name, value, expected)
         self.name, self.value, self.expected = name, value, expected
-        super().__init__(f"{name} = {value!r} is invalid: expected {expected}")
+
+    def __str__(self) -> str:
+        return f"{self.name} = {self.value!r} is invalid: expected {self.expected}"
 
 
 def run_study(

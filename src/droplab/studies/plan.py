@@ -33,12 +33,13 @@ class PlanError(ValueError):
     """A plan of ``configurations`` x ``seeds`` runs, over the ``limit`` of runs for one study."""
 
     def __init__(self, configurations: int, seeds: int, limit: int) -> None:
+        super().__init__(configurations, seeds, limit)
         self.configurations, self.seeds, self.limit = configurations, seeds, limit
         self.runs = configurations * seeds
-        super().__init__(
-            f"{self.runs:,} runs ({configurations} configurations x {seeds:,} seeds) is over the limit of "
-            f"{limit:,} runs for one study"
-        )
+
+    def __str__(self) -> str:
+        return (f"{self.runs:,} runs ({self.configurations} configurations x {self.seeds:,} seeds) is over the "
+                f"limit of {self.limit:,} runs for one study")
 
 
 def check_size(configurations: int, seeds: int, limit: int = MAX_RUNS) -> int:
