@@ -300,6 +300,10 @@ def test_the_catalog_registers_its_studies_in_order():
     assert [s.order for s in STUDIES.values()] == list(range(10, 130, 10))  # each catalog study says its place
     assert "mc" in PROBES
     assert PROBES["mc"].run.__module__ == "droplab.studies.catalog.ensemble"  # the probe lives with its study
+    from droplab.studies import engine
+
+    # what a study is comes from droplab.studies (or .registry), not re-exported by the engine or the catalog
+    assert not {"Analysis", "Study", "Variant"} & set(engine.__all__) and not hasattr(catalog, "STUDIES")
 
 
 PLANTED = """

@@ -3,8 +3,7 @@
 An output directory (a run's, a study's) is claimed before anything is written into it
 (:func:`claim_dir`) and held by one process at a time; an existing directory holding other files
 is never written into. Why one cannot be used is a :class:`RunDirError` subclass carrying the
-directory. The files written into them are written atomically (:mod:`droplab.atomic`, whose
-functions this module also offers, as ``rundir.write_json`` and the like).
+directory. The files written into them are written atomically, with :mod:`droplab.atomic`.
 """
 
 from __future__ import annotations
@@ -16,7 +15,9 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .atomic import (  # noqa: F401 (offered here too: what a run directory is written with)
+# rundir reads markers with read_regular; the rest is re-exported for train/directory.py and tests/test_checkpoint.py,
+# kept until train/ and cli/ import droplab.atomic
+from .atomic import (  # noqa: F401
     atomic_write,
     load_weights,
     read_regular,
@@ -36,14 +37,6 @@ __all__ = [
     "NotADroplabDirectory",
     "RunFinished",
     "NoSpace",
-    "atomic_write",
-    "read_regular",
-    "write_json",
-    "write_text",
-    "write_csv",
-    "save_weights",
-    "save_figure",
-    "load_weights",
     "claim_dir",
     "lock_dir",
     "release_dir",

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, rundir
+from .. import __version__, atomic, rundir
 from ..data import FashionMNIST, load_fashion_mnist
 from ..interrupt import Interrupted, StopRequest, StudyInterrupted
 from ..threads import usable_cores, use_threads
@@ -39,8 +39,7 @@ from .registry import Analysis, Study, Variant
 from .results import Results
 from .store import Recorder, collect, open_store
 
-__all__ = ["StudyError", "StudyArgumentError", "run_study", "summary_markdown", "Analysis", "Study", "Variant"]
-# Analysis, Study and Variant are re-exported (they live in .registry): scripts build studies from here.
+__all__ = ["StudyError", "StudyArgumentError", "run_study", "summary_markdown"]
 
 
 class StudyError(ValueError):
@@ -222,9 +221,9 @@ def _variant_record(name: str, seeds: list[int], done: Mapping[tuple[str, int], 
 def _write(out: Path, report: Mapping[str, Any], analysis: Analysis) -> None:
     """The plots, ``study.json`` and ``summary.md``, each written atomically."""
     for stem, fig in analysis.figures.items():
-        rundir.save_figure(out / f"{stem}.png", fig)
-    rundir.write_json(out / "study.json", report)
-    rundir.write_text(out / "summary.md", summary_markdown(report, analysis))
+        atomic.save_figure(out / f"{stem}.png", fig)
+    atomic.write_json(out / "study.json", report)
+    atomic.write_text(out / "summary.md", summary_markdown(report, analysis))
 
 
 def summary_markdown(report: Mapping[str, Any], analysis: Analysis) -> str:
