@@ -20,7 +20,7 @@ import time
 import torch
 
 from droplab.data import find_data_dir
-from droplab.studies.engine import Analysis, Study, Variant, run_study
+from droplab.studies import Analysis, Study, Variant, run_study
 
 
 def _variants(quick: bool) -> list[Variant]:

@@ -220,3 +220,30 @@ def test_zero_test_images_are_refused(tmp_path):
     write_gz(d / FILES["test_labels"][0], idx_bytes(np.zeros((0,), np.uint8)))
     with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz: holds no images, expected at least 1"):
         load_fashion_mnist(d, val_size=100, verify=False)
+
+
+def test_the_data_shapes_are_defined_once_in_data_and_imported_from_it():
+    """784 inputs (an image flattened) and 10 classes are data's; the modules that size a model
+    import them from it, and memory.py, below the models, imports nothing from models.py."""
+    import ast
+    import math
+    from pathlib import Path
+
+    import droplab
+
+    assert data.NUM_INPUTS == math.prod(data.IMAGE_SHAPE) == 784
+    assert data.NUM_CLASSES == len(data.CLASS_NAMES) == 10
+    root = Path(droplab.__file__).parent
+    defined, imported = [], {}
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            names = {t.id for t in targets if isinstance(t, ast.Name)} & {"NUM_INPUTS", "NUM_OUTPUTS", "NUM_CLASSES",
+                                                                         "IMAGE_SHAPE"}  # fmt: skip
+            defined += [f"{path.relative_to(root)}: {n}" for n in sorted(names)]
+            if isinstance(node, ast.ImportFrom):
+                imported.setdefault(str(path.relative_to(root)), set()).add(node.module)
+    assert sorted(defined) == ["data.py: IMAGE_SHAPE", "data.py: NUM_CLASSES", "data.py: NUM_INPUTS"]
+    for module in ("models.py", "memory.py", "train/resources.py", "studies/plan.py"):
+        assert "data" in imported[module], module
+    assert "models" not in imported["memory.py"]

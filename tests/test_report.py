@@ -22,10 +22,9 @@ import pytest
 from conftest import write_dataset
 from test_cli import run_cli
 
-from droplab import report, rundir
+from droplab import atomic, report
 from droplab.report import ReportError, find_studies, render, write_report
-from droplab.studies.catalog import STUDIES
-from droplab.studies.engine import run_study
+from droplab.studies import STUDIES, run_study
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -448,7 +447,7 @@ def test_a_failed_write_is_a_report_error(real_study, tmp_path, monkeypatch):
     def refuse(path, text):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(rundir, "write_text", refuse)
+    monkeypatch.setattr(atomic, "write_text", refuse)
     with pytest.raises(ReportError, match=re.escape(f"{tmp_path / 'r.html'}: cannot be written: Permission denied")):
         write_report([d], tmp_path / "r.html")
 

@@ -6,20 +6,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from droplab.atomic import atomic_write, load_weights, save_weights, write_csv, write_json
 from droplab.rundir import (
     DirectoryBusy,
     DirectoryNotEmpty,
     DirectoryOwned,
     DirectoryUnusable,
     RunDirError,
-    atomic_write,
     claim_dir,
     claimed,
-    load_weights,
     new_run_dir,
-    save_weights,
-    write_csv,
-    write_json,
 )
 
 
@@ -129,3 +125,29 @@ def test_a_study_claims_its_directory_again_and_no_other_study_does(tmp_path):
         assert (held / ".droplab-study").read_text() == "headline\n"
     with pytest.raises(ValueError, match="expected kind 'run' without an owner"):
         claim_dir(tmp_path / "x", "study")
+
+
+# Where the re-export of droplab.atomic's functions by rundir is still used, until they import droplab.atomic.
+STILL_THROUGH_RUNDIR = ("train/", "cli/", "test_checkpoint.py")
+
+
+def test_files_are_written_with_droplab_atomic_not_through_rundir():
+    """droplab.atomic writes and reads the files; rundir claims directories, and offers atomic's
+    functions only to the places above, until they import droplab.atomic."""
+    import ast
+
+    import droplab
+    from droplab import atomic, rundir
+
+    src = Path(droplab.__file__).parent
+    found = []
+    for path in [*src.rglob("*.py"), *Path(__file__).parent.glob("*.py")]:
+        where = str(path.relative_to(src if src in path.parents else path.parent))
+        if where.startswith(STILL_THROUGH_RUNDIR):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "rundir":
+                found += [f"{where}:{node.lineno}: rundir.{node.attr}"] if node.attr in atomic.__all__ else []
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").endswith("rundir"):
+                found += [f"{where}:{node.lineno}: {a.name}" for a in node.names if a.name in atomic.__all__]
+    assert not found and not set(rundir.__all__) & set(atomic.__all__)

@@ -28,13 +28,12 @@ from droplab.checkpoint import load as load_checkpoint
 
 LAUNCHER = """
 import sys
-from droplab.studies import catalog
-from droplab.studies.engine import Analysis, Study, Variant
+from droplab.studies import STUDIES, Analysis, Study, Variant
 
 def analyze(r):
     return Analysis([r.claim("dropout beats plain", "dropout", "plain")], [], {})
 
-catalog.STUDIES["tiny"] = Study(
+STUDIES["tiny"] = Study(
     "tiny", "A tiny study", "Does anything survive a signal?",
     lambda quick: [Variant("plain", {"dropout": (0.0, 0.0)}), Variant("dropout", {"dropout": (0.5, 0.5)})],
     analyze, epochs=40, base={"model": "mlp", "hidden": (32, 16), "batch_size": 50},

@@ -297,8 +297,58 @@ def test_the_catalog_registers_its_studies_in_order():
         "headline", "layer-rates", "long-training", "activation-variance", "ensemble", "weight-decay",
         "dropconnect", "noise", "data-size", "normalization", "regularizers", "no-rescale",
     ]  # fmt: skip
-    assert catalog.STUDIES is STUDIES and "mc" in PROBES
+    assert [s.order for s in STUDIES.values()] == list(range(10, 130, 10))  # each catalog study says its place
+    assert "mc" in PROBES
     assert PROBES["mc"].run.__module__ == "droplab.studies.catalog.ensemble"  # the probe lives with its study
+    from droplab.studies import engine
+
+    # what a study is comes from droplab.studies (or .registry), not re-exported by the engine or the catalog
+    assert not {"Analysis", "Study", "Variant"} & set(engine.__all__) and not hasattr(catalog, "STUDIES")
+
+
+PLANTED = """
+from droplab.studies.registry import Analysis, study
+from droplab.studies.catalog.common import BASE, fixed, plain
+
+
+@study(name="planted", order=15, title="A planted study", question="Is one new file enough?",
+       variants=fixed(plain()), base=BASE)
+def analyze(r):
+    return Analysis([], [], {})
+"""
+
+
+def test_a_new_module_in_the_catalog_is_a_new_study_in_its_place(tmp_path, monkeypatch):
+    """A study is one new file: a module beside the catalog's is found, imported and registered, in its order."""
+    import sys
+
+    (tmp_path / "planted.py").write_text(PLANTED)
+    monkeypatch.setattr(catalog, "__path__", [*catalog.__path__, str(tmp_path)])
+    try:
+        assert "planted" in catalog.discover() and "common" not in catalog.discover()
+        assert list(STUDIES)[:3] == ["headline", "planted", "layer-rates"]  # order 15: between 10 and 20
+    finally:
+        STUDIES.pop("planted", None)
+        sys.modules.pop("droplab.studies.catalog.planted", None)
+
+
+def test_studies_are_kept_in_their_order_and_an_order_is_given_once():
+    def analyze(r):
+        return registry.Analysis([], [], {})
+
+    last, first = registry.Study("last", "", "", lambda quick: [], analyze), registry.Study(
+        "first", "", "", lambda quick: [], analyze, order=5
+    )
+    try:
+        registry.register(last)  # no order: after every study that has one
+        registry.register(first)
+        assert list(STUDIES)[0] == "first" and list(STUDIES)[-1] == "last"
+        with pytest.raises(ValueError, match="study 'again': order 10 is taken by study 'headline'"):
+            registry.register(registry.Study("again", "", "", lambda quick: [], analyze, order=10))
+        assert "again" not in STUDIES
+    finally:
+        STUDIES.pop("last", None)
+        STUDIES.pop("first", None)
 
 
 def test_a_study_and_its_probe_are_registered_where_they_are_defined(tiny_dir):
@@ -331,26 +381,3 @@ def test_a_study_and_its_probe_are_registered_where_they_are_defined(tiny_dir):
     finally:
         STUDIES.pop("tiny", None)
         PROBES.pop("weights", None)
-
-
-def test_no_library_message_of_the_studies_names_a_command_line_flag():
-    """The CLI maps errors to messages with flags; the library's own raise sites name none."""
-    import ast
-    from pathlib import Path
-
-    import droplab
-
-    root = Path(droplab.__file__).parent
-    files = [*root.glob("studies/**/*.py"), *(root / f for f in ("compare.py", "rundir.py", "report.py",
-                                                                "stats.py", "plots.py", "verdicts.py"))]  # fmt: skip
-    found = []
-    for path in files:
-        for node in ast.walk(ast.parse(path.read_text())):
-            raised = isinstance(node, ast.Raise) and node.exc is not None
-            error_class = isinstance(node, ast.ClassDef) and any(  # its message is built in its __init__
-                ast.unparse(b).endswith(("Error", "Exception", "Interrupted")) for b in node.bases
-            )
-            if raised or error_class:
-                texts = [c.value for c in ast.walk(node) if isinstance(c, ast.Constant)]
-                found += [f"{path.name}:{node.lineno}: {t}" for t in texts if re.search(r"--[a-z]", str(t))]
-    assert len(files) > 20 and not found

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .rundir import atomic_write, read_regular
+from .atomic import atomic_write, read_regular
 
 __all__ = ["CheckpointError", "save", "load", "rng_state", "set_rng_state", "FILENAME"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import plots, rundir
+from . import atomic, plots, rundir
 from .data import FashionMNIST
 from .models import MODEL_NAMES
 from .stats import mean_std, paired_interval
@@ -62,7 +62,7 @@ def compare(
         raise ValueError(f"unknown model {unknown[0]!r}: expected one of {', '.join(MODEL_NAMES)}")
     with rundir.held(rundir.claim_new(out, runs_root, "compare")) as directory:
         seed_list = [base.seed + k for k in range(seeds)]
-        rundir.write_json(
+        atomic.write_json(
             directory / "config.json",
             {"seeds": seed_list, "models": list(models), "base": base.to_dict(), "data": data.source},
         )
@@ -81,10 +81,10 @@ def compare(
             for m, hs in histories.items()
         }
         result = CompareResult(directory, results, curves, seed_list)
-        rundir.write_json(directory / "compare.json", results)
+        atomic.write_json(directory / "compare.json", results)
         title = f"Fashion-MNIST, {base.epochs} epochs, {len(seed_list)} seed(s), hidden {list(base.hidden)}"
-        rundir.save_figure(directory / "compare.png", plots.compare_curves(curves, title=title))
-        rundir.write_text(directory / "compare.md", markdown(result, base))
+        atomic.save_figure(directory / "compare.png", plots.compare_curves(curves, title=title))
+        atomic.write_text(directory / "compare.md", markdown(result, base))
         return result
 
 

@@ -34,6 +34,9 @@ import torch
 
 __all__ = [
     "CLASS_NAMES",
+    "NUM_CLASSES",
+    "IMAGE_SHAPE",
+    "NUM_INPUTS",
     "FILES",
     "SHA256",
     "DataError",
@@ -52,6 +55,9 @@ CLASS_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )  # fmt: skip
+NUM_CLASSES = len(CLASS_NAMES)  # 10: the models' outputs, one logit per class
+IMAGE_SHAPE = (28, 28)  # an image's rows and columns
+NUM_INPUTS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]  # 784: an image, flattened, as the models take it in
 
 # name -> (file, number of dimensions)
 FILES = {
@@ -92,7 +98,6 @@ OFFICIAL_DIGEST = data_digest(SHA256)  # the official release's
 
 URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-NUM_CLASSES = 10
 MAX_PAYLOAD = 1 << 28  # no IDX file of this data set comes near 256 MiB; refuse larger headers
 
 
@@ -314,9 +319,6 @@ class FashionMNIST:
     def digest(self) -> str:
         """The identity of the data trained on (:func:`data_digest` of the files' SHA-256s)."""
         return data_digest(self.sha256)
-
-
-IMAGE_SHAPE = (28, 28)  # the models take 784 inputs
 
 
 def _load_pair(directory: Path, split: str, verify: bool) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:

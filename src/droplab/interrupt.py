@@ -52,10 +52,10 @@ class StudyInterrupted(Exception):
 
     def __init__(self, signum: int, message: str) -> None:
         super().__init__(signum, message)  # picklable: a worker's exception crosses to the parent
-        self.signum = signum
+        self.signum, self.message = signum, message
 
     def __str__(self) -> str:
-        return self.args[1]
+        return self.message
 
 
 class StopRequest:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from .models import NUM_INPUTS, NUM_OUTPUTS
+from .data import NUM_CLASSES as NUM_OUTPUTS
+from .data import NUM_INPUTS
 
 __all__ = ["saved_bytes", "run_bytes", "available_bytes"]
 

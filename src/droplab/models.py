@@ -18,12 +18,12 @@ from torch import Tensor, nn
 
 from . import functional
 from . import nn as dnn
+from .data import NUM_CLASSES as NUM_OUTPUTS
+from .data import NUM_INPUTS
 from .noise import NOISE_KINDS, DropConnectLinear, noise_layer
 
 __all__ = ["DropoutMLPScratch", "DropoutMLP", "MLP", "MODEL_NAMES", "NORMS", "build_model", "noise_active"]
 
-NUM_INPUTS = 28 * 28
-NUM_OUTPUTS = 10
 MODEL_NAMES = ("scratch", "concise", "plain", "mlp")
 
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from . import __version__, rundir
+from . import __version__, atomic
 from .studyfile import validate
 
 __all__ = ["ReportError", "NoStudyFound", "find_studies", "render", "write_report"]
@@ -44,8 +44,11 @@ class ReportError(ValueError):
     """No study to report at ``path``, or a file there that cannot be read or written: ``problem`` says why."""
 
     def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        super().__init__(path, problem)
         self.path, self.problem = Path(path), problem
-        super().__init__(f"{path}: {problem}")
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
 
 
 class NoStudyFound(ReportError):
@@ -53,6 +56,7 @@ class NoStudyFound(ReportError):
 
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__(path, "no study.json in it or in its subdirectories")
+        self.args = (path,)  # its own arguments: what pickle gives back to it
 
 
 STUDY_JSON_CAP = 64 << 20  # bytes of study.json read at most (real ones are well under 5 MB)
@@ -106,7 +110,7 @@ def _size(n: int) -> str:
 def _load(directory: Path) -> dict:
     path = directory / "study.json"
     try:
-        text = rundir.read_regular(path, STUDY_JSON_CAP, "the study's JSON file").decode("utf-8")
+        text = atomic.read_regular(path, STUDY_JSON_CAP, "the study's JSON file").decode("utf-8")
         raw = json.loads(text)
     except OSError as err:
         raise ReportError(path, f"cannot be read: {err.strerror or err}") from None
@@ -162,7 +166,7 @@ def _figure_bytes(directory: Path, name: str) -> bytes | str:
     if not path.is_relative_to(root):
         return "outside the study directory"
     try:
-        data = rundir.read_regular(path, FIGURE_CAP, "a PNG file")
+        data = atomic.read_regular(path, FIGURE_CAP, "a PNG file")
     except OSError as err:
         return f"cannot be read ({err.strerror or err})"
     except ValueError as err:
@@ -267,6 +271,6 @@ def write_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> 
         raise ReportError(out, f"is one of the studies' own files; expected {expected} elsewhere")
     page = render(studies)
     try:
-        return rundir.write_text(out, page)
+        return atomic.write_text(out, page)
     except OSError as err:
         raise ReportError(out, f"cannot be written: {err.strerror or err}; expected {expected}") from None

@@ -3,8 +3,7 @@
 An output directory (a run's, a study's) is claimed before anything is written into it
 (:func:`claim_dir`) and held by one process at a time; an existing directory holding other files
 is never written into. Why one cannot be used is a :class:`RunDirError` subclass carrying the
-directory. The files written into them are written atomically (:mod:`droplab.atomic`, whose
-functions this module also offers, as ``rundir.write_json`` and the like).
+directory. The files written into them are written atomically, with :mod:`droplab.atomic`.
 """
 
 from __future__ import annotations
@@ -16,7 +15,9 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .atomic import (  # noqa: F401 (offered here too: what a run directory is written with)
+# rundir reads markers with read_regular; the rest is re-exported for train/directory.py and tests/test_checkpoint.py,
+# kept until train/ and cli/ import droplab.atomic
+from .atomic import (  # noqa: F401
     atomic_write,
     load_weights,
     read_regular,
@@ -36,14 +37,6 @@ __all__ = [
     "NotADroplabDirectory",
     "RunFinished",
     "NoSpace",
-    "atomic_write",
-    "read_regular",
-    "write_json",
-    "write_text",
-    "write_csv",
-    "save_weights",
-    "save_figure",
-    "load_weights",
     "claim_dir",
     "lock_dir",
     "release_dir",
@@ -62,64 +55,90 @@ _created: set[Path] = set()  # and those of them it created
 
 class RunDirError(OSError):
     """An output directory that cannot be used. The classes below say why, with the directory (and
-    whatever else their message needs) as their arguments; raised as it is, it carries a message."""
+    whatever else their message needs) as their arguments, which are their ``args`` (so that they
+    pickle: a worker's error crosses to its parent), and build their message from them."""
+
+    def __init__(self, *args) -> None:
+        super().__init__()  # not OSError's (errno, strerror, filename): the arguments are the subclass's own
+        self.args = args
 
 
 class DirectoryUnusable(RunDirError):
     """``directory`` cannot serve as ``role``: ``reason`` (the system's refusal, or what it is)."""
 
     def __init__(self, directory: str | os.PathLike, reason: str, role: str = "an output directory") -> None:
+        super().__init__(directory, reason, role)
         self.directory, self.reason, self.role = Path(directory), reason, role
-        super().__init__(f"cannot use {directory} as {role}: {reason}")
+
+    def __str__(self) -> str:
+        return f"cannot use {self.directory} as {self.role}: {self.reason}"
 
 
 class DirectoryNotEmpty(RunDirError):
     """``directory`` holds files and no claim of this ``kind`` ("run", "study"): droplab never writes among them."""
 
     def __init__(self, directory: str | os.PathLike, kind: str = "run") -> None:
+        super().__init__(directory, kind)
         self.directory, self.kind = Path(directory), kind
-        super().__init__(f"output directory {directory} already holds results; droplab never overwrites a {kind}")
+
+    def __str__(self) -> str:
+        return f"output directory {self.directory} already holds results; droplab never overwrites a {self.kind}"
 
 
 class DirectoryOwned(RunDirError):
     """``directory`` is claimed by ``owner``, another ``kind`` than ``wanted`` (a study's directory)."""
 
     def __init__(self, directory: str | os.PathLike, owner: str, wanted: str, kind: str = "study") -> None:
+        super().__init__(directory, owner, wanted, kind)
         self.directory, self.owner, self.wanted, self.kind = Path(directory), owner, wanted, kind
-        super().__init__(f"{directory} holds results of {kind} {owner!r}, not {wanted!r}")
+
+    def __str__(self) -> str:
+        return f"{self.directory} holds results of {self.kind} {self.owner!r}, not {self.wanted!r}"
 
 
 class DirectoryBusy(RunDirError):
     """Another live droplab process holds ``directory`` (its lock; the kernel drops it when the process ends)."""
 
     def __init__(self, directory: str | os.PathLike) -> None:
+        super().__init__(directory)
         self.directory = Path(directory)
-        super().__init__(f"{directory} is in use by another droplab process")
+
+    def __str__(self) -> str:
+        return f"{self.directory} is in use by another droplab process"
 
 
 class NotADroplabDirectory(RunDirError):
     """``directory`` holds no marker of a ``kind`` of droplab output ("run", "study"): nothing to go on with."""
 
     def __init__(self, directory: str | os.PathLike, kind: str = "run") -> None:
+        super().__init__(directory, kind)
         self.directory, self.kind = Path(directory), kind
-        super().__init__(f"{directory} is not a droplab {kind} directory (no {MARKERS[kind]} marker)")
+
+    def __str__(self) -> str:
+        return f"{self.directory} is not a droplab {self.kind} directory (no {MARKERS[self.kind]} marker)"
 
 
 class RunFinished(RunDirError):
     """The run in ``directory`` has finished: there is nothing to go on with."""
 
     def __init__(self, directory: str | os.PathLike) -> None:
+        super().__init__(directory)
         self.directory = Path(directory)
-        super().__init__(f"{directory} holds a finished run: nothing to resume")
+
+    def __str__(self) -> str:
+        return f"{self.directory} holds a finished run: nothing to resume"
 
 
 class NoSpace(RunDirError):
     """``directory``'s disk has ``free`` bytes; what is to be written there needs about ``need``."""
 
     def __init__(self, directory: str | os.PathLike, free: int, need: int) -> None:
+        super().__init__(directory, free, need)
         self.directory, self.free, self.need = Path(directory), free, need
-        super().__init__(f"not enough space in {directory}: {free / 2**20:.1f} MiB free, this run's checkpoints and "
-                         f"results need about {need / 2**20:.1f} MiB")
+
+    def __str__(self) -> str:
+        return (f"not enough space in {self.directory}: {self.free / 2**20:.1f} MiB free, this run's checkpoints "
+                f"and results need about {self.need / 2**20:.1f} MiB")
 
 
 def claim_dir(path: str | os.PathLike, kind: str = "run", owner: str | None = None) -> Path:

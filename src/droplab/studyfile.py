@@ -25,9 +25,12 @@ class FieldError(ValueError):
     """``field`` of a study.json holds ``value`` (or is missing): not ``expected``."""
 
     def __init__(self, field: str, expected: str, value=None, missing: bool = False) -> None:
+        super().__init__(field, expected, value, missing)
         self.field, self.expected, self.value, self.missing = field, expected, value, missing
-        got = "missing" if missing else f"got {_kind(value)}"
-        super().__init__(f"{field}: {got}; expected {expected}")
+
+    def __str__(self) -> str:
+        got = "missing" if self.missing else f"got {_kind(self.value)}"
+        return f"{self.field}: {got}; expected {self.expected}"
 
 
 def _string(value, field: str) -> str:

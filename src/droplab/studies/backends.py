@@ -38,8 +38,9 @@ def _signame(signum: int) -> str:
     return signal.Signals(signum).name
 
 
-
 class _RemoteTraceback(Exception):
+    """A worker's traceback, as text: the cause of the error that failed its job, raised again in the parent."""
+
     def __init__(self, text: str) -> None:
         super().__init__(text)
 
@@ -47,33 +48,15 @@ class _RemoteTraceback(Exception):
         return f"\n(in the worker process)\n{self.args[0]}"
 
 
-def _rebuild(cls: type, args: tuple, state: dict) -> BaseException:
-    err = cls.__new__(cls, *args)
-    err.args = args
-    err.__dict__.update(state)
+def _portable(err: Exception) -> Exception:
+    """What crosses to the parent for ``err``: itself, where it pickles (every droplab error does:
+    each passes its data, its constructor's arguments, on as its ``args``); a foreign one that does
+    not (an exception whose ``__init__`` does not take its ``args`` back) as a RuntimeError saying what it was."""
+    try:
+        pickle.loads(pickle.dumps(err))
+    except Exception:
+        return RuntimeError(f"{type(err).__name__}: {err}")
     return err
-
-
-class _Carried:
-    """Pickles an exception whose ``__init__`` does not take its ``args`` back (Diverged, say)
-    as its class, args and attributes; it unpickles as that exception."""
-
-    def __init__(self, err: BaseException) -> None:
-        self.err = err
-
-    def __reduce__(self):
-        return _rebuild, (type(self.err), self.err.args, dict(vars(self.err)))
-
-
-def _portable(err: Exception):
-    """What crosses to the parent for ``err``: itself, or carried; at worst a RuntimeError saying what it was."""
-    for form in (err, _Carried(err)):
-        try:
-            pickle.loads(pickle.dumps(form))
-            return form
-        except Exception:
-            pass
-    return RuntimeError(f"{type(err).__name__}: {err}")
 
 
 def _watch_parent() -> None:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, rundir
+from .. import __version__, atomic, rundir
 from ..data import FashionMNIST, load_fashion_mnist
 from ..interrupt import Interrupted, StopRequest, StudyInterrupted
 from ..threads import usable_cores, use_threads
@@ -39,8 +39,7 @@ from .registry import Analysis, Study, Variant
 from .results import Results
 from .store import Recorder, collect, open_store
 
-__all__ = ["StudyError", "StudyArgumentError", "run_study", "summary_markdown", "Analysis", "Study", "Variant"]
-# Analysis, Study and Variant are re-exported (they live in .registry): scripts build studies from here.
+__all__ = ["StudyError", "StudyArgumentError", "run_study", "summary_markdown"]
 
 
 class StudyError(ValueError):
@@ -51,8 +50,11 @@ class StudyArgumentError(StudyError):
     """An argument of :func:`run_study`, ``name``, is ``value``: not ``expected``."""
 
     def __init__(self, name: str, value: object, expected: str = "an integer >= 1") -> None:
+        super().__init__(name, value, expected)
         self.name, self.value, self.expected = name, value, expected
-        super().__init__(f"{name} = {value!r} is invalid: expected {expected}")
+
+    def __str__(self) -> str:
+        return f"{self.name} = {self.value!r} is invalid: expected {self.expected}"
 
 
 def run_study(
@@ -219,9 +221,9 @@ def _variant_record(name: str, seeds: list[int], done: Mapping[tuple[str, int], 
 def _write(out: Path, report: Mapping[str, Any], analysis: Analysis) -> None:
     """The plots, ``study.json`` and ``summary.md``, each written atomically."""
     for stem, fig in analysis.figures.items():
-        rundir.save_figure(out / f"{stem}.png", fig)
-    rundir.write_json(out / "study.json", report)
-    rundir.write_text(out / "summary.md", summary_markdown(report, analysis))
+        atomic.save_figure(out / f"{stem}.png", fig)
+    atomic.write_json(out / "study.json", report)
+    atomic.write_text(out / "summary.md", summary_markdown(report, analysis))
 
 
 def summary_markdown(report: Mapping[str, Any], analysis: Analysis) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..models import NUM_INPUTS, NUM_OUTPUTS
+from ..data import NUM_CLASSES, NUM_INPUTS
 from ..train.config import evaluation_count
 
 __all__ = ["MAX_RUNS", "PlanError", "check_size", "run_flops", "estimate_seconds", "format_seconds"]
@@ -33,12 +33,13 @@ class PlanError(ValueError):
     """A plan of ``configurations`` x ``seeds`` runs, over the ``limit`` of runs for one study."""
 
     def __init__(self, configurations: int, seeds: int, limit: int) -> None:
+        super().__init__(configurations, seeds, limit)
         self.configurations, self.seeds, self.limit = configurations, seeds, limit
         self.runs = configurations * seeds
-        super().__init__(
-            f"{self.runs:,} runs ({configurations} configurations x {seeds:,} seeds) is over the limit of "
-            f"{limit:,} runs for one study"
-        )
+
+    def __str__(self) -> str:
+        return (f"{self.runs:,} runs ({self.configurations} configurations x {self.seeds:,} seeds) is over the "
+                f"limit of {self.limit:,} runs for one study")
 
 
 def check_size(configurations: int, seeds: int, limit: int = MAX_RUNS) -> int:
@@ -61,7 +62,7 @@ def check_size(configurations: int, seeds: int, limit: int = MAX_RUNS) -> int:
 
 def run_flops(train: Mapping[str, Any], n_train: int, n_val: int, n_test: int) -> tuple[float, int]:
     """Floating-point operations of one run's matrix products, and its optimizer steps."""
-    dims = [NUM_INPUTS, *train["hidden"], NUM_OUTPUTS]
+    dims = [NUM_INPUTS, *train["hidden"], NUM_CLASSES]
     params = sum(a * b for a, b in zip(dims, dims[1:]))
     used = train.get("train_size") or n_train
     epochs, every, batch = train["epochs"], train.get("eval_every", 1), train["batch_size"]

@@ -5,7 +5,7 @@ the analysis that reads their runs, and registered there with a decorator, as Ke
 layer::
 
     @study(name="headline", title="Dropout vs the plain MLP", question="Does dropout help?",
-           variants=fixed(plain(), dropout()), base=BASE)
+           variants=fixed(plain(), dropout()), base=BASE, order=10)
     def analyze(r: Results) -> Analysis:
         return Analysis([r.claim("dropout raises validation accuracy", "dropout 0.5", "plain")], [], {})
 
@@ -13,8 +13,10 @@ A probe (a measurement of a trained model beyond its metrics, such as the ensemb
 Monte-Carlo averages) is registered the same way with :func:`probe`, in the module of the study
 that asks for it; the jobs find it here by its name, which is part of their keys.
 
-:data:`STUDIES` keeps the order of registration, which ``droplab study list`` and ``all`` follow:
-the order in which :mod:`droplab.studies.catalog` imports the study modules.
+:data:`STUDIES` is kept sorted by each study's ``order``, a number given where it is declared
+and unique among the studies: ``droplab study list`` and ``all`` follow it, whatever order the
+catalog's modules are imported in. A study with no ``order`` comes after those with one, in the
+order of registration.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ class Study:
         analyze: turns the finished runs into an :class:`Analysis`.
         epochs: epochs of every run unless its variant says otherwise.
         base: ``TrainConfig`` overrides common to all variants.
+        order: its place among the studies in :data:`STUDIES` (ascending, unique); ``None``: after
+            those with one.
     """
 
     name: str
@@ -79,6 +83,7 @@ class Study:
     analyze: Callable[[Results], Analysis]
     epochs: int = 10
     base: Mapping[str, Any] = field(default_factory=dict)
+    order: int | None = None
 
 
 @dataclass(frozen=True)
@@ -96,10 +101,22 @@ PROBES: dict[str, Probe] = {}
 
 
 def register(s: Study) -> Study:
-    """Add ``s`` to :data:`STUDIES`; a second study of the same name is refused (ValueError)."""
+    """Add ``s`` to :data:`STUDIES`, in its place by ``s.order``.
+
+    Returns:
+        ``s``.
+
+    Raises:
+        ValueError: a study of the same name, or of the same ``order``, is already registered.
+    """
     if s.name in STUDIES:
         raise ValueError(f"a study named {s.name!r} is already registered")
-    STUDIES[s.name] = s
+    taken = [t.name for t in STUDIES.values() if s.order is not None and t.order == s.order]
+    if taken:
+        raise ValueError(f"study {s.name!r}: order {s.order} is taken by study {taken[0]!r}")
+    ordered = sorted([*STUDIES.values(), s], key=lambda t: (t.order is None, t.order or 0))  # stable
+    STUDIES.clear()
+    STUDIES.update((t.name, t) for t in ordered)
     return s
 
 
@@ -110,6 +127,7 @@ def study(
     variants: Callable[[bool], list[Variant]],
     epochs: int = 10,
     base: Mapping[str, Any] | None = None,
+    order: int | None = None,
 ) -> Callable[[Callable[[Results], Analysis]], Callable[[Results], Analysis]]:
     """Register the decorated analysis as the study ``name`` (the arguments are :class:`Study`'s).
 
@@ -118,7 +136,7 @@ def study(
     """
 
     def decorate(analyze: Callable[[Results], Analysis]) -> Callable[[Results], Analysis]:
-        register(Study(name, title, question, variants, analyze, epochs, base or {}))
+        register(Study(name, title, question, variants, analyze, epochs, base or {}, order))
         return analyze
 
     return decorate

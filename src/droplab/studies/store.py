@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import rundir
+from .. import atomic, rundir
 from .jobs import canonical
 from .records import record_problem
 from .registry import PROBES
@@ -52,7 +52,7 @@ def load_result(path: Path, job: Mapping[str, Any], log: Callable[[str], None]) 
     """A stored result for ``job``, or None if absent; one that is damaged, for another job or
     holds figures no run produces is set aside (renamed ``*.rejected``, never served) and logged."""
     try:
-        stored = json.loads(rundir.read_regular(path, RECORD_CAP, "a run's JSON record"))
+        stored = json.loads(atomic.read_regular(path, RECORD_CAP, "a run's JSON record"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, RecursionError) as err:  # a FIFO, a device, not JSON, nested too deep
@@ -78,7 +78,7 @@ class Recorder:
         self.store, self.done, self.total, self.log, self.finished = store, done, total, log, 0
 
     def __call__(self, tag: tuple[str, int], key: str, result: Mapping[str, Any]) -> None:
-        path = rundir.write_json(self.store / f"{key}.json", result)
+        path = atomic.write_json(self.store / f"{key}.json", result)
         self.done[tag] = json.loads(path.read_text())
         self.finished += 1
         s = self.done[tag]["summary"]

@@ -6,9 +6,9 @@ import shutil
 from pathlib import Path
 
 from .. import rundir
-from ..data import FashionMNIST
+from ..data import NUM_CLASSES as NUM_OUTPUTS
+from ..data import NUM_INPUTS, FashionMNIST
 from ..memory import available_bytes, run_bytes
-from ..models import NUM_INPUTS, NUM_OUTPUTS
 from .config import ConfigError, TrainConfig, check_batch_size
 
 __all__ = ["check_run", "check_memory", "check_disk", "checkpoint_bytes", "optimizer_buffers"]

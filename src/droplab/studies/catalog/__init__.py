@@ -2,31 +2,34 @@
 
 Each module declares its study (the configurations, the claims) beside the analysis that turns
 the runs into verdict lines, tables and plots, and registers it in
-:data:`droplab.studies.registry.STUDIES` where it is defined; a new study is one new module,
-imported below. The imports' order is the studies' order (``droplab study list``, ``all``).
-What the studies share is in :mod:`.common`.
+:data:`droplab.studies.registry.STUDIES` where it is defined, with its ``order``: its place in
+``droplab study list`` and ``all`` (the catalog's studies are numbered in tens, so that a new one
+fits between two). A new study is one new module: importing this package imports every module
+in it (:func:`discover`). What the studies share is in :mod:`.common`.
 """
 
 from __future__ import annotations
 
-from ..registry import STUDIES
+import importlib
+import pkgutil
 
-# The order of these imports is the order of the studies.
-# isort: off
-from . import (  # noqa: F401 (imported to register their studies)
-    headline,
-    layer_rates,
-    long_training,
-    activation_variance,
-    ensemble,
-    weight_decay,
-    dropconnect,
-    noise,
-    data_size,
-    normalization,
-    regularizers,
-    no_rescale,
-)
-# isort: on
+__all__ = ["SHARED", "discover"]
 
-__all__ = ["STUDIES"]
+SHARED = frozenset({"common"})  # the modules that hold what the studies share, not a study
+
+
+def discover() -> list[str]:
+    """Import every module of this package but :data:`SHARED`, which registers its studies and probes.
+
+    Their order in :data:`~droplab.studies.registry.STUDIES` is their ``order``, not the order of import.
+
+    Returns:
+        the modules' names, sorted.
+    """
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in SHARED)
+    for name in names:
+        importlib.import_module(f"{__name__}.{name}")
+    return names
+
+
+discover()

@@ -25,6 +25,7 @@ ACT_PANELS = [
         dropout(track_activations=True),
     ),
     base=BASE,
+    order=40,
 )
 def analyze(r: Results) -> Analysis:
     claims = []

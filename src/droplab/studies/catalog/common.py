@@ -1,5 +1,5 @@
 """What the studies share: the base configuration, the columns and panels most of them show,
-the variants most of them hold, and the leaderboard analysis of the studies that rank variants.
+the variants most of them hold, and the leaderboard studies' declaration and analysis.
 
 Every study trains the general MLP (784-256-256-10, ReLU; the lecture's DropoutMLPScratch
 layer for layer when the noise is dropout) with the lecture's SGD setting unless it says
@@ -10,13 +10,14 @@ from the same weights and sees the same minibatch order).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ... import plots
 from ...verdicts import Table, format_interval
-from ..registry import Analysis, Variant
+from ..registry import Analysis, Study, Variant, register
 from ..results import Results
 
 BASE = {"model": "mlp", "hidden": (256, 256), "eval_train_size": 10_000}
@@ -111,3 +112,25 @@ def versus(pairs: Sequence[tuple[str, str, str]]) -> Callable[[Results], Analysi
         return Analysis(claims, [table], {"leaderboard": fig}, identical(r))
 
     return analyze
+
+
+def leaderboard_study(
+    name: str,
+    title: str,
+    question: str,
+    variants: Sequence[Variant],
+    claims: Sequence[tuple[str, str, str]],
+    base: Mapping[str, Any] = BASE,
+    order: int | None = None,
+) -> Study:
+    """Register a study that ranks fixed ``variants`` by validation accuracy (:func:`versus`).
+
+    Args:
+        name, title, question, base, order: as :class:`~droplab.studies.registry.Study`'s.
+        variants: its configurations, the same whether the study is quick or not.
+        claims: ``(text, a, b)``: variant ``a`` beats variant ``b`` on validation accuracy.
+
+    Returns:
+        the registered study.
+    """
+    return register(Study(name, title, question, fixed(*variants), versus(claims), base=base, order=order))

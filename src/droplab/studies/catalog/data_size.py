@@ -57,6 +57,7 @@ def variants(quick: bool) -> list[Variant]:
     "not starved).",
     variants=variants,
     base=BASE,
+    order=90,
 )
 def analyze(r: Results) -> Analysis:
     sizes = [v.overrides["train_size"] for v in r.variants][::2]  # (plain, dropout) per size

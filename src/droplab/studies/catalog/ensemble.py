@@ -62,6 +62,7 @@ def mc_probe(model, data, seed: int) -> dict:
     "and is the average better calibrated?",
     variants=fixed(Variant("dropout 0.5", {"dropout": (0.5, 0.5)}, probes=("mc",))),
     base=BASE,
+    order=50,
 )
 def analyze(r: Results) -> Analysis:
     name = r.variants[0].name

@@ -14,6 +14,7 @@ from .common import BASE, COLUMNS, dropout, fixed, panel_curves, plain, variants
     question="Does dropout raise validation and test accuracy and shrink the gap between train and test loss?",
     variants=fixed(plain(), dropout()),
     base=BASE,
+    order=10,
 )
 def analyze(r: Results) -> Analysis:
     claims = [

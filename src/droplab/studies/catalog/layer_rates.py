@@ -33,6 +33,7 @@ def variants(quick: bool) -> list[Variant]:
     question="The lecture: less dropout near the input, more later. Exercise 1: swap the two rates.",
     variants=variants,
     base=BASE,
+    order=20,
 )
 def analyze(r: Results) -> Analysis:
     grid = sorted({v.overrides["dropout"][0] for v in r.variants})

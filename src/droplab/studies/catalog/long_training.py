@@ -18,6 +18,7 @@ from .common import BASE, COLUMNS, dropout, fixed, panel_curves, plain, variants
     variants=fixed(plain(), dropout()),
     epochs=100,
     base=BASE,
+    order=30,
 )
 def analyze(r: Results) -> Analysis:
     claims = [

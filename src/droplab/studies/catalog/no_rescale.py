@@ -18,6 +18,7 @@ from .common import BASE, COLUMNS, dropout, fixed, panel_curves, variants_table
         dropout("no rescale, test-time scaling", noise="no-rescale-test-scaled"),
     ),
     base=BASE,
+    order=120,
 )
 def analyze(r: Results) -> Analysis:
     claims = [

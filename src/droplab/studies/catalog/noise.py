@@ -2,34 +2,28 @@
 
 from __future__ import annotations
 
-from ..registry import Study, Variant, register
-from .common import BASE, dropout, fixed, plain, versus
+from ..registry import Variant
+from .common import dropout, leaderboard_study, plain
 
-register(
-    Study(
-        "noise",
-        "Other noise at each layer (exercise 7): a leaderboard on 784-256-256-10",
-        "Gaussian multiplicative noise with dropout's variance, additive Gaussian noise (σ = 1), alpha dropout "
-        "(p = 0.1), and droplab's stratified dropout (exactly p·n units dropped per example), against dropout 0.5.",
-        fixed(
-            plain(),
-            dropout(),
-            dropout("gaussian (var 1)", noise="gaussian"),
-            dropout("additive σ=1", noise="additive"),
-            Variant("alpha 0.1", {"dropout": (0.1, 0.1), "noise": "alpha"}),
-            dropout("stratified 0.5", noise="stratified"),
-        ),
-        # (text, a, b): a beats b on validation accuracy. The four leaderboard studies (dropconnect,
-        # noise, normalization, regularizers) are declared alike: a deliberate parallel of data.
-        versus(
-            [
-                ("dropout raises validation accuracy over plain", "dropout 0.5", "plain"),
-                ("Gaussian multiplicative noise beats dropout", "gaussian (var 1)", "dropout 0.5"),
-                ("additive noise beats dropout", "additive σ=1", "dropout 0.5"),
-                ("alpha dropout beats dropout", "alpha 0.1", "dropout 0.5"),
-                ("stratified dropout beats dropout", "stratified 0.5", "dropout 0.5"),
-            ]
-        ),
-        base=BASE,
-    )
+leaderboard_study(
+    name="noise",
+    title="Other noise at each layer (exercise 7): a leaderboard on 784-256-256-10",
+    question="Gaussian multiplicative noise with dropout's variance, additive Gaussian noise (σ = 1), alpha dropout "
+    "(p = 0.1), and droplab's stratified dropout (exactly p·n units dropped per example), against dropout 0.5.",
+    variants=[
+        plain(),
+        dropout(),
+        dropout("gaussian (var 1)", noise="gaussian"),
+        dropout("additive σ=1", noise="additive"),
+        Variant("alpha 0.1", {"dropout": (0.1, 0.1), "noise": "alpha"}),
+        dropout("stratified 0.5", noise="stratified"),
+    ],
+    claims=[
+        ("dropout raises validation accuracy over plain", "dropout 0.5", "plain"),
+        ("Gaussian multiplicative noise beats dropout", "gaussian (var 1)", "dropout 0.5"),
+        ("additive noise beats dropout", "additive σ=1", "dropout 0.5"),
+        ("alpha dropout beats dropout", "alpha 0.1", "dropout 0.5"),
+        ("stratified dropout beats dropout", "stratified 0.5", "dropout 0.5"),
+    ],
+    order=80,
 )

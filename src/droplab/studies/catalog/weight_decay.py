@@ -22,6 +22,7 @@ from .common import BASE, COLUMNS, WD, dropout, fixed, leaderboard, plain, varia
         dropout("both", weight_decay=WD),
     ),
     base=BASE,
+    order=60,
 )
 def analyze(r: Results) -> Analysis:
     n, d, w, b = (r.values(x, "val_acc", 100) for x in ("plain", "dropout 0.5", f"weight decay {WD}", "both"))
