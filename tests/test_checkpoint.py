@@ -11,8 +11,8 @@ import signal
 import pytest
 import torch
 
+from droplab import atomic, rundir
 from droplab import checkpoint as ckpt
-from droplab import rundir
 from droplab.data import load_fashion_mnist
 from droplab.interrupt import Interrupted, StopRequest
 from droplab.train import (
@@ -278,7 +278,7 @@ def test_not_enough_space_is_an_error_before_training(tiny, tmp_path, monkeypatc
 def test_disk_full_mid_run_keeps_the_previous_checkpoint(tiny, tmp_path, monkeypatch):
     path = tmp_path / "c.pt"
     calls = {"n": 0}
-    real = rundir.atomic_write
+    real = atomic.atomic_write
 
     def failing(target, write):
         calls["n"] += 1
@@ -431,7 +431,7 @@ def test_a_run_with_something_to_go_on_from_is_kept(tiny, tmp_path, monkeypatch)
     import droplab.train.directory as train
 
     def interrupted(directory, *args):
-        rundir.write_json(directory / "summary.json", {"status": "interrupted"})
+        atomic.write_json(directory / "summary.json", {"status": "interrupted"})
         raise Interrupted(signal.SIGINT, "before the first step")
 
     monkeypatch.setattr(train, "_train_in", interrupted)

@@ -214,3 +214,69 @@ def test_the_duplicate_scan_finds_a_copy(tmp_path):
     assert not repeated_blocks([a, b])
     b.write_text("def g():\n" + body.replace("    x3 = f(x2, 3)", "    # parallel: on purpose\n    x3 = f(x2, 3)"))
     assert not repeated_blocks([a, b])
+
+
+# The layers of docs/layout.md, highest first; a module imports only from its own layer or below.
+LAYERS = [
+    ("interface", {"cli", "__main__"}),
+    ("experiments", {"studies", "compare", "verdicts"}),
+    ("training", {"train", "ensemble", "recipes"}),
+    ("models", {"models"}),
+    ("layers", {"nn", "noise", "weights"}),
+    ("math", {"functional"}),
+    ("foundations", {"report", "studyfile", "stats", "plots", "progress", "interrupt", "threads", "memory",
+                     "checkpoint", "rundir", "atomic", "data"}),
+    ("kernels", {"kernels"}),
+]
+
+
+def _layer(module: str) -> int:
+    top = module.split(".")[1] if "." in module else module
+    for rank, (_, members) in enumerate(LAYERS):
+        if top in members:
+            return rank
+    raise AssertionError(f"droplab.{top} is in no layer of docs/layout.md (add it to LAYERS and the page)")
+
+
+def imports(path: Path, root: Path = SRC.parent) -> list[tuple[int, str]]:
+    """(line, droplab module) of each import of droplab in ``path`` under ``root`` (top-level or in a function)."""
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    package = parts[:-1] if parts[-1] != "__init__" else parts[:-1]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - node.level + 1]
+            names = [node.module] if node.module else [a.name for a in node.names]
+            found += [(node.lineno, ".".join([*base, n])) for n in names]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("droplab"):
+            found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.startswith("droplab")]
+    return found
+
+
+def test_imports_go_down_the_layers():
+    upward = []
+    for path in _modules():
+        module = ".".join(path.relative_to(SRC.parent).with_suffix("").parts)
+        if module == "droplab.__init__":
+            continue
+        for line, target in imports(path):
+            top = target.split(".")[1] if "." in target else ""
+            if not ((SRC / top).is_dir() or (SRC / f"{top}.py").is_file()):  # droplab itself (its __version__)
+                continue
+            if _layer(target) < _layer(module):
+                upward.append(f"{_name(path)}:{line} imports {target} ({LAYERS[_layer(target)][0]} above "
+                              f"{LAYERS[_layer(module)][0]})")
+    assert not upward, "upward imports: " + "; ".join(upward)
+
+
+def test_the_import_scan_resolves_relative_imports(tmp_path):
+    module = tmp_path / "droplab" / "train" / "loop.py"
+    module.parent.mkdir(parents=True)
+    module.write_text("from .config import x\nfrom .. import rundir\nfrom ..studies.jobs import y\n"
+                      "def f():\n    import droplab.cli\n")
+    found = imports(module, tmp_path)
+    assert found == [(1, "droplab.train.config"), (2, "droplab.rundir"), (3, "droplab.studies.jobs"),
+                     (5, "droplab.cli")]
+    assert [_layer(t) < _layer("droplab.train.loop") for _, t in found] == [False, False, True, True]

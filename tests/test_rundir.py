@@ -127,13 +127,8 @@ def test_a_study_claims_its_directory_again_and_no_other_study_does(tmp_path):
         claim_dir(tmp_path / "x", "study")
 
 
-# Where the re-export of droplab.atomic's functions by rundir is still used, until they import droplab.atomic.
-STILL_THROUGH_RUNDIR = ("train/", "cli/", "test_checkpoint.py")
-
-
 def test_files_are_written_with_droplab_atomic_not_through_rundir():
-    """droplab.atomic writes and reads the files; rundir claims directories, and offers atomic's
-    functions only to the places above, until they import droplab.atomic."""
+    """droplab.atomic writes and reads the files; rundir claims directories and offers none of atomic's functions."""
     import ast
 
     import droplab
@@ -143,8 +138,6 @@ def test_files_are_written_with_droplab_atomic_not_through_rundir():
     found = []
     for path in [*src.rglob("*.py"), *Path(__file__).parent.glob("*.py")]:
         where = str(path.relative_to(src if src in path.parents else path.parent))
-        if where.startswith(STILL_THROUGH_RUNDIR):
-            continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "rundir":
                 found += [f"{where}:{node.lineno}: rundir.{node.attr}"] if node.attr in atomic.__all__ else []

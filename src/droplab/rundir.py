@@ -15,18 +15,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-# rundir reads markers with read_regular; the rest is re-exported for train/directory.py and tests/test_checkpoint.py,
-# kept until train/ and cli/ import droplab.atomic
-from .atomic import (  # noqa: F401
-    atomic_write,
-    load_weights,
-    read_regular,
-    save_figure,
-    save_weights,
-    write_csv,
-    write_json,
-    write_text,
-)
+from .atomic import read_regular
 
 __all__ = [
     "RunDirError",

@@ -16,7 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .. import plots, rundir
+from .. import atomic, plots, rundir
 from ..checkpoint import FILENAME as CHECKPOINT
 from ..checkpoint import CheckpointError
 from ..checkpoint import load as load_checkpoint
@@ -72,7 +72,7 @@ def run(
     check_run(cfg, data)
     with rundir.held(rundir.claim_new(out, runs_root, cfg.model), undo=["config.json"]) as directory:
         check_disk(directory, cfg, cfg.train_size or len(data.train_x))
-        rundir.write_json(directory / "config.json", {**cfg.to_dict(), "data": data.source, "data_sha256": data.digest,
+        atomic.write_json(directory / "config.json", {**cfg.to_dict(), "data": data.source, "data_sha256": data.digest,
                                                       "command": " ".join(sys.argv)})  # fmt: skip
         return _train_in(directory, cfg, data, None, label)
 
@@ -120,14 +120,14 @@ def _train_in(
             result = fit(cfg, data, on_batch=progress.batch, on_epoch=progress.epoch, checkpoint=checkpoint,
                          resume=state, stop=stop)  # fmt: skip
         except Interrupted as err:
-            rundir.write_json(directory / "summary.json", {
+            atomic.write_json(directory / "summary.json", {
                 "status": "interrupted", "signal": signal.Signals(err.signum).name, "where": err.where,
                 "last_checkpoint": str(checkpoint) if checkpoint.exists() else None,
             })  # fmt: skip
             raise Interrupted(err.signum, err.where, directory).with_traceback(err.__traceback__) from None
         except Diverged as err:
             kept = checkpoint.exists()
-            rundir.write_json(directory / "summary.json", {
+            atomic.write_json(directory / "summary.json", {
                 "status": "diverged", "epoch": err.epoch, "step": err.step, "reason": err.what,
                 "last_checkpoint": str(checkpoint) if kept else None,
             })  # fmt: skip
@@ -139,11 +139,11 @@ def _train_in(
 
 def write_run(directory: Path, cfg: TrainConfig, result: RunResult) -> None:
     """Write a finished run's files into its directory, each atomically, ``summary.json`` last."""
-    rundir.write_csv(directory / "metrics.csv", METRICS, [{k: h[k] for k in METRICS} for h in result.history])
-    rundir.save_weights(directory / "model.pt", result.model.state_dict())
+    atomic.write_csv(directory / "metrics.csv", METRICS, [{k: h[k] for k in METRICS} for h in result.history])
+    atomic.save_weights(directory / "model.pt", result.model.state_dict())
     fig = plots.run_curves(result.history, title=f"{cfg.model}, seed {cfg.seed}")
-    rundir.save_figure(directory / "curves.png", fig)
-    rundir.write_json(directory / "summary.json", {"status": "finished", **result.summary})
+    atomic.save_figure(directory / "curves.png", fig)
+    atomic.write_json(directory / "summary.json", {"status": "finished", **result.summary})
     (directory / CHECKPOINT).unlink(missing_ok=True)  # model.pt has the weights; the run is done
 
 
@@ -156,7 +156,7 @@ def _run_record(directory: Path) -> dict:
     if not is_run:
         raise rundir.NotADroplabDirectory(directory, "run")
     try:
-        record = json.loads(rundir.read_regular(directory / "config.json", 1 << 24, "a run's config.json"))
+        record = json.loads(atomic.read_regular(directory / "config.json", 1 << 24, "a run's config.json"))
     except (OSError, ValueError, RecursionError) as err:
         raise CheckpointError(f"{directory / 'config.json'} cannot be read: {err}") from None
     if not isinstance(record, dict):
@@ -192,7 +192,7 @@ def check_same_data(directory: str | Path, data: FashionMNIST) -> None:
 
 def _status(summary: Path) -> str | None:
     try:
-        record = json.loads(rundir.read_regular(summary, 1 << 24, "a run's summary.json"))
+        record = json.loads(atomic.read_regular(summary, 1 << 24, "a run's summary.json"))
     except (OSError, ValueError, RecursionError):
         return None  # damaged: not a finished run's (it is written last, atomically)
     return record.get("status") if isinstance(record, dict) else None
