@@ -216,6 +216,20 @@ def test_nonfinite_gradient_is_named():
     assert _nonfinite_gradient(model) is None
     model[1].weight.grad[0, 0] = math.inf
     assert _nonfinite_gradient(model) == "gradient of 1.weight is inf"
+    model[1].weight.grad[0, 0] = -math.inf
+    model[0].weight.grad[1, 2] = math.inf  # +inf and -inf: their sum is NaN, still named
+    assert _nonfinite_gradient(model) == "gradient of 0.weight is inf"
+    model[0].weight.grad[1, 2] = math.nan
+    assert _nonfinite_gradient(model) == "gradient of 0.weight is nan"
+
+
+def test_large_finite_gradients_are_not_divergence():
+    """Gradients near float32's largest value sum past it: finite, so the run goes on."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
+    model(torch.ones(1, 3)).sum().backward()
+    for p in model.parameters():
+        p.grad.fill_(3e38)
+    assert _nonfinite_gradient(model) is None
 
 
 # --- run directories ----------------------------------------------------------------------
