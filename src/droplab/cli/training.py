@@ -12,6 +12,7 @@ from rich.console import Console
 from ..data import OFFICIAL_DIGEST, FashionMNIST, load_fashion_mnist
 from ..threads import use_threads
 from ..train import TrainConfig, check_batch_size, check_memory, resume, run, run_data
+from ..train.precision import resolve as resolve_precision
 from .console import print_table
 from .errors import UsageError
 from .options import add_options, config_from_args, resume_config
@@ -61,6 +62,13 @@ def _cap_threads(threads: int | None, console: Console) -> int | None:
     return used
 
 
+def _note_precision(precision: str, console: Console) -> None:
+    """Say so before any work when the precision asked for falls back on this CPU."""
+    note = resolve_precision(precision)[1]
+    if note:
+        console.print(f"note: {note}", markup=False)
+
+
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
     if args.resume:  # the run's own configuration; changes: the run-only options given (--threads, ...)
         cfg, changes = resume_config(args)
@@ -69,6 +77,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     else:
         cfg, changes = config_from_args(args), {}
         cfg.threads = _cap_threads(cfg.threads, console)
+    _note_precision(cfg.precision, console)
     data = _load(args, cfg)
     start = time.perf_counter()
     if args.resume:
@@ -85,7 +94,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     print_table(console, rows, title=f"{cfg.model}: hidden {list(cfg.hidden)}, dropout {list(cfg.dropout)}")
     console.print(
         f"test loss {s['test_loss']:.4f}, test acc {s['test_acc']:.4f}; "
-        f"training {s['seconds']:.1f} s ({s['threads']} threads), "
+        f"training {s['seconds']:.1f} s ({s['threads']} threads{', ' + s['precision'] if 'precision' in s else ''}), "
         f"total {time.perf_counter() - start:.1f} s"
     )
     console.print(f"run directory: {result.directory}")
@@ -99,6 +108,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     cfg.threads = _cap_threads(cfg.threads, console)
     if args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds}: invalid, expected an integer >= 1")
+    _note_precision(cfg.precision, console)
     data = _load(args, cfg)
     result = compare(data, seeds=args.seeds, base=cfg, out=args.out, runs_root=args.runs_root)
     print_table(

@@ -48,6 +48,7 @@ __all__ = [
 ]  # fmt: skip
 
 OPTIMIZERS = ("sgd", "adam")
+PRECISIONS = ("fp32", "bf16")  # what droplab.train.precision computes in
 SCHEDULES = ("constant", "onecycle", "cosine")
 MAX_EPOCHS = 100_000  # the longest study run is 713 epochs; 10^20 epochs is a typo, not a plan
 MAX_WIDTH = 2**31 - 1  # a layer's width: torch's sizes are 64-bit, but no machine holds a wider layer
@@ -194,6 +195,8 @@ class TrainConfig:
     checkpoint_every: int = _int(0, 0, accepted="an integer >= 0 (steps between checkpoints; 0: after each epoch "
                                  "only)", help="a checkpoint every STEPS steps too (0: after each epoch only)",
                                  commands=("train",), run_only=True, metavar="STEPS")  # fmt: skip
+    precision: str = _choice("fp32", PRECISIONS, "arithmetic of the matrix products: fp32, or bf16 where the CPU "
+                             "has AMX or AVX512-BF16 (weights stay fp32; elsewhere fp32, with a note)")  # fmt: skip
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden) if isinstance(self.hidden, list) else self.hidden

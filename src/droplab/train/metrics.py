@@ -21,6 +21,7 @@ from .. import __version__
 from ..data import FashionMNIST
 from ..models import noise_active
 from .config import TrainConfig
+from .precision import autocast
 
 __all__ = ["METRICS", "HISTORY_KEYS", "PROBE_SIZE", "evaluate", "activation_variances", "metrics_row", "summarize"]
 
@@ -30,13 +31,16 @@ PROBE_SIZE = 2000  # validation images the activation variances are measured on
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 8192) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` in eval mode (its mode is restored)."""
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 8192,
+             precision: str = "fp32") -> tuple[float, float]:  # fmt: skip
+    """Mean cross-entropy and accuracy of ``model`` in eval mode (its mode is restored), its
+    forward passes in ``precision`` (:mod:`droplab.train.precision`), the loss in fp32."""
     was_training = model.training
     model.eval()
     loss_sum, correct = 0.0, 0
     for i in range(0, len(x), batch_size):
-        logits = model(x[i : i + batch_size])
+        with autocast(precision):
+            logits = model(x[i : i + batch_size]).float()
         target = y[i : i + batch_size]
         loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
         correct += (logits.argmax(dim=1) == target).sum().item()
@@ -77,16 +81,18 @@ def activation_variances(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
 
 
 def metrics_row(
-    epoch: int, train_loss: float, model: nn.Module, cfg: TrainConfig, data: FashionMNIST, train: tuple
+    epoch: int, train_loss: float, model: nn.Module, cfg: TrainConfig, data: FashionMNIST, train: tuple,
+    precision: str = "fp32",
 ) -> dict[str, float]:
     """The metrics of an evaluated epoch.
 
     Args:
         train_loss: the epoch's mean training loss (dropout active).
         train: the training images and labels the train-set metrics are measured on.
+        precision: the precision the run uses (``cfg.precision``, or fp32 where it fell back).
     """
-    train_loss_eval, train_acc = evaluate(model, *train, cfg.eval_batch_size)
-    val_loss, val_acc = evaluate(model, data.val_x, data.val_y, cfg.eval_batch_size)
+    train_loss_eval, train_acc = evaluate(model, *train, cfg.eval_batch_size, precision)
+    val_loss, val_acc = evaluate(model, data.val_x, data.val_y, cfg.eval_batch_size, precision)
     row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc,
                train_loss_eval=train_loss_eval)  # fmt: skip
     if cfg.track_activations:
@@ -95,16 +101,19 @@ def metrics_row(
 
 
 def summarize(cfg: TrainConfig, data: FashionMNIST, model: nn.Module, last: dict, seconds: float, threads: int,
-              threads_note: str | None) -> dict:  # fmt: skip
+              threads_note: str | None, precision: tuple[str, str | None] = ("fp32", None)) -> dict:  # fmt: skip
     """A finished run's summary: the last evaluated epoch's metrics, the test set's (evaluated
     here, once), and the run's provenance.
 
     Args:
         last: the last metrics row. seconds: the training time.
         threads: the thread count used; ``threads_note``: what changed it from the one asked for.
+        precision: the precision used, and what changed it from ``cfg.precision`` (recorded
+            in the summary when the run asked for another than fp32).
     """
-    test_loss, test_acc = evaluate(model, data.test_x, data.test_y, cfg.eval_batch_size)
-    return {
+    test_loss, test_acc = evaluate(model, data.test_x, data.test_y, cfg.eval_batch_size, precision[0])
+    asked = {} if cfg.precision == "fp32" else {"precision": precision[0], "precision_note": precision[1]}
+    return asked | {
         **{k: last[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc")},
         "test_loss": test_loss,
         "test_acc": test_acc,
