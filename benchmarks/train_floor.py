@@ -19,14 +19,13 @@ project tracks: ``lecture run / floor: X.XX``.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
-from train_seed import plain_loop  # the baseline, written as a user would write it
+from train_seed import plain_loop, setup  # the baseline, written as a user would write it
 
-from droplab.data import NUM_CLASSES, NUM_INPUTS, load_fashion_mnist
+from droplab.data import NUM_CLASSES, NUM_INPUTS
 from droplab.train import TrainConfig, fit
 
 HIDDEN = (256, 256)
@@ -62,15 +61,7 @@ def time_products(shapes: list[tuple[int, int, int]]) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    data = load_fashion_mnist()
+    args, data = setup(__doc__, repeats=3)
     shapes = floor_products(len(data.train_x), len(data.val_x), len(data.test_x), args.epochs)
     sides = {
         "floor: the run's fp32 matrix products": lambda: time_products(shapes),

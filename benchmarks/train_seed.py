@@ -65,16 +65,22 @@ def plain_loop(data, epochs: int, seed: int) -> dict:
     return {"val_acc": val_acc}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def setup(doc: str, repeats: int):
+    """The options of a benchmark of the lecture's run (--epochs, --repeats, --threads, --seed),
+    its threads set, and the data loaded (outside any timing)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=repeats)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = load_fashion_mnist()
+    return args, load_fashion_mnist()
+
+
+def main() -> None:
+    args, data = setup(__doc__, repeats=5)
     sides = {
         "plain PyTorch loop, nn.Dropout": lambda: plain_loop(data, args.epochs, args.seed),
         "droplab train (scratch, p=0.5)": lambda: fit(TrainConfig(epochs=args.epochs, seed=args.seed), data).summary,
