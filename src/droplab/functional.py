@@ -112,7 +112,7 @@ def draw_seed(generator: torch.Generator | None = None) -> int:
     return int(torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, generator=generator))
 
 
-_cpu_kernels = None  # droplab.kernels.cpu, imported on first use (numba takes a moment)
+_cpu_kernels = None  # droplab.kernels.cpu, imported on first use (its first call loads or builds the C kernel)
 
 
 def _kernel(x: Tensor, p: float, seed: int) -> Tensor:
@@ -220,7 +220,8 @@ def dropout(
     one 64-bit seed drawn per call from ``generator`` (default: torch's global generator). So
 
     - ``torch.manual_seed`` reproduces every mask, and the mask does not depend on the number
-      of threads or on the device (CPU: numba; CUDA: Triton, the same hash);
+      of threads or on the device (CPU: C, compiled on first use, or numba where no C compiler
+      works; CUDA: Triton; the same hash);
     - autograd saves no mask (0 bytes per element): backward regenerates it from the seed.
 
     Args:

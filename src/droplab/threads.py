@@ -1,9 +1,9 @@
 """How many CPU threads a run uses: torch's intra-op threads and the dropout kernel's, set in one place.
 
 The CPU dropout kernel asks for ``torch.get_num_threads()`` threads on every call (capped at
-numba's pool), so setting torch's count here sets both. The result of a run does not depend
-on the kernel's thread count; torch's matrix products can differ in the last bits between
-thread counts, which is why a run records the count it used.
+numba's pool where the numba fallback computes it), so setting torch's count here sets both.
+The result of a run does not depend on the kernel's thread count; torch's matrix products can
+differ in the last bits between thread counts, which is why a run records the count it used.
 """
 
 from __future__ import annotations
@@ -59,12 +59,14 @@ def use_threads(requested: int | None) -> tuple[int, str | None]:
     if used < wanted:
         what = f"threads {wanted}" if requested is not None else f"torch's default of {wanted} threads"
         note = f"{what} capped at the {cores} core{'s' if cores != 1 else ''} available"
-    # imported here: numba takes a moment, and importing the kernel starts numba's thread
-    # pool, which must happen before torch's count is set (see kernels.cpu._start_pool)
+    # The kernel's backend is chosen here, before torch's count is set: the C kernel changes no
+    # thread setting; the numba fallback starts its pool on import, which would set torch's count
+    # to the pool's size if kernels.numba_cpu._start_pool did not undo it.
     from .kernels import cpu
 
+    cpu.backend()
     torch.set_num_threads(used)
-    kernel = cpu.numba_threads(used)  # the kernel asks for torch's count on each call; set it now too
-    if kernel < used:  # NUMBA_NUM_THREADS set below the cores
+    kernel = cpu.set_threads(used)  # the kernel asks for torch's count on each call; set it now too
+    if kernel < used:  # numba only: NUMBA_NUM_THREADS set below the cores
         note = (note + "; " if note else "") + f"the dropout kernel uses {kernel} (NUMBA_NUM_THREADS)"
     return used, note

@@ -1,115 +1,142 @@
-"""The counter-based dropout mask on CPU, compiled with numba (parallel, vectorized).
+"""The CPU dropout kernels: checked entry points, dispatched to the C kernel or to numba.
 
-Computes ``out[i] = x[i] / keep`` where element i is kept, ``x[i] * 0`` where it is dropped
-(so NaN stays NaN, as in ``mask * x / (1 - p)``), with the mask of
-:mod:`droplab.kernels.counter`. Work is split over threads by whole blocks, so the result is
-the same for any number of threads. Compiled on first use and cached on disk (numba's cache:
-``__pycache__`` beside this file, or ``NUMBA_CACHE_DIR``).
+Two backends compute the same bits (the mask of :mod:`droplab.kernels.counter`): the C kernel
+of :mod:`droplab.kernels.native`, compiled on first use and loaded in about a millisecond from
+its cache, and :mod:`droplab.kernels.numba_cpu`, the fallback where no C compiler works (importing
+numba and loading its cache take about 0.4 s a process). ``DROPLAB_CPU_KERNEL`` chooses:
+``auto`` (the default: C where it builds, else numba), ``native`` (C or an error saying why) or
+``numba``. The choice is made on the first call and holds for the process.
+
+Work is split over threads by whole blocks, so no result depends on the number of threads.
 """
 
 from __future__ import annotations
 
 import ctypes
-import functools
+import os
 import sys
-import threading
+from types import ModuleType
 
-import numba
-import numpy as np
 import torch
-from numba import njit, prange, types, uint64
-from numba.extending import intrinsic
 
-from .counter import GOLDEN, HALF, MASK64, MIX1, MIX2, threshold
+from .counter import MASK64
 
-__all__ = ["dropout_into", "empty_like", "numba_threads"]
+__all__ = ["ENV", "CHOICES", "PARALLEL_MIN", "backend", "native_unavailable_reason", "set_threads",
+           "dropout_into", "relu_dropout_", "relu_dropout_backward", "empty_like"]
 
-_G, _M1, _M2 = uint64(GOLDEN), uint64(MIX1), uint64(MIX2)
+ENV = "DROPLAB_CPU_KERNEL"
+CHOICES = ("auto", "native", "numba")
+PARALLEL_MIN = 1 << 15  # below this many elements one thread is faster than a hand-off
+DTYPES = (torch.float32, torch.float64)
 
-
-@njit(inline="always")
-def _mix(z):
-    z = (z ^ (z >> uint64(30))) * _M1
-    z = (z ^ (z >> uint64(27))) * _M2
-    return z ^ (z >> uint64(31))
+_impl: ModuleType | None = None  # the backend module, chosen on first use
 
 
-@njit(inline="always")
-def _apply(x, kept, keep):
-    return x / keep if kept else x * (keep - keep)
+def _choose() -> ModuleType:
+    """The backend ``DROPLAB_CPU_KERNEL`` asks for (see the module's docstring)."""
+    choice = os.environ.get(ENV, "auto")
+    if choice not in CHOICES:
+        raise ValueError(f"{ENV} = {choice!r} is invalid: expected one of {', '.join(CHOICES)}")
+    if choice != "numba":
+        from . import native
+
+        if choice == "native":
+            native.library()  # raises NativeUnavailable with the reason
+            return native
+        if native.unavailable_reason() is None:
+            return native
+    from . import numba_cpu
+
+    return numba_cpu
 
 
-@njit(nogil=True, cache=True)
-def _blocks(x, out, seed, thr, keep, first_block):
-    """x, out: 1-D slices starting at block ``first_block``; whole blocks, then a partial one.
+def _backend() -> ModuleType:
+    global _impl
+    if _impl is None:
+        _impl = _choose()
+    return _impl
 
-    ``u32 >= thr`` is tested in 64 bits without extracting the halves (faster, same bits):
-    low half ``(z << 32) >= thr << 32``, high half ``z >= thr << 32``.
+
+def backend() -> str:
+    """The backend this process computes with: ``"native"`` or ``"numba"`` (choosing it if not yet chosen).
+
+    Raises:
+        ValueError: ``DROPLAB_CPU_KERNEL`` is not one of :data:`CHOICES`.
+        droplab.kernels.native.NativeUnavailable: it is ``native`` and the C kernel cannot be built.
     """
-    n = x.size
-    cut = uint64(thr) << uint64(32)
-    full = n // (2 * HALF)
-    for b in range(full):
-        base = seed + uint64((first_block + b) * HALF + 1) * _G
-        xs = x[b * 2 * HALF : (b + 1) * 2 * HALF]  # slices keep indices non-negative: vectorizes
-        os = out[b * 2 * HALF : (b + 1) * 2 * HALF]
-        for k in range(HALF):
-            z = _mix(base + uint64(k) * _G)
-            os[k] = _apply(xs[k], (z << uint64(32)) >= cut, keep)
-            os[HALF + k] = _apply(xs[HALF + k], z >= cut, keep)
-    rest = n - full * 2 * HALF
-    if rest > 0:
-        base = seed + uint64((first_block + full) * HALF + 1) * _G
-        s = full * 2 * HALF
-        for k in range(rest):
-            if k < HALF:
-                kept = (_mix(base + uint64(k) * _G) << uint64(32)) >= cut
-            else:
-                kept = _mix(base + uint64(k - HALF) * _G) >= cut
-            out[s + k] = _apply(x[s + k], kept, keep)
+    return _backend().NAME
 
 
-@njit(parallel=True, cache=True)
-def _parallel(x, out, seed, thr, keep, chunks):
-    nblocks = (x.size + 2 * HALF - 1) // (2 * HALF)
-    per = (nblocks + chunks - 1) // chunks
-    for c in prange(chunks):
-        b0 = c * per
-        b1 = min(b0 + per, nblocks)
-        if b0 < b1:
-            lo, hi = b0 * 2 * HALF, min(b1 * 2 * HALF, x.size)
-            _blocks(x[lo:hi], out[lo:hi], seed, thr, keep, b0)
+def native_unavailable_reason() -> str | None:
+    """Why the C kernel is not used, or ``None`` when it is."""
+    if backend() == "native":
+        return None
+    if os.environ.get(ENV) == "numba":
+        return f"{ENV} = 'numba'"
+    from . import native
+
+    return native.unavailable_reason()
 
 
-_threads = threading.local()  # numba's thread count is per calling thread; remember the last set
+def set_threads(requested: int) -> int:
+    """Ask for ``requested`` kernel threads on the next large calls; return how many it will use
+    (``requested`` for C; capped at numba's pool, ``NUMBA_NUM_THREADS``, for numba)."""
+    return _backend().set_threads(requested)
 
 
-def numba_threads(requested: int) -> int:
-    """Use ``requested`` numba threads (capped at numba's pool size); return the number used."""
-    n = max(1, min(requested, numba.config.NUMBA_NUM_THREADS))
-    if getattr(_threads, "n", None) != n:
-        numba.set_num_threads(n)
-        _threads.n = n
-    return n
+def _chunks(impl: ModuleType, n: int, threads: int) -> int:
+    return impl.set_threads(threads) if threads > 1 and n >= PARALLEL_MIN else 1
 
 
-def _start_pool() -> None:
-    """Start numba's thread pool now, leaving torch's thread count as it was.
+def _check(a: torch.Tensor, b: torch.Tensor, p: float, what: str) -> None:
+    """Refuse what the kernels cannot take: ``a`` and ``b`` (``b`` may be ``a``) not contiguous CPU
+    float32/float64 tensors of one dtype and size, or ``p`` outside (0, 1)."""
+    if not (a.is_contiguous() and b.is_contiguous() and a.is_cpu and b.is_cpu and a.numel() == b.numel()
+            and a.dtype == b.dtype):
+        raise ValueError(f"{what} needs contiguous CPU tensors of the same dtype and size")
+    if a.dtype not in DTYPES:
+        raise TypeError(f"the CPU kernel computes in float32 or float64, got {a.dtype}")
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"{what} needs 0 < p < 1, got {p}")
 
-    numba's OpenMP threading layer (``omp``, the one it picks where TBB is absent) starts its
-    pool with ``omp_set_num_threads(NUMBA_NUM_THREADS)``. Its OpenMP symbols bind to the
-    ``libgomp`` torch loaded into the global namespace, so that call also set torch's
-    intra-op thread count (``torch.get_num_threads()``) to the pool size: a run set to 1
-    thread ran on all cores from its first dropout on. Started here, at import, and undone.
-    The kernel's own regions pass their thread count explicitly and leave torch's alone.
+
+def dropout_into(x: torch.Tensor, out: torch.Tensor, seed: int, p: float, threads: int) -> None:
+    """Write dropout of ``x`` into ``out`` (may be ``x``): contiguous CPU float32/float64 tensors
+    of the same dtype and size.
+
+    ``0 < p < 1``; ``threads`` is a request, the result does not depend on it.
     """
-    before = torch.get_num_threads()  # also runs torch's per-thread lazy init first
-    numba.get_num_threads()  # starts the pool (once per process)
-    if torch.get_num_threads() != before:
-        torch.set_num_threads(before)
+    _check(x, out, p, "dropout_into")
+    impl, n = _impl or _backend(), x.numel()
+    impl.dropout(x.data_ptr(), out.data_ptr(), n, seed & MASK64, p, x.dtype, _chunks(impl, n, threads))
 
 
-_start_pool()
+def relu_dropout_(h: torch.Tensor, seed: int, p: float, threads: int) -> None:
+    """ReLU then dropout, fused, in place on ``h`` (contiguous CPU float32/float64).
+
+    The same values as ``dropout(torch.relu(h))`` with the mask of ``seed`` (up to the sign of
+    zero): ``r = 0 if h < 0 else h`` (NaN stays NaN), then ``r / (1 - p)`` where kept, ``r * 0``
+    where dropped. ``0 < p < 1``; ``threads`` is a request, the result does not depend on it.
+    """
+    _check(h, h, p, "relu_dropout_")
+    impl, n = _impl or _backend(), h.numel()
+    impl.relu_dropout(h.data_ptr(), n, seed & MASK64, p, h.dtype, _chunks(impl, n, threads))
+
+
+def relu_dropout_backward(grad: torch.Tensor, out: torch.Tensor, p: float, threads: int) -> torch.Tensor:
+    """The gradient of :func:`relu_dropout_` with respect to its input, from its output ``out``:
+    ``grad / (1 - p)`` where ``out > 0`` (the ReLU passed and the element was kept), else 0.
+
+    Returns:
+        A new contiguous tensor of ``out``'s shape (``grad`` may be non-contiguous).
+    """
+    grad = grad if grad.is_contiguous() else grad.contiguous()
+    _check(grad, out, p, "relu_dropout_backward")
+    impl, n = _impl or _backend(), out.numel()
+    gin = empty_like(out)
+    impl.relu_dropout_backward(grad.data_ptr(), out.data_ptr(), gin.data_ptr(), n, p, out.dtype,
+                               _chunks(impl, n, threads))
+    return gin
 
 
 HUGE_PAGE = 1 << 21
@@ -135,57 +162,3 @@ def empty_like(src: torch.Tensor) -> torch.Tensor:
         if end > start:
             _libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_HUGEPAGE)
     return out
-
-
-PARALLEL_MIN = 1 << 15  # below this many elements one thread is faster than a hand-off
-
-
-@intrinsic
-def _pointer(typingctx, address, like):
-    """A pointer to ``like``'s type at the integer ``address`` (a tensor's ``data_ptr()``)."""
-    sig = types.CPointer(like)(address, like)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
-
-    return sig, codegen
-
-
-@njit(cache=True)
-def _run(x_address, out_address, n, seed, thr, keep, chunks):
-    """The kernel on ``n`` elements at two addresses (the same for in place), typed by ``keep``.
-
-    Taking addresses, not arrays, saves the numpy views and the array type checks of a call:
-    about 2 of the 3 microseconds a small tensor's call used to cost.
-    """
-    x = numba.carray(_pointer(x_address, keep), n)
-    out = numba.carray(_pointer(out_address, keep), n)
-    if chunks > 1:
-        _parallel(x, out, seed, thr, keep, chunks)
-    else:
-        _blocks(x, out, seed, thr, keep, 0)
-
-
-def dropout_into(x: torch.Tensor, out: torch.Tensor, seed: int, p: float, threads: int) -> None:
-    """Write dropout of ``x`` into ``out`` (may be ``x``): contiguous CPU float32/float64 tensors
-    of the same dtype and size.
-
-    ``0 < p < 1``; ``threads`` is a request, the result does not depend on it.
-    """
-    n = x.numel()
-    if out.numel() != n or out.dtype != x.dtype or not (x.is_contiguous() and out.is_contiguous()):
-        raise ValueError("dropout_into needs contiguous x and out of the same dtype and size")
-    thr, keep = _constants(p, x.dtype)
-    chunks = numba_threads(threads) if threads > 1 and n >= PARALLEL_MIN else 1
-    _run(x.data_ptr(), out.data_ptr(), n, np.uint64(seed & MASK64), thr, keep, chunks)
-
-
-@functools.lru_cache(maxsize=64)
-def _constants(p: float, dtype: torch.dtype) -> tuple[np.uint32, np.floating]:
-    """The kernel's threshold and ``1 - p`` in the tensor's dtype (cached: p repeats)."""
-    if dtype not in _NUMPY:
-        raise TypeError(f"the CPU kernel computes in float32 or float64, got {dtype}")
-    return np.uint32(threshold(p)), _NUMPY[dtype](1.0 - p)
-
-
-_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}

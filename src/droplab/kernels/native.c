@@ -1,0 +1,114 @@
+/* droplab's CPU dropout kernel in plain C99 (no Python API), loaded by native.py with ctypes.
+ *
+ * The mask is the one specified in counter.py: the 64-bit word for counter j is
+ * mix(seed + (j + 1) * GOLDEN) (SplitMix64's finalizer); in block b of 2 * HALF elements, the
+ * element at offset k < HALF takes the low 32 bits of the word for j = b * HALF + k, the element
+ * at offset HALF + k its high 32 bits; an element is kept when its draw u >= thr.
+ *
+ * Values, exactly as numba_cpu.py and `mask * x / (1 - p)` compute them: kept x / keep, dropped
+ * x * 0 (NaN stays NaN). Compiled without -ffast-math and with -ffp-contract=off: every result is
+ * one IEEE operation, the same bits on any machine.
+ *
+ * Threads: whole blocks are split over `chunks` threads of an OpenMP region whose size is given
+ * by its num_threads clause only (omp_set_num_threads would change torch's count: torch loads the
+ * same libgomp). An element's value depends on its index alone, so not on the thread count.
+ */
+#include <stdint.h>
+
+#define HALF 512
+#define BLOCK (2 * HALF)
+
+static const uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL;
+static const uint64_t MIX1 = 0xBF58476D1CE4E5B9ULL;
+static const uint64_t MIX2 = 0x94D049BB133111EBULL;
+
+static inline uint64_t mix(uint64_t z) {
+    z = (z ^ (z >> 30)) * MIX1;
+    z = (z ^ (z >> 27)) * MIX2;
+    return z ^ (z >> 31);
+}
+
+/* The 2 * HALF draws of block b into u (a whole block, even where the tensor ends inside it). */
+static void draws(uint64_t seed, int64_t b, uint32_t *u) {
+    const uint64_t base = seed + ((uint64_t)b * HALF + 1) * GOLDEN;
+#pragma omp simd
+    for (int k = 0; k < HALF; k++) {
+        const uint64_t z = mix(base + (uint64_t)k * GOLDEN);
+        u[k] = (uint32_t)z;
+        u[HALF + k] = (uint32_t)(z >> 32);
+    }
+}
+
+/* The blocks [b0, b1) of n elements; `relu` makes it ReLU then dropout (r = h < 0 ? 0 : h, so NaN
+ * stays NaN). The loops over one block carry no dependence, also in place (x == out). */
+#define BLOCKS(T, S)                                                                                 \
+    static void blocks_##S(const T *x, T *out, int64_t n, int64_t b0, int64_t b1, uint64_t seed,     \
+                           uint32_t thr, T keep, int relu) {                                         \
+        uint32_t u[BLOCK];                                                                           \
+        for (int64_t b = b0; b < b1; b++) {                                                          \
+            const int64_t lo = b * BLOCK;                                                            \
+            const int m = (int)(n - lo < BLOCK ? n - lo : BLOCK);                                    \
+            const T *xs = x + lo;                                                                    \
+            T *os = out + lo;                                                                        \
+            draws(seed, b, u);                                                                       \
+            if (relu) {                                                                              \
+                _Pragma("omp simd") for (int i = 0; i < m; i++) {                                    \
+                    const T r = xs[i] < 0 ? (T)0 : xs[i];                                            \
+                    os[i] = u[i] >= thr ? r / keep : r * (T)0;                                       \
+                }                                                                                    \
+            } else {                                                                                 \
+                _Pragma("omp simd") for (int i = 0; i < m; i++) {                                    \
+                    os[i] = u[i] >= thr ? xs[i] / keep : xs[i] * (T)0;                               \
+                }                                                                                    \
+            }                                                                                        \
+        }                                                                                            \
+    }
+
+/* All blocks, on `chunks` threads: thread c takes the c-th run of ceil(nblocks / chunks) blocks. */
+#define RUN(T, S)                                                                                    \
+    static void run_##S(const T *x, T *out, int64_t n, uint64_t seed, uint32_t thr, T keep,          \
+                        int chunks, int relu) {                                                      \
+        const int64_t nblocks = (n + BLOCK - 1) / BLOCK;                                             \
+        if (chunks <= 1) {                                                                           \
+            blocks_##S(x, out, n, 0, nblocks, seed, thr, keep, relu);                                \
+            return;                                                                                  \
+        }                                                                                            \
+        const int64_t per = (nblocks + chunks - 1) / chunks;                                         \
+        _Pragma("omp parallel for num_threads(chunks) schedule(static, 1)")                         \
+        for (int c = 0; c < chunks; c++) {                                                           \
+            const int64_t b0 = c * per, b1 = b0 + per < nblocks ? b0 + per : nblocks;                \
+            if (b0 < b1) blocks_##S(x, out, n, b0, b1, seed, thr, keep, relu);                       \
+        }                                                                                            \
+    }
+
+/* The exported functions. keep = 1 - p as a double, rounded here to T (as numpy rounds it). */
+#define EXPORTS(T, S)                                                                                \
+    void droplab_dropout_##S(const T *x, T *out, int64_t n, uint64_t seed, uint32_t thr,             \
+                             double keep, int chunks) {                                              \
+        run_##S(x, out, n, seed, thr, (T)keep, chunks, 0);                                           \
+    }                                                                                                \
+    void droplab_relu_dropout_##S(T *h, int64_t n, uint64_t seed, uint32_t thr, double keep,         \
+                                  int chunks) {                                                      \
+        run_##S(h, h, n, seed, thr, (T)keep, chunks, 1);                                             \
+    }                                                                                                \
+    /* gin = out > 0 ? g / keep : 0, from relu_dropout's output (out > 0 iff passed and kept) */     \
+    void droplab_relu_dropout_backward_##S(const T *g, const T *out, T *gin, int64_t n,              \
+                                           double keep, int chunks) {                                \
+        const T k = (T)keep;                                                                         \
+        if (chunks <= 1) {                                                                           \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) gin[i] = out[i] > 0 ? g[i] / k : 0; \
+            return;                                                                                  \
+        }                                                                                            \
+        _Pragma("omp parallel for simd num_threads(chunks) schedule(static)")                       \
+        for (int64_t i = 0; i < n; i++) gin[i] = out[i] > 0 ? g[i] / k : 0;                          \
+    }
+
+BLOCKS(float, f32)
+RUN(float, f32)
+EXPORTS(float, f32)
+BLOCKS(double, f64)
+RUN(double, f64)
+EXPORTS(double, f64)
+
+/* Checked by the loader: a library that answers this is a whole build of this source. */
+int droplab_native_abi(void) { return 1; }
