@@ -51,8 +51,15 @@ def tiny_dir(tmp_path: Path) -> Path:
     return write_dataset(tmp_path / "tiny-fmnist")
 
 
+@pytest.fixture(scope="session")
+def _kernel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One build of the C dropout kernel for the session (tests of its cache use their own directories)."""
+    return tmp_path_factory.mktemp("droplab-kernel-cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, _kernel_cache: Path) -> None:
     """No test sees the user's DROPLAB_DATA or cache."""
     monkeypatch.delenv("DROPLAB_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("DROPLAB_CACHE_DIR", str(_kernel_cache))
