@@ -8,12 +8,15 @@ For 256x256, 1024x1024 and 4096x4096 float32 tensors, p = 0.5, training mode:
 - the ratios: droplab / torch, and droplab's time / ``x.mul(2.0)``'s time; for the targets
   against ``x.mul(2.0)`` also a paired measurement, the two called alternately;
 - bytes per element that autograd saves for backward (``saved_tensors_hooks``);
-- the first call's latency with a cold and with a warm numba cache (fresh processes).
+- the first call's latency with a cold and with a warm kernel cache (fresh processes), for the
+  CPU kernel this process uses (``DROPLAB_CPU_KERNEL``: C by default, or numba);
+  ``benchmarks/kernel_start.py`` compares the two backends' start-up.
 
 Every figure is a median over interleaved rounds (each side measured in every round), so
 machine noise hits all sides alike. ``--quick`` runs fewer rounds.
 
     python benchmarks/dropout_op.py [--rounds 5] [--threads N] [--quick]
+    DROPLAB_CPU_KERNEL=numba python benchmarks/dropout_op.py   # the numba fallback
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from droplab.functional import dropout, dropout_reference
+from droplab.kernels import cpu
 from droplab.memory import saved_bytes
 
 SHAPES = [(256, 256), (1024, 1024), (4096, 4096)]
@@ -107,7 +111,7 @@ print(f"{t1 - t0:.3f} {t2 - t1:.3f} {t3 - t2:.4f}")
 
 def first_call_latency() -> list[tuple[str, list[float]]]:
     with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        env = {**os.environ, "DROPLAB_CACHE_DIR": cache, "NUMBA_CACHE_DIR": cache}
         rows = []
         for label in ("cold cache", "warm cache"):
             out = subprocess.run([sys.executable, "-c", FIRST_CALL], env=env, capture_output=True, text=True)
@@ -128,7 +132,7 @@ def main() -> None:
     rounds, target = (3, 0.02) if args.quick else (args.rounds, 0.1)
     print(
         f"dropout p={P}, float32, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-        f"median of {rounds} interleaved rounds"
+        f"CPU kernel: {cpu.backend()}, median of {rounds} interleaved rounds"
     )
     results = {}
     for shape in SHAPES:
@@ -181,7 +185,8 @@ def main() -> None:
     for name in ("torch F.dropout", "dropout_reference", "droplab dropout"):
         print(f"  {name:18s} {saved_bytes_per_element(SIDES[name]):.2f}")
 
-    print("\nfirst call in a fresh process (seconds): import droplab.functional, first dropout, second")
+    print(f"\nfirst call in a fresh process, {cpu.backend()} kernel (seconds): "
+          "import droplab.functional, first dropout, second")
     for label, (imp, first, second) in first_call_latency():
         print(f"  {label:10s} import {imp:.3f}  first call {first:.3f}  second call {second:.4f}")
 

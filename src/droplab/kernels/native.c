@@ -28,40 +28,50 @@ static inline uint64_t mix(uint64_t z) {
     return z ^ (z >> 31);
 }
 
-/* The 2 * HALF draws of block b into u (a whole block, even where the tensor ends inside it). */
-static void draws(uint64_t seed, int64_t b, uint32_t *u) {
-    const uint64_t base = seed + ((uint64_t)b * HALF + 1) * GOLDEN;
-#pragma omp simd
-    for (int k = 0; k < HALF; k++) {
-        const uint64_t z = mix(base + (uint64_t)k * GOLDEN);
-        u[k] = (uint32_t)z;
-        u[HALF + k] = (uint32_t)(z >> 32);
-    }
-}
+/* The element op: ReLU first where `relu` (r = h < 0 ? 0 : h, so NaN stays NaN), then kept
+ * r / keep, dropped r * 0. */
+#define RELU(T, v, relu) ((relu) && (v) < 0 ? (T)0 : (v))
+#define OP(T, v, kept, keep, relu) ((kept) ? RELU(T, v, relu) / (keep) : RELU(T, v, relu) * (T)0)
 
-/* The blocks [b0, b1) of n elements; `relu` makes it ReLU then dropout (r = h < 0 ? 0 : h, so NaN
- * stays NaN). The loops over one block carry no dependence, also in place (x == out). */
+/* Blocks [b0, b1) of n elements: a whole block in one vectorized loop, one 64-bit word per pair of
+ * elements (low half `(z << 32) >= cut`, high half `z >= cut`, where cut = thr << 32: the same
+ * tests as `u32 >= thr` without extracting the halves); the partial last block element by element.
+ * The loops carry no dependence, also in place (x == out). `relu` is constant where inlined. */
 #define BLOCKS(T, S)                                                                                 \
-    static void blocks_##S(const T *x, T *out, int64_t n, int64_t b0, int64_t b1, uint64_t seed,     \
-                           uint32_t thr, T keep, int relu) {                                         \
-        uint32_t u[BLOCK];                                                                           \
+    static inline __attribute__((always_inline)) void blocks_body_##S(                               \
+        const T *x, T *out, int64_t n, int64_t b0, int64_t b1, uint64_t seed, uint32_t thr, T keep,  \
+        const int relu) {                                                                            \
+        const uint64_t cut = (uint64_t)thr << 32;                                                    \
         for (int64_t b = b0; b < b1; b++) {                                                          \
             const int64_t lo = b * BLOCK;                                                            \
-            const int m = (int)(n - lo < BLOCK ? n - lo : BLOCK);                                    \
+            const uint64_t base = seed + ((uint64_t)b * HALF + 1) * GOLDEN;                          \
             const T *xs = x + lo;                                                                    \
             T *os = out + lo;                                                                        \
-            draws(seed, b, u);                                                                       \
-            if (relu) {                                                                              \
-                _Pragma("omp simd") for (int i = 0; i < m; i++) {                                    \
-                    const T r = xs[i] < 0 ? (T)0 : xs[i];                                            \
-                    os[i] = u[i] >= thr ? r / keep : r * (T)0;                                       \
+            if (n - lo >= BLOCK) {                                                                   \
+                uint64_t counter = base;                                                             \
+                _Pragma("GCC ivdep") for (int k = 0; k < HALF; k++) {                                \
+                    const uint64_t z = mix(counter);                                                 \
+                    counter += GOLDEN;                                                               \
+                    const T a = xs[k], c = xs[HALF + k];                                             \
+                    os[k] = OP(T, a, (z << 32) >= cut, keep, relu);                                  \
+                    os[HALF + k] = OP(T, c, z >= cut, keep, relu);                                   \
                 }                                                                                    \
             } else {                                                                                 \
-                _Pragma("omp simd") for (int i = 0; i < m; i++) {                                    \
-                    os[i] = u[i] >= thr ? xs[i] / keep : xs[i] * (T)0;                               \
+                const int m = (int)(n - lo);                                                         \
+                for (int k = 0; k < m; k++) {                                                        \
+                    const uint64_t z = mix(base + (uint64_t)(k < HALF ? k : k - HALF) * GOLDEN);     \
+                    const int kept = (k < HALF ? z << 32 : z) >= cut;                                \
+                    os[k] = OP(T, xs[k], kept, keep, relu);                                          \
                 }                                                                                    \
             }                                                                                        \
         }                                                                                            \
+    }                                                                                                \
+    static void blocks_##S(const T *x, T *out, int64_t n, int64_t b0, int64_t b1, uint64_t seed,     \
+                           uint32_t thr, T keep, int relu) {                                         \
+        if (relu)                                                                                    \
+            blocks_body_##S(x, out, n, b0, b1, seed, thr, keep, 1);                                  \
+        else                                                                                         \
+            blocks_body_##S(x, out, n, b0, b1, seed, thr, keep, 0);                                  \
     }
 
 /* All blocks, on `chunks` threads: thread c takes the c-th run of ceil(nblocks / chunks) blocks. */
