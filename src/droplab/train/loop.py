@@ -160,7 +160,9 @@ def train_step(state: TrainState, x: torch.Tensor, y: torch.Tensor, precision: s
     value = loss.item()
     if not math.isfinite(value):
         raise Diverged(state.epoch, state.step + 1, f"loss = {value}", cfg.lr)
-    state.optimizer.zero_grad(set_to_none=True)
+    for group in state.optimizer.param_groups:  # zero_grad(set_to_none=True), without its ~30 us of bookkeeping
+        for param in group["params"]:
+            param.grad = None
     loss.backward()
     if (bad := _nonfinite_gradient(state.model)) is not None:
         raise Diverged(state.epoch, state.step + 1, bad, cfg.lr)
