@@ -286,3 +286,35 @@ def test_every_field_is_checked_on_its_own_before_how_fields_relate():
     with pytest.raises(ConfigError, match="model = 'scratch' is invalid: expected mlp when noise or norm or width"):
         Scratch(width_scale=2.0).validate()
     assert Scratch(model="mlp", width_scale=2.0).validate().width_scale == 2.0
+
+
+@pytest.mark.parametrize("extra", [{}, {"model": "mlp", "hidden": (32, 16, 8), "dropout": (0.5, 0.0, 0.2)}])
+def test_fast_paths_train_bit_for_bit_as_the_stock_ones(tiny, monkeypatch, extra):
+    """The fused hidden layers (droplab.fused) and the plain SGD update in one call give the
+    numbers of the composed layers and of ``torch.optim.SGD.step``."""
+    from droplab import fused
+    from droplab.train import loop
+
+    fast = fit(small(**extra), tiny)
+    with monkeypatch.context() as m:
+        m.setattr(fused, "fusable", lambda *args: False)
+        m.setattr(loop, "_plain_sgd", lambda group: False)
+        stock = fit(small(**extra), tiny)
+    assert fast.history == stock.history
+    for (k, va), (_, vb) in zip(fast.model.state_dict().items(), stock.model.state_dict().items()):
+        assert torch.equal(va, vb), k
+
+
+def test_sgd_with_momentum_or_a_schedule_steps_through_the_optimizer(tiny, monkeypatch):
+    from droplab.train import loop
+
+    steps = []
+    real = torch.optim.SGD.step
+    monkeypatch.setattr(torch.optim.SGD, "step", lambda self, *a, **k: (steps.append(1), real(self, *a, **k))[1])
+    fit(small(epochs=1), tiny)
+    assert steps == []  # plain SGD: the one-call update
+    for cfg in (small(epochs=1, momentum=0.9), small(epochs=1, weight_decay=1e-3), small(epochs=1, schedule="cosine")):
+        steps.clear()
+        fit(cfg, tiny)
+        assert len(steps) == math.ceil(len(tiny.train_x) / cfg.batch_size), cfg
+    assert not loop._plain_sgd({"momentum": 0.0, "weight_decay": 0.0, "nesterov": False, "maximize": True})

@@ -15,8 +15,9 @@ from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules import module as _torch_module
 
-from . import functional
+from . import functional, fused
 from . import nn as dnn
 from .data import NUM_CLASSES as NUM_OUTPUTS
 from .data import NUM_INPUTS
@@ -57,14 +58,17 @@ class DropoutMLPScratch(nn.Module):
         self.lin3 = nn.Linear(num_hiddens_2, num_outputs)
 
     def forward(self, x: Tensor) -> Tensor:
-        dropout = functional.IMPLEMENTATIONS[self.impl]
-        h1 = torch.relu(self.lin1(x.reshape(x.shape[0], -1)))
-        if self.training:
-            h1 = dropout(h1, self.dropout_1)
-        h2 = torch.relu(self.lin2(h1))
-        if self.training:
-            h2 = dropout(h2, self.dropout_2)
+        h1 = self._hidden(self.lin1, x.reshape(x.shape[0], -1), self.dropout_1)
+        h2 = self._hidden(self.lin2, h1, self.dropout_2)
         return self.lin3(h2)
+
+    def _hidden(self, linear: nn.Linear, x: Tensor, p: float) -> Tensor:
+        """``relu(linear(x))``, then dropout while training: the fast one as one fused step
+        (:func:`droplab.fused.linear_relu_dropout`, the same numbers), the reference as written."""
+        if self.training and self.impl == "fast" and not _hooked(linear):
+            return fused.linear_relu_dropout(x, linear.weight, linear.bias, p)
+        h = torch.relu(linear(x))
+        return functional.IMPLEMENTATIONS[self.impl](h, p) if self.training else h
 
 
 class DropoutMLP(nn.Module):
@@ -158,9 +162,32 @@ class MLP(nn.Module):
         else:
             modules.append(nn.Linear(width, num_outputs))
         self.net = nn.Sequential(*modules)
+        self._fusable = frozenset(i for i in range(len(modules) - 2) if _fusable_triple(*modules[i : i + 3]))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        if not (self.training and self._fusable):
+            return self.net(x)
+        # Linear -> ReLU -> fast Dropout as one fused step (droplab.fused: the same numbers),
+        # unless a hook watches one of the three
+        modules, i = list(self.net), 0
+        while i < len(modules):
+            if i in self._fusable and modules[i + 2].training and not any(map(_hooked, modules[i : i + 3])):
+                linear, dropout = modules[i], modules[i + 2]
+                x, i = fused.linear_relu_dropout(x, linear.weight, linear.bias, dropout.p), i + 3
+            else:
+                x, i = modules[i](x), i + 1
+        return x
+
+
+def _fusable_triple(linear: nn.Module, relu: nn.Module, dropout: nn.Module) -> bool:
+    return (type(linear) is nn.Linear and type(relu) is nn.ReLU and type(dropout) is dnn.Dropout
+            and dropout.impl == "fast")  # fmt: skip
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Whether a forward hook would see ``module`` run (its own, or a global one)."""
+    return bool(module._forward_hooks or module._forward_pre_hooks or _torch_module._global_forward_hooks
+                or _torch_module._global_forward_pre_hooks)  # fmt: skip
 
 
 def build_model(

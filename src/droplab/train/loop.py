@@ -160,11 +160,13 @@ def train_step(state: TrainState, x: torch.Tensor, y: torch.Tensor, precision: s
     value = loss.item()
     if not math.isfinite(value):
         raise Diverged(state.epoch, state.step + 1, f"loss = {value}", cfg.lr)
-    state.optimizer.zero_grad(set_to_none=True)
+    for group in state.optimizer.param_groups:  # zero_grad(set_to_none=True), without its ~30 us of bookkeeping
+        for param in group["params"]:
+            param.grad = None
     loss.backward()
     if (bad := _nonfinite_gradient(state.model)) is not None:
         raise Diverged(state.epoch, state.step + 1, bad, cfg.lr)
-    state.optimizer.step()
+    _optimizer_step(state.optimizer, state.scheduler)
     if state.scheduler is not None:
         state.scheduler.step()
     if cfg.max_norm > 0:
@@ -172,6 +174,24 @@ def train_step(state: TrainState, x: torch.Tensor, y: torch.Tensor, precision: s
             max_norm_(linear, cfg.max_norm)
     state.step += 1
     return value
+
+
+def _optimizer_step(optimizer: torch.optim.Optimizer, scheduler) -> None:
+    """``optimizer.step()``. Plain SGD (no momentum, weight decay or schedule) as one update of
+    all parameters, ``p -= lr * grad``: the numbers ``SGD.step`` computes, without its ~0.1 ms
+    of Python a step."""
+    groups = optimizer.param_groups
+    if scheduler is not None or type(optimizer) is not torch.optim.SGD or not all(map(_plain_sgd, groups)):
+        optimizer.step()
+        return
+    with torch.no_grad():
+        for group in groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            torch._foreach_add_(params, [p.grad for p in params], alpha=-group["lr"])
+
+
+def _plain_sgd(group: dict) -> bool:
+    return not (group["momentum"] or group["weight_decay"] or group["nesterov"] or group["maximize"])
 
 
 def _nonfinite_gradient(model: nn.Module) -> str | None:
