@@ -25,6 +25,7 @@ SAMPLES = {
     "droplab.interrupt.Interrupted": (2, "after epoch 3", Path("/runs/mlp")),
     "droplab.interrupt.StudyInterrupted": (15, "interrupted by SIGTERM after 2 of 4 runs"),
     "droplab.interrupt.WorkerLost": (9, "a worker process was killed by SIGKILL between runs"),
+    "droplab.kernels.cpu.KernelChoiceError": ("fast",),
     "droplab.kernels.native.NativeUnavailable": ("no C compiler: CC is unset and none of cc, gcc, clang is on PATH",),
     "droplab.report.ReportError": (Path("/x/study.json"), "cannot be read: nested too deeply"),
     "droplab.report.NoStudyFound": (Path("/x"),),

@@ -256,7 +256,16 @@ def test_a_bad_choice_is_refused_naming_the_choices(tmp_path):
     proc = probe(tmp_path, DROPLAB_CPU_KERNEL="fast")
     _, err = proc.communicate(timeout=300)
     assert proc.returncode != 0
-    assert "ValueError: DROPLAB_CPU_KERNEL = 'fast' is invalid: expected one of auto, native, numba" in err
+    assert "KernelChoiceError: DROPLAB_CPU_KERNEL = 'fast' is invalid: expected one of auto, native, numba" in err
+
+
+def test_the_cli_refuses_a_bad_choice_before_any_work(tmp_path):
+    env = {**os.environ, "DROPLAB_CPU_KERNEL": "fast"}
+    proc = subprocess.run([sys.executable, "-m", "droplab", "train", "--out", str(tmp_path / "run")], env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "train: error: DROPLAB_CPU_KERNEL = 'fast' is invalid: expected one of auto, native, numba" in proc.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_cache_directory_from_the_environment(monkeypatch, tmp_path):

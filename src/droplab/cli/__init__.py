@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
+from ..kernels import cpu as cpu_kernel
 from . import check, studies, training
 from .console import make_console
 from .errors import REPORTED, UsageError, describe
@@ -42,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        cpu_kernel.requested()  # a bad DROPLAB_CPU_KERNEL stops the command before any work
         return args.func(args, make_console())
     except REPORTED as err:
         status, message = describe(err, args)

@@ -14,6 +14,7 @@ import argparse
 from ..checkpoint import CheckpointError
 from ..data import DataError, DataNotFound, SplitError
 from ..interrupt import Interrupted, StudyInterrupted, WorkerLost, exit_status
+from ..kernels.cpu import KernelChoiceError
 from ..rundir import DirectoryBusy, DirectoryNotEmpty, DirectoryOwned, RunDirError
 from ..train import CheckpointWriteError, ConfigError, Diverged
 
@@ -28,8 +29,8 @@ class UsageError(Exception):
 
 
 # what ends a command with a message rather than a traceback
-REPORTED = (UsageError, ConfigError, DataError, CheckpointError, OSError, Diverged, Interrupted, StudyInterrupted,
-            KeyboardInterrupt)  # fmt: skip
+REPORTED = (UsageError, KernelChoiceError, ConfigError, DataError, CheckpointError, OSError, Diverged, Interrupted,
+            StudyInterrupted, KeyboardInterrupt)  # fmt: skip
 
 
 def flag(name: str) -> str:
@@ -61,7 +62,7 @@ def directory_hint(err: RunDirError, args: argparse.Namespace) -> str:
 
 def describe(err: BaseException, args: argparse.Namespace) -> tuple[int, str]:
     """The exit status, and the message after ``droplab COMMAND: ``, for ``err`` (one of :data:`REPORTED`)."""
-    if isinstance(err, UsageError):
+    if isinstance(err, (UsageError, KernelChoiceError)):
         return EXIT_USAGE, f"error: {err}"
     if isinstance(err, RunDirError):
         return EXIT_USAGE, f"error: {err}{directory_hint(err, args)}"

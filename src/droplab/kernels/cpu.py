@@ -21,8 +21,8 @@ import torch
 
 from .counter import MASK64
 
-__all__ = ["ENV", "CHOICES", "PARALLEL_MIN", "backend", "native_unavailable_reason", "set_threads",
-           "dropout_into", "relu_dropout_", "relu_dropout_backward", "empty_like"]
+__all__ = ["ENV", "CHOICES", "KernelChoiceError", "requested", "PARALLEL_MIN", "backend", "native_unavailable_reason",
+           "set_threads", "dropout_into", "relu_dropout_", "relu_dropout_backward", "empty_like"]
 
 ENV = "DROPLAB_CPU_KERNEL"
 CHOICES = ("auto", "native", "numba")
@@ -32,11 +32,28 @@ DTYPES = (torch.float32, torch.float64)
 _impl: ModuleType | None = None  # the backend module, chosen on first use
 
 
-def _choose() -> ModuleType:
-    """The backend ``DROPLAB_CPU_KERNEL`` asks for (see the module's docstring)."""
+class KernelChoiceError(ValueError):
+    """``DROPLAB_CPU_KERNEL`` holds ``value``, which names no backend."""
+
+    def __init__(self, value: str) -> None:
+        super().__init__(value)
+        self.value = value
+
+    def __str__(self) -> str:
+        return f"{ENV} = {self.value!r} is invalid: expected one of {', '.join(CHOICES)}"
+
+
+def requested() -> str:
+    """The backend ``DROPLAB_CPU_KERNEL`` asks for (default ``auto``); :class:`KernelChoiceError` if it names none."""
     choice = os.environ.get(ENV, "auto")
     if choice not in CHOICES:
-        raise ValueError(f"{ENV} = {choice!r} is invalid: expected one of {', '.join(CHOICES)}")
+        raise KernelChoiceError(choice)
+    return choice
+
+
+def _choose() -> ModuleType:
+    """The backend ``DROPLAB_CPU_KERNEL`` asks for (see the module's docstring)."""
+    choice = requested()
     if choice != "numba":
         from . import native
 
@@ -61,7 +78,7 @@ def backend() -> str:
     """The backend this process computes with: ``"native"`` or ``"numba"`` (choosing it if not yet chosen).
 
     Raises:
-        ValueError: ``DROPLAB_CPU_KERNEL`` is not one of :data:`CHOICES`.
+        KernelChoiceError: ``DROPLAB_CPU_KERNEL`` is not one of :data:`CHOICES` (a ``ValueError``).
         droplab.kernels.native.NativeUnavailable: it is ``native`` and the C kernel cannot be built.
     """
     return _backend().NAME
