@@ -11,7 +11,10 @@ ReLU, dropout, the loss, the optimizer, the bookkeeping) is what droplab adds to
 The run is the lecture's: 784-256-256-10, dropout 0.5 after each hidden ReLU, SGD lr 0.1,
 batch 256, 10 epochs on the 55,000 training images of Fashion-MNIST after the validation split.
 The three sides are interleaved (floor, droplab, plain loop, then again) so that the machine's
-noise falls on each alike; read the ratios, not the seconds. The last line is the figure the
+noise falls on each alike; read the ratios, not the seconds. Each ratio is the median over the
+repeats of that repeat's ratio (the two runs of a pair are minutes apart at most: a shared
+machine's slow spells fall on both). The first repeat pays once-a-process costs (torch's lazy
+imports, the kernel's loading), as a user's first run does. The last line is the figure the
 project tracks: ``lecture run / floor: X.XX``.
 
     python benchmarks/train_floor.py [--epochs 10] [--repeats 3] [--threads N]
@@ -82,11 +85,16 @@ def main() -> None:
     print(f"{'':40s} {'median s':>9s} {'min s':>7s} {'max s':>7s}")
     for name, ts in times.items():
         print(f"{name:40s} {statistics.median(ts):9.2f} {min(ts):7.2f} {max(ts):7.2f}")
-    floor, lecture, loop = (statistics.median(ts) for ts in times.values())
-    print(f"floor: {flops / floor / 1e9:.0f} GFLOP/s")
-    print(f"plain loop / floor: {loop / floor:.2f}")
-    print(f"lecture run / plain loop: {lecture / loop:.2f}")
-    print(f"lecture run / floor: {lecture / floor:.2f}")
+    floor, lecture, loop = times.values()
+
+    def ratio(a: list[float], b: list[float]) -> float:
+        return statistics.median(x / y for x, y in zip(a, b))
+
+    print(f"floor: {flops / statistics.median(floor) / 1e9:.0f} GFLOP/s")
+    print(f"per repeat, lecture run / floor: {' '.join(f'{x / y:.2f}' for x, y in zip(lecture, floor))}")
+    print(f"plain loop / floor: {ratio(loop, floor):.2f}")
+    print(f"lecture run / plain loop: {ratio(lecture, loop):.2f}")
+    print(f"lecture run / floor: {ratio(lecture, floor):.2f}")
 
 
 if __name__ == "__main__":

@@ -290,13 +290,15 @@ def test_every_field_is_checked_on_its_own_before_how_fields_relate():
 
 @pytest.mark.parametrize("extra", [{}, {"model": "mlp", "hidden": (32, 16, 8), "dropout": (0.5, 0.0, 0.2)}])
 def test_fast_paths_train_bit_for_bit_as_the_stock_ones(tiny, monkeypatch, extra):
-    """The fused hidden layers (droplab.fused) and the plain SGD update in one call give the
-    numbers of the composed layers and of ``torch.optim.SGD.step``."""
+    """The step written out (droplab.train.step), the fused hidden layers (droplab.fused) and the
+    plain SGD update in one call give the numbers of autograd, of the composed layers and of
+    ``torch.optim.SGD.step``."""
     from droplab import fused
     from droplab.train import loop
 
     fast = fit(small(**extra), tiny)
     with monkeypatch.context() as m:
+        m.setattr(loop, "written_out", lambda *args: None)
         m.setattr(fused, "fusable", lambda *args: False)
         m.setattr(loop, "_plain_sgd", lambda group: False)
         stock = fit(small(**extra), tiny)

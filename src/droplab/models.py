@@ -65,7 +65,7 @@ class DropoutMLPScratch(nn.Module):
     def _hidden(self, linear: nn.Linear, x: Tensor, p: float) -> Tensor:
         """``relu(linear(x))``, then dropout while training: the fast one as one fused step
         (:func:`droplab.fused.linear_relu_dropout`, the same numbers), the reference as written."""
-        if self.training and self.impl == "fast" and not _hooked(linear):
+        if self.training and self.impl == "fast" and not hooked(linear):
             return fused.linear_relu_dropout(x, linear.weight, linear.bias, p)
         h = torch.relu(linear(x))
         return functional.IMPLEMENTATIONS[self.impl](h, p) if self.training else h
@@ -171,7 +171,7 @@ class MLP(nn.Module):
         # unless a hook watches one of the three
         modules, i = list(self.net), 0
         while i < len(modules):
-            if i in self._fusable and modules[i + 2].training and not any(map(_hooked, modules[i : i + 3])):
+            if i in self._fusable and modules[i + 2].training and not any(map(hooked, modules[i : i + 3])):
                 linear, dropout = modules[i], modules[i + 2]
                 x, i = fused.linear_relu_dropout(x, linear.weight, linear.bias, dropout.p), i + 3
             else:
@@ -184,7 +184,7 @@ def _fusable_triple(linear: nn.Module, relu: nn.Module, dropout: nn.Module) -> b
             and dropout.impl == "fast")  # fmt: skip
 
 
-def _hooked(module: nn.Module) -> bool:
+def hooked(module: nn.Module) -> bool:
     """Whether a forward hook would see ``module`` run (its own, or a global one)."""
     return bool(module._forward_hooks or module._forward_pre_hooks or _torch_module._global_forward_hooks
                 or _torch_module._global_forward_pre_hooks)  # fmt: skip

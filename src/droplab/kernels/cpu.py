@@ -140,17 +140,20 @@ def relu_dropout_(h: torch.Tensor, seed: int, p: float, threads: int) -> None:
     impl.relu_dropout(h.data_ptr(), n, seed & MASK64, p, h.dtype, _chunks(impl, n, threads))
 
 
-def relu_dropout_backward(grad: torch.Tensor, out: torch.Tensor, p: float, threads: int) -> torch.Tensor:
+def relu_dropout_backward(grad: torch.Tensor, out: torch.Tensor, p: float, threads: int,
+                          into: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """The gradient of :func:`relu_dropout_` with respect to its input, from its output ``out``:
     ``grad / (1 - p)`` where ``out > 0`` (the ReLU passed and the element was kept), else 0.
 
     Returns:
-        A new contiguous tensor of ``out``'s shape (``grad`` may be non-contiguous).
+        ``into`` (a contiguous tensor like ``out``; may be ``grad`` itself), or a new contiguous
+        tensor of ``out``'s shape (``grad`` may be non-contiguous).
     """
     grad = grad if grad.is_contiguous() else grad.contiguous()
     _check(grad, out, p, "relu_dropout_backward")
     impl, n = _impl or _backend(), out.numel()
-    gin = empty_like(out)
+    gin = empty_like(out) if into is None else into
+    _check(grad, gin, p, "relu_dropout_backward")
     impl.relu_dropout_backward(grad.data_ptr(), out.data_ptr(), gin.data_ptr(), n, p, out.dtype,
                                _chunks(impl, n, threads))
     return gin

@@ -29,6 +29,7 @@ from .metrics import metrics_row, summarize
 from .precision import autocast, resolve
 from .resources import check_run
 from .state import TrainState, recorded_threads
+from .step import WrittenOut, written_out
 
 __all__ = ["RunResult", "Diverged", "fit", "shift_images"]
 
@@ -88,6 +89,7 @@ def fit(cfg: TrainConfig, data: FashionMNIST, on_batch: Callable[[float], None] 
     state = TrainState.start(cfg, n, threads, data.digest) if resume is None else \
         TrainState.from_checkpoint(resume, cfg, n, threads, data.digest)  # fmt: skip
     saver, start = Checkpointer(checkpoint, checkpoint_interval), time.perf_counter() - state.seconds
+    written = written_out(state.model, precision[0])  # the step without autograd, where the model allows
 
     for epoch in range(state.epoch, cfg.epochs + 1):
         # --- the epoch's steps, from where the run stands
@@ -98,7 +100,7 @@ def fit(cfg: TrainConfig, data: FashionMNIST, on_batch: Callable[[float], None] 
         for i in range(state.next_i, used, cfg.batch_size):
             idx = state.order[i : i + cfg.batch_size]
             x, y = train_x.index_select(0, idx), train_y.index_select(0, idx)  # 4x faster than x[idx]
-            loss = train_step(state, x, y, precision[0])
+            loss = train_step(state, x, y, precision[0], written)
             state.loss_sum, state.next_i = state.loss_sum + loss * len(idx), i + cfg.batch_size
             if on_batch is not None:
                 on_batch(loss)
@@ -143,10 +145,12 @@ def training_set(cfg: TrainConfig, data: FashionMNIST) -> tuple[torch.Tensor, to
     return data.train_x[pick], data.train_y[pick]
 
 
-def train_step(state: TrainState, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32") -> float:
+def train_step(state: TrainState, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32",
+               written: WrittenOut | None = None) -> float:  # fmt: skip
     """One optimizer step on the minibatch ``x``, ``y`` (shifted first, with ``augment``; its
     weights' rows bounded after, with ``max_norm``), the forward pass in ``precision`` and the
-    loss in fp32. Returns the minibatch's loss.
+    loss in fp32. Returns the minibatch's loss. ``written``: the model's step written out
+    (:mod:`droplab.train.step`), used where it applies; autograd otherwise.
 
     Raises:
         Diverged: the loss or a gradient is not finite (the step is not taken).
@@ -154,16 +158,23 @@ def train_step(state: TrainState, x: torch.Tensor, y: torch.Tensor, precision: s
     cfg = state.config
     if cfg.augment:
         x = shift_images(x, cfg.augment, state.augment)
-    with autocast(precision):
-        logits = state.model(x)
-    loss = F.cross_entropy(logits.float(), y)  # .float(): no copy in fp32
+    if written is not None and written.applies(x):  # forward and backward written out: autograd's numbers
+        loss = written.loss(x, y)
+    else:
+        written = None
+        with autocast(precision):
+            logits = state.model(x)
+        loss = F.cross_entropy(logits.float(), y)  # .float(): no copy in fp32
     value = loss.item()
     if not math.isfinite(value):
         raise Diverged(state.epoch, state.step + 1, f"loss = {value}", cfg.lr)
-    for group in state.optimizer.param_groups:  # zero_grad(set_to_none=True), without its ~30 us of bookkeeping
-        for param in group["params"]:
-            param.grad = None
-    loss.backward()
+    if written is not None:
+        written.backward()  # into the gradients' buffers of the last step
+    else:
+        for group in state.optimizer.param_groups:  # zero_grad(set_to_none=True), without its ~30 us of bookkeeping
+            for param in group["params"]:
+                param.grad = None
+        loss.backward()
     if (bad := _nonfinite_gradient(state.model)) is not None:
         raise Diverged(state.epoch, state.step + 1, bad, cfg.lr)
     _optimizer_step(state.optimizer, state.scheduler)
