@@ -17,7 +17,10 @@ machine's slow spells fall on both). The first repeat pays once-a-process costs 
 imports, the kernel's loading), as a user's first run does. The last line is the figure the
 project tracks: ``lecture run / floor: X.XX``.
 
-    python benchmarks/train_floor.py [--epochs 10] [--repeats 3] [--threads N]
+With ``--precision bf16`` the floor is the same products in bf16, droplab trains with
+``--precision bf16`` and the plain loop runs its forward passes under bf16 autocast.
+
+    python benchmarks/train_floor.py [--epochs 10] [--repeats 3] [--threads N] [--precision fp32|bf16]
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ from train_seed import plain_loop, setup  # the baseline, written as a user woul
 
 from droplab.data import NUM_CLASSES, NUM_INPUTS
 from droplab.train import TrainConfig, fit
+from droplab.train.metrics import cpu_name
 
 HIDDEN = (256, 256)
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 BATCH, EVAL_BATCH = 256, 8192
 
 
@@ -53,9 +58,10 @@ def floor_products(n_train: int, n_val: int, n_test: int, epochs: int) -> list[t
     return [shape for _ in range(epochs) for products in step for shape in products] + evals * epochs + test
 
 
-def time_products(shapes: list[tuple[int, int, int]]) -> float:
+def time_products(shapes: list[tuple[int, int, int]], dtype: torch.dtype = torch.float32) -> float:
     """Seconds to compute every product in ``shapes`` once, each on its own preallocated operands."""
-    operands = {s: (torch.rand(s[0], s[1]), torch.rand(s[1], s[2]), torch.empty(s[0], s[2])) for s in set(shapes)}
+    operands = {s: (torch.rand(s[0], s[1], dtype=dtype), torch.rand(s[1], s[2], dtype=dtype),
+                    torch.empty(s[0], s[2], dtype=dtype)) for s in set(shapes)}  # fmt: skip
     start = time.perf_counter()
     for s in shapes:
         a, b, out = operands[s]
@@ -67,9 +73,10 @@ def main() -> None:
     args, data = setup(__doc__, repeats=3)
     shapes = floor_products(len(data.train_x), len(data.val_x), len(data.test_x), args.epochs)
     sides = {
-        "floor: the run's fp32 matrix products": lambda: time_products(shapes),
-        "droplab train (scratch, p=0.5)": lambda: fit(TrainConfig(epochs=args.epochs, seed=args.seed), data),
-        "plain PyTorch loop, nn.Dropout": lambda: plain_loop(data, args.epochs, args.seed),
+        f"floor: the run's {args.precision} matrix products": lambda: time_products(shapes, DTYPES[args.precision]),
+        "droplab train (scratch, p=0.5)": lambda: fit(TrainConfig(epochs=args.epochs, seed=args.seed,
+                                                                  precision=args.precision), data),
+        "plain PyTorch loop, nn.Dropout": lambda: plain_loop(data, args.epochs, args.seed, args.precision),
     }
     times: dict[str, list[float]] = {k: [] for k in sides}
     for _ in range(args.repeats):
@@ -79,7 +86,8 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
 
     flops = 2 * sum(m * k * n for m, k, n in shapes)
-    print(f"lecture's run: {args.epochs} epochs, 784-256-256-10, batch 256, {torch.get_num_threads()} threads, "
+    print(f"lecture's run: {args.epochs} epochs, 784-256-256-10, batch 256, {args.precision}, "
+          f"{torch.get_num_threads()} threads, {cpu_name()}, "
           f"torch {torch.__version__}, {args.repeats} interleaved repeats (data loading excluded); "
           f"the floor is {len(shapes):,} products, {flops / 1e9:.1f} GFLOP")  # fmt: skip
     print(f"{'':40s} {'median s':>9s} {'min s':>7s} {'max s':>7s}")

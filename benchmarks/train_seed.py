@@ -25,22 +25,24 @@ from torch import nn
 
 from droplab.data import load_fashion_mnist
 from droplab.train import TrainConfig, fit
+from droplab.train.metrics import cpu_name
 
 
 @torch.no_grad()
-def evaluate(net, x, y, batch=8192):
+def evaluate(net, x, y, batch=8192, precision="fp32"):
     net.eval()
     loss, correct = 0.0, 0
     for i in range(0, len(x), batch):
-        out = net(x[i : i + batch])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = net(x[i : i + batch]).float()
         loss += F.cross_entropy(out, y[i : i + batch], reduction="sum").item()
         correct += (out.argmax(1) == y[i : i + batch]).sum().item()
     net.train()
     return loss / len(x), correct / len(x)
 
 
-def plain_loop(data, epochs: int, seed: int) -> dict:
-    """The lecture's run in plain PyTorch with nn.Dropout."""
+def plain_loop(data, epochs: int, seed: int, precision: str = "fp32") -> dict:
+    """The lecture's run in plain PyTorch with nn.Dropout (forward passes under bf16 autocast with ``bf16``)."""
     torch.manual_seed(seed)
     net = nn.Sequential(
         nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.5),
@@ -54,25 +56,28 @@ def plain_loop(data, epochs: int, seed: int) -> dict:
         total = 0.0
         for i in range(0, n, 256):
             idx = order[i : i + 256]
-            loss = F.cross_entropy(net(data.train_x[idx]), data.train_y[idx])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                logits = net(data.train_x[idx])
+            loss = F.cross_entropy(logits.float(), data.train_y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
-        evaluate(net, data.train_x, data.train_y)
-        val_loss, val_acc = evaluate(net, data.val_x, data.val_y)
-    evaluate(net, data.test_x, data.test_y)
+        evaluate(net, data.train_x, data.train_y, precision=precision)
+        val_loss, val_acc = evaluate(net, data.val_x, data.val_y, precision=precision)
+    evaluate(net, data.test_x, data.test_y, precision=precision)
     return {"val_acc": val_acc}
 
 
 def setup(doc: str, repeats: int):
-    """The options of a benchmark of the lecture's run (--epochs, --repeats, --threads, --seed),
-    its threads set, and the data loaded (outside any timing)."""
+    """The options of a benchmark of the lecture's run (--epochs, --repeats, --threads, --seed,
+    --precision), its threads set, and the data loaded (outside any timing)."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=repeats)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -82,10 +87,12 @@ def setup(doc: str, repeats: int):
 def main() -> None:
     args, data = setup(__doc__, repeats=5)
     sides = {
-        "plain PyTorch loop, nn.Dropout": lambda: plain_loop(data, args.epochs, args.seed),
-        "droplab train (scratch, p=0.5)": lambda: fit(TrainConfig(epochs=args.epochs, seed=args.seed), data).summary,
+        "plain PyTorch loop, nn.Dropout": lambda: plain_loop(data, args.epochs, args.seed, args.precision),
+        "droplab train (scratch, p=0.5)": lambda: fit(
+            TrainConfig(epochs=args.epochs, seed=args.seed, precision=args.precision), data
+        ).summary,
         "droplab train (scratch, p=0)": lambda: fit(
-            TrainConfig(epochs=args.epochs, seed=args.seed, dropout=(0.0, 0.0)), data
+            TrainConfig(epochs=args.epochs, seed=args.seed, dropout=(0.0, 0.0), precision=args.precision), data
         ).summary,
     }  # fmt: skip
     times: dict[str, list[float]] = {k: [] for k in sides}
@@ -97,8 +104,8 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
 
     print(
-        f"lecture's run: {args.epochs} epochs, 784-256-256-10, SGD lr 0.1, batch 256, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"lecture's run: {args.epochs} epochs, 784-256-256-10, SGD lr 0.1, batch 256, {args.precision}, "
+        f"{torch.get_num_threads()} threads, {cpu_name()}, torch {torch.__version__}, "
         f"{args.repeats} interleaved repeats (data loading excluded)"
     )
     print(f"{'':34s} {'median s':>9s} {'min s':>7s} {'max s':>7s} {'val_acc':>8s}")
