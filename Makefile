@@ -44,7 +44,10 @@ check: install
 
 bench: install data
 	$(BIN)/python benchmarks/dropout_op.py
+	$(BIN)/python benchmarks/kernel_start.py
 	$(BIN)/python benchmarks/train_seed.py
+	$(BIN)/python benchmarks/train_floor.py
+	$(BIN)/python benchmarks/cli_dropout.py
 
 clean:
 	rm -rf $(VENV) src/*.egg-info .pytest_cache notebooks/dropout.ipynb

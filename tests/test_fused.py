@@ -160,12 +160,12 @@ def test_models_train_bit_for_bit_as_composed(build, monkeypatch):
 
 
 def test_mlp_fuses_linear_relu_fast_dropout_only():
-    assert MLP((8, 8), (0.5, 0.5))._fusable == {1, 4}  # Flatten, [Linear, ReLU, Dropout] x 2, Linear
-    assert MLP((8, 8), (0.5, 0.0))._fusable == {1}  # no dropout after the second ReLU
-    assert MLP((8, 8), (0.5, 0.5), impl="torch")._fusable == frozenset()
-    assert MLP((8, 8), (0.5, 0.5), dropout_impl="reference")._fusable == frozenset()
-    assert MLP((8, 8), (0.5, 0.5), norm="batch")._fusable == frozenset()
-    assert MLP((8, 8), (0.5, 0.5), noise="gaussian")._fusable == frozenset()
+    assert MLP((8, 8), (0.5, 0.5)).fusable_at == {1, 4}  # Flatten, [Linear, ReLU, Dropout] x 2, Linear
+    assert MLP((8, 8), (0.5, 0.0)).fusable_at == {1}  # no dropout after the second ReLU
+    assert MLP((8, 8), (0.5, 0.5), impl="torch").fusable_at == frozenset()
+    assert MLP((8, 8), (0.5, 0.5), dropout_impl="reference").fusable_at == frozenset()
+    assert MLP((8, 8), (0.5, 0.5), norm="batch").fusable_at == frozenset()
+    assert MLP((8, 8), (0.5, 0.5), noise="gaussian").fusable_at == frozenset()
 
 
 def test_mlp_hooks_still_see_their_modules(monkeypatch):
@@ -194,3 +194,25 @@ def test_mlp_follows_a_dropout_layer_switched_off():
     model.net[3].train()
     model.net[3].p = 0.0  # a schedule may change p during training
     assert torch.equal(model(x), model.net[4](torch.relu(model.net[1](x))))
+
+
+def test_mlp_follows_modules_replaced_after_construction():
+    model, x = MLP((16,), (0.5,), num_inputs=8), torch.randn(4, 8)
+    model.net[3] = torch.nn.Identity()  # no dropout any more
+    assert model.fusable_at == frozenset()
+    assert torch.equal(model(x), model.net(x))
+
+
+@pytest.mark.parametrize("watch", [
+    lambda m: m.net.register_forward_hook(lambda *a: None),
+    lambda m: m.net[1].register_full_backward_hook(lambda *a: None),
+    lambda m: m.net[1].weight.register_hook(lambda g: g),
+])  # fmt: skip
+def test_mlp_hooks_anywhere_turn_fusion_off(watch, monkeypatch):
+    model, calls = MLP((16,), (0.5,), num_inputs=8), []
+    spy = type("Spy", (), {"apply": staticmethod(lambda *a: calls.append(1))})
+    monkeypatch.setattr(fused, "_LinearReLUDropout", spy)
+    handle = watch(model)
+    model(torch.randn(4, 8, requires_grad=True)).sum().backward()
+    handle.remove()
+    assert calls == []

@@ -124,6 +124,20 @@ def test_relu_dropout_backward_is_the_composed_gradient(backend, dtype, n):
     assert torch.equal(gin, h.grad)
 
 
+def test_a_parallel_kernel_call_leaves_torchs_thread_count_alone(backend):
+    # a kernel opening a 2-thread region (omp_set_num_threads would also set torch's count)
+    x, before = torch.randn(4 * cpu.PARALLEL_MIN), torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = torch.empty_like(x)
+        cpu._impl.dropout(x.data_ptr(), out.data_ptr(), x.numel(), 5, 0.5, x.dtype, 2)
+        cpu._impl.relu_dropout(out.data_ptr(), x.numel(), 5, 0.5, x.dtype, 2)
+        cpu._impl.relu_dropout_backward(x.data_ptr(), out.data_ptr(), x.data_ptr(), x.numel(), 0.5, x.dtype, 2)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.usefixtures("needs_native")
 @pytest.mark.parametrize("threads", [1, 2, 3, 7])
 def test_native_result_does_not_depend_on_threads(threads):
@@ -220,6 +234,23 @@ def test_processes_building_at_once_all_succeed(tmp_path):
                                                        numba=False)
     assert len(list(tmp_path.glob("droplab-native-*.so"))) == 1
     assert not list(tmp_path.glob(".build-*"))
+
+
+@pytest.mark.usefixtures("needs_native")
+def test_a_cache_that_cannot_take_the_kernel_falls_back_to_numba(tmp_path, monkeypatch):
+    monkeypatch.setenv("DROPLAB_CACHE_DIR", str(tmp_path))
+    native.library_path().with_suffix(".sha256").mkdir()  # the digest's rename fails (IsADirectoryError)
+    got = answer(probe(tmp_path))
+    assert (got["backend"], got["right"], got["numba"]) == ("numba", True, True)
+    assert got["reason"].startswith(f"cannot write the kernel to the cache directory {tmp_path}")
+    assert not list(tmp_path.glob(".build-*"))
+
+
+@pytest.mark.usefixtures("needs_native")
+def test_a_built_kernel_can_be_shared(tmp_path):
+    answer(probe(tmp_path))
+    (so,) = tmp_path.glob("droplab-native-*.so")
+    assert so.stat().st_mode & 0o777 == 0o755 and so.with_suffix(".sha256").stat().st_mode & 0o777 == 0o644
 
 
 def test_numba_when_asked(tmp_path):

@@ -101,3 +101,41 @@ def test_other_precisions_and_inputs_train_through_autograd():
     assert not step.applies(x)  # a hook must see its module run
     handle.remove()
     assert step.applies(x)
+
+
+@pytest.mark.parametrize("build", [lambda: DropoutMLPScratch(10, 16, 16, 1.0, 0.5), lambda: MLP((16, 16), (0.5, 1.0))])
+def test_a_rate_of_one_trains_through_autograd(build):
+    model = build()
+    step = written_out(model, "fp32")
+    assert step is not None and not step.applies(_batch(0)[0])  # autograd's p = 1 path draws no seed
+
+
+def test_the_loss_carries_no_graph():
+    model = BUILDS["scratch"]()
+    loss = written_out(model, "fp32").loss(*_batch(0))
+    assert not loss.requires_grad and loss.grad_fn is None
+
+
+@pytest.mark.parametrize("watch", [
+    lambda m: m.net.register_forward_hook(lambda *a: None),
+    lambda m: m.net[1].register_full_backward_hook(lambda *a: None),
+    lambda m: m.net[1].weight.register_hook(lambda g: g),
+    lambda m: m.register_forward_pre_hook(lambda *a: None),
+    lambda m: torch.nn.modules.module.register_module_forward_hook(lambda *a: None),
+])  # fmt: skip
+def test_any_hook_sends_the_step_through_autograd(watch):
+    model = BUILDS["mlp"]()
+    step, x = written_out(model, "fp32"), _batch(0)[0]
+    handle = watch(model)
+    try:
+        assert not step.applies(x)
+    finally:
+        handle.remove()
+    assert step.applies(x)
+
+
+def test_a_replaced_module_sends_the_step_through_autograd():
+    model = BUILDS["mlp"]()
+    step, x = written_out(model, "fp32"), _batch(0)[0]
+    model.net[3] = torch.nn.Dropout(0.5)
+    assert not step.applies(x)

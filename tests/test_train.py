@@ -288,7 +288,8 @@ def test_every_field_is_checked_on_its_own_before_how_fields_relate():
     assert Scratch(model="mlp", width_scale=2.0).validate().width_scale == 2.0
 
 
-@pytest.mark.parametrize("extra", [{}, {"model": "mlp", "hidden": (32, 16, 8), "dropout": (0.5, 0.0, 0.2)}])
+@pytest.mark.parametrize("extra", [{}, {"model": "mlp", "hidden": (32, 16, 8), "dropout": (0.5, 0.0, 0.2)},
+                                   {"dropout": (1.0, 0.5)}, {"model": "mlp", "dropout": (0.5, 1.0)}])  # fmt: skip
 def test_fast_paths_train_bit_for_bit_as_the_stock_ones(tiny, monkeypatch, extra):
     """The step written out (droplab.train.step), the fused hidden layers (droplab.fused) and the
     plain SGD update in one call give the numbers of autograd, of the composed layers and of

@@ -24,7 +24,7 @@ Where it cannot fuse (a device or dtype the CPU kernel does not take, autocast, 
 torch.func), it computes the composed expression, so every caller gets the same semantics.
 The fused path equals the composed one bit for bit on finite values (float32 and float64;
 ``tests/test_fused.py``); they may differ in the sign of a zero gradient, and where a gradient
-is not finite (a run stops there: :class:`droplab.train.Diverged`).
+is not finite (an infinite gradient at a dropped element gives NaN composed, 0 fused).
 
 Dropout: A Simple Way to Prevent Neural Networks from Overfitting
     N. Srivastava, G. Hinton, A. Krizhevsky, I. Sutskever, R. Salakhutdinov, JMLR 15 (2014).

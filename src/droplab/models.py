@@ -162,16 +162,23 @@ class MLP(nn.Module):
         else:
             modules.append(nn.Linear(width, num_outputs))
         self.net = nn.Sequential(*modules)
-        self._fusable = frozenset(i for i in range(len(modules) - 2) if _fusable_triple(*modules[i : i + 3]))
+
+    @property
+    def fusable_at(self) -> frozenset[int]:
+        """Where ``Linear -> ReLU -> fast Dropout`` starts in ``net``: the hidden layers trained
+        as one fused step (:func:`droplab.fused.linear_relu_dropout`)."""
+        modules = list(self.net)
+        return frozenset(i for i in range(len(modules) - 2) if _fusable_triple(*modules[i : i + 3]))
 
     def forward(self, x: Tensor) -> Tensor:
-        if not (self.training and self._fusable):
+        fusable = self.fusable_at if self.training and not (hooked(self.net) or hooked(self)) else ()
+        if not fusable:
             return self.net(x)
         # Linear -> ReLU -> fast Dropout as one fused step (droplab.fused: the same numbers),
         # unless a hook watches one of the three
         modules, i = list(self.net), 0
         while i < len(modules):
-            if i in self._fusable and modules[i + 2].training and not any(map(hooked, modules[i : i + 3])):
+            if i in fusable and modules[i + 2].training and not any(map(hooked, modules[i : i + 3])):
                 linear, dropout = modules[i], modules[i + 2]
                 x, i = fused.linear_relu_dropout(x, linear.weight, linear.bias, dropout.p), i + 3
             else:
@@ -185,9 +192,14 @@ def _fusable_triple(linear: nn.Module, relu: nn.Module, dropout: nn.Module) -> b
 
 
 def hooked(module: nn.Module) -> bool:
-    """Whether a forward hook would see ``module`` run (its own, or a global one)."""
-    return bool(module._forward_hooks or module._forward_pre_hooks or _torch_module._global_forward_hooks
-                or _torch_module._global_forward_pre_hooks)  # fmt: skip
+    """Whether a hook would see ``module`` run, or its parameters' gradients arrive: its own
+    forward or backward hooks, global ones, or hooks on its parameters."""
+    base = _torch_module
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or module._backward_pre_hooks or base._global_forward_hooks or base._global_forward_pre_hooks
+                or base._global_backward_hooks or base._global_backward_pre_hooks
+                or any(p._backward_hooks or getattr(p, "_post_accumulate_grad_hooks", None)
+                       for p in module.parameters(recurse=False)))  # fmt: skip
 
 
 def build_model(

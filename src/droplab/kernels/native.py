@@ -15,6 +15,7 @@ file is rebuilt, never loaded. Where no compiler works, :class:`NativeUnavailabl
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -123,11 +124,15 @@ def _build(path: Path) -> None:
             tail = done.stderr.strip()[-2000:]
             raise NativeUnavailable(f"{' '.join(command)} failed on {SOURCE.name} (exit {done.returncode}): {tail}")
         Path(sidecar).write_text(hashlib.sha256(Path(tmp).read_bytes()).hexdigest())
+        os.chmod(tmp, 0o755)  # mkstemp's 0600 would keep a shared cache from other users
+        os.chmod(sidecar, 0o644)
         os.replace(tmp, path)
         os.replace(sidecar, _digest_path(path))
+    except OSError as err:  # a full disk, a rename refused in a shared directory...: not a crash, a fallback
+        raise NativeUnavailable(f"cannot write the kernel to the cache directory {path.parent}: {err}") from None
     finally:
         for leftover in (tmp, sidecar):
-            if os.path.exists(leftover):
+            with contextlib.suppress(OSError):
                 os.unlink(leftover)
 
 

@@ -38,20 +38,28 @@ _IGNORE = -100  # cross_entropy's default ignore_index
 
 
 class WrittenOut:
-    """The written-out step of one model: its linear layers in order, and for each hidden one a
-    function giving the rate of the dropout after its ReLU now (0: none, or not training)."""
+    """The written-out step of one model: its linear layers in order, for each hidden one a
+    function giving the rate of the dropout after its ReLU now (0: none, or not training), and
+    ``modules``, a function giving the modules the plan was made from as the model holds them now."""
 
-    def __init__(self, linears: list[nn.Linear], rates: list[Callable[[], float]], watched: list[nn.Module]) -> None:
-        self.linears, self.rates, self.watched = linears, rates, watched
+    def __init__(self, linears: list[nn.Linear], rates: list[Callable[[], float]],
+                 modules: Callable[[], list[nn.Module]]) -> None:  # fmt: skip
+        self.linears, self.rates, self.modules = linears, rates, modules
+        self.planned = modules()
         self.saved: list[Tensor] = []
 
     def applies(self, x: Tensor) -> bool:
-        """Whether this step computes what autograd would for input ``x`` now (no hook watching)."""
+        """Whether this step computes what autograd would for input ``x`` now: the same modules
+        as planned, no hook watching one of them, no rate of 1 (autograd's ``where`` path)."""
+        now = self.modules()
         return (x.is_cpu and x.dim() == 2 and x.dtype == self.linears[0].weight.dtype
-                and not any(map(hooked, self.watched)))  # fmt: skip
+                and len(now) == len(self.planned) and all(a is b for a, b in zip(now, self.planned))
+                and not any(map(hooked, now)) and all(rate() < 1.0 for rate in self.rates))  # fmt: skip
 
+    @torch.no_grad()  # no graph: the kernels write in place, behind autograd's back
     def loss(self, x: Tensor, y: Tensor) -> Tensor:
-        """The mean cross-entropy of the model on ``x``, ``y`` (a 0-dim tensor); keeps what backward needs."""
+        """The mean cross-entropy of the model on ``x``, ``y`` (a 0-dim tensor, no graph); keeps
+        what :meth:`backward` needs."""
         threads = torch.get_num_threads()
         self.saved, self.y, h = [x], y, x
         for linear, rate in zip(self.linears, self.rates):
@@ -110,7 +118,7 @@ def _plan_scratch(model: DropoutMLPScratch):
     if model.impl != "fast":
         return None
     rates = [lambda: model.dropout_1 if model.training else 0.0, lambda: model.dropout_2 if model.training else 0.0]
-    return [model.lin1, model.lin2, model.lin3], rates, [model, model.lin1, model.lin2, model.lin3]
+    return [model.lin1, model.lin2, model.lin3], rates, lambda: [model, model.lin1, model.lin2, model.lin3]
 
 
 def _plan_mlp(model: MLP):
@@ -130,4 +138,4 @@ def _plan_mlp(model: MLP):
         else:
             rates.append(lambda: 0.0)
             i += 2
-    return linears + [modules[-1]], rates, [model, *modules]
+    return linears + [modules[-1]], rates, lambda: [model, model.net, *model.net]
