@@ -128,6 +128,8 @@ def _build(path: Path) -> None:
         os.chmod(sidecar, 0o644)
         os.replace(tmp, path)
         os.replace(sidecar, _digest_path(path))
+    except NativeUnavailable:
+        raise
     except OSError as err:  # a full disk, a rename refused in a shared directory...: not a crash, a fallback
         raise NativeUnavailable(f"cannot write the kernel to the cache directory {path.parent}: {err}") from None
     finally:
