@@ -310,3 +310,20 @@ def test_cache_directory_from_the_environment(monkeypatch, tmp_path):
     assert native.cache_dir() == tmp_path / "mine"
     assert native.library_path().parent == tmp_path / "mine"
     assert np.all(np.asarray(native.FLAGS) != "-ffast-math")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_all_finite_finds_every_nan_and_infinity(backend, dtype):
+    info = torch.finfo(dtype)
+    for n in (1, 7, 1024, 4099):
+        x = torch.linspace(-1, 1, n, dtype=dtype)
+        assert cpu.all_finite([x])
+        for at in {0, n // 2, n - 1}:
+            for bad in (float("nan"), float("inf"), -float("inf")):
+                y = x.clone()
+                y[at] = bad
+                assert not cpu.all_finite([x, y]), (n, at, bad)
+                assert not cpu.all_finite([y.view(-1, 1).expand(n, 2).t()])  # not contiguous
+    edge = torch.tensor([info.max, -info.max, info.tiny, info.tiny / 2, 0.0, -0.0], dtype=dtype)
+    assert cpu.all_finite([edge, edge.repeat(1000)])  # their sum overflows, each value is finite
+    assert cpu.all_finite([])

@@ -22,7 +22,7 @@ import torch
 from .counter import MASK64
 
 __all__ = ["ENV", "CHOICES", "KernelChoiceError", "requested", "PARALLEL_MIN", "backend", "native_unavailable_reason",
-           "set_threads", "dropout_into", "relu_dropout_", "relu_dropout_backward", "empty_like"]
+           "set_threads", "all_finite", "dropout_into", "relu_dropout_", "relu_dropout_backward", "empty_like"]
 
 ENV = "DROPLAB_CPU_KERNEL"
 CHOICES = ("auto", "native", "numba")
@@ -157,6 +157,26 @@ def relu_dropout_backward(grad: torch.Tensor, out: torch.Tensor, p: float, threa
     impl.relu_dropout_backward(grad.data_ptr(), out.data_ptr(), gin.data_ptr(), n, p, out.dtype,
                                _chunks(impl, n, threads))
     return gin
+
+
+def all_finite(tensors: list[torch.Tensor]) -> bool:
+    """Whether no element of ``tensors`` is a NaN or an infinity.
+
+    The C kernel reads each contiguous float32/float64 CPU tensor once with integer operations;
+    other tensors, and the numba backend, go through torch: a sum of the sums first (finite
+    whenever every element is; finite values summing past the dtype's range fall through), then
+    the exact test.
+    """
+    impl, rest = _impl or _backend(), []
+    for t in tensors:
+        if impl.NAME == "native" and t.is_cpu and t.dtype in DTYPES and t.is_contiguous():
+            if not impl.all_finite(t.data_ptr(), t.numel(), t.dtype):
+                return False
+        else:
+            rest.append(t.detach())
+    if not rest or bool(torch.isfinite(torch.stack([t.sum() for t in rest]).sum())):
+        return True
+    return all(bool(torch.isfinite(t).all()) for t in rest)
 
 
 HUGE_PAGE = 1 << 21

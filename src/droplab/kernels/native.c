@@ -120,5 +120,20 @@ BLOCKS(double, f64)
 RUN(double, f64)
 EXPORTS(double, f64)
 
+/* 1 if none of the n values at x is a NaN or an infinity (all exponent bits set), else 0: the
+ * divergence check of a training step, reading each gradient once with integer operations. */
+int droplab_all_finite_f32(const uint32_t *x, int64_t n) {
+    uint32_t bad = 0;
+    _Pragma("omp simd reduction(|:bad)") for (int64_t i = 0; i < n; i++)
+        bad |= (x[i] & 0x7F800000u) == 0x7F800000u;
+    return !bad;
+}
+int droplab_all_finite_f64(const uint64_t *x, int64_t n) {
+    uint64_t bad = 0;
+    _Pragma("omp simd reduction(|:bad)") for (int64_t i = 0; i < n; i++)
+        bad |= (x[i] & 0x7FF0000000000000ull) == 0x7FF0000000000000ull;
+    return !bad;
+}
+
 /* Checked by the loader: a library that answers this is a whole build of this source. */
-int droplab_native_abi(void) { return 1; }
+int droplab_native_abi(void) { return 2; }

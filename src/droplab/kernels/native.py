@@ -38,7 +38,7 @@ NAME = "native"
 SOURCE = Path(__file__).with_name("native.c")
 # never -ffast-math: a division must stay one exact IEEE division (the bits equal numba's)
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c99", "-ffp-contract=off")
-ABI = 1  # what droplab_native_abi() answers in a build of this source
+ABI = 2  # what droplab_native_abi() answers in a build of this source
 COMPILE_TIMEOUT_S = 300
 
 builds = 0  # how many times this process ran the compiler (a warm cache runs it never)
@@ -157,7 +157,7 @@ _SIGNATURES = {  # the arguments of each exported function, per dtype suffix
     "droplab_relu_dropout_": (_P, _I64, _U64, _U32, _F64, _INT),
     "droplab_relu_dropout_backward_": (_P, _P, _P, _I64, _F64, _INT),
 }
-_functions: dict[torch.dtype, tuple] = {}  # dtype -> (dropout, relu_dropout, relu_dropout_backward)
+_functions: dict[torch.dtype, tuple] = {}  # dtype -> (dropout, relu_dropout, relu_dropout_backward, all_finite)
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -167,7 +167,9 @@ def _declare(lib: ctypes.CDLL) -> None:
             fn = getattr(lib, prefix + suffix)
             fn.argtypes, fn.restype = argtypes, None
             found.append(fn)
-        _functions[dtype] = tuple(found)
+        finite = getattr(lib, "droplab_all_finite_" + suffix)
+        finite.argtypes, finite.restype = (_P, _I64), _INT
+        _functions[dtype] = (*found, finite)
 
 
 _state: dict[str, object] = {}  # "lib", or "reason" once loading failed (tried once per process)
@@ -225,3 +227,7 @@ def relu_dropout(h: int, n: int, seed: int, p: float, dtype: torch.dtype, chunks
 
 def relu_dropout_backward(g: int, out: int, gin: int, n: int, p: float, dtype: torch.dtype, chunks: int) -> None:
     _functions[dtype][2](g, out, gin, n, 1.0 - p, chunks)
+
+
+def all_finite(x: int, n: int, dtype: torch.dtype) -> bool:
+    return bool(_functions[dtype][3](x, n))
