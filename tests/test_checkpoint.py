@@ -506,7 +506,8 @@ def test_the_checkpoint_schema_is_train_states_fields(tiny, tmp_path):
     from droplab.train.state import FIELDS
 
     assert FIELDS == ("config", "epoch", "next_i", "order", "loss_sum", "step", "history", "seconds", "model",
-                      "optimizer", "scheduler", "shuffle", "augment", "rng", "threads", "data_sha256")  # fmt: skip
+                      "optimizer", "scheduler", "shuffle", "augment", "rng", "threads", "data_sha256",
+                      "best_epoch", "best_weights")  # fmt: skip
     fit(small(epochs=1), tiny, checkpoint=tmp_path / "c.pt")
     assert tuple(ckpt.load(tmp_path / "c.pt")) == FIELDS
 

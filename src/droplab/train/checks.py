@@ -26,6 +26,7 @@ from torch import nn
 from ..checkpoint import CheckpointError
 from .config import FLOAT32_MAX, RUN_ONLY, batches_per_epoch, evaluated_epochs, with_defaults
 from .metrics import HISTORY_KEYS
+from .selection import best_row
 
 if TYPE_CHECKING:
     from .state import TrainState
@@ -90,11 +91,12 @@ def check_config(state: Mapping, config: Mapping) -> None:
         raise CheckpointError(f"checkpoint was written for another configuration ({shown})")
 
 
-def check_shapes(model: nn.Module, saved: Any) -> None:
-    """Refuse weights of another architecture with one line per difference, not torch's traceback."""
-    mine = model.state_dict()
+def check_shapes(model: nn.Module, saved: Any, field: str = "model") -> None:
+    """Refuse weights of another architecture with one line per difference, not torch's traceback
+    (``field``: the checkpoint's field that holds them)."""
+    mine, where = model.state_dict(), "" if field == "model" else f" ({field})"
     if not isinstance(saved, dict):
-        raise CheckpointError("checkpoint does not fit the configured model: no weights in it")
+        raise CheckpointError(f"checkpoint does not fit the configured model{where}: no weights in it")
 
     def shape(v: Any) -> str:
         return str(tuple(v.shape)) if isinstance(v, torch.Tensor) else f"a {type(v).__name__}"
@@ -107,9 +109,24 @@ def check_shapes(model: nn.Module, saved: Any) -> None:
     ]
     if diffs:
         more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""
-        raise CheckpointError(f"checkpoint does not fit the configured model: {'; '.join(diffs[:3])}{more}")
+        raise CheckpointError(f"checkpoint does not fit the configured model{where}: {'; '.join(diffs[:3])}{more}")
     for k, v in mine.items():
-        _tensor(saved[k], f"model.{k}", v.dtype, tuple(v.shape), finite=True)
+        _tensor(saved[k], f"{field}.{k}", v.dtype, tuple(v.shape), finite=True)
+
+
+def _check_kept(saved: Mapping, run: TrainState) -> None:
+    """The kept epoch and weights (absent in older checkpoints: None): under ``select`` best_val,
+    once an epoch is evaluated, the history's best epoch and weights of the model's shapes; else none."""
+    best, weights = saved.get("best_epoch"), saved.get("best_weights")
+    if run.config.select != "best_val" or not saved["history"]:
+        for field, value in (("best_epoch", best), ("best_weights", weights)):
+            if value is not None:
+                raise _bad(field, f"is a {type(value).__name__}: expected none (no weights are kept yet)")
+        return
+    want = best_row(saved["history"])["epoch"]
+    if best != want or type(best) is not int:
+        raise _bad("best_epoch", f"is {best!r}: the history's best validation accuracy is epoch {want}'s")
+    check_shapes(run.model, weights, "best_weights")
 
 
 def _check_history(state: Mapping, eval_epochs: list[int]) -> None:
@@ -250,7 +267,7 @@ def check_state(saved: Mapping, run: TrainState, n_train: int) -> None:
         n_train: the images an epoch draws its order from.
     """
     config = run.config.to_dict()
-    missing = [f.name for f in dataclasses.fields(run) if f.name not in saved]
+    missing = [f.name for f in dataclasses.fields(run) if f.name not in saved and not f.metadata["optional"]]
     if missing:
         raise CheckpointError(f"checkpoint lacks {', '.join(missing)}: not written by this version of droplab")
     check_config(saved, config)
@@ -278,6 +295,7 @@ def check_state(saved: Mapping, run: TrainState, n_train: int) -> None:
     _int(saved, "threads", 1, 1 << 16)
     _check_history(saved, [e for e in evaluated_epochs(epochs, config["eval_every"]) if e < epoch])
     check_shapes(run.model, saved["model"])
+    _check_kept(saved, run)
     _check_optimizer(saved["optimizer"], run.optimizer, run.scheduler, step)
     _check_scheduler(saved["scheduler"], run.scheduler, step)
     _generator(saved["shuffle"], "shuffle")

@@ -42,14 +42,16 @@ if TYPE_CHECKING:
     from ..data import FashionMNIST
 
 __all__ = [
-    "ConfigError", "TrainConfig", "RUN_ONLY", "OPTIMIZERS", "SCHEDULES", "with_defaults", "make_optimizer",
-    "make_scheduler", "batches_per_epoch", "evaluates", "evaluated_epochs", "evaluation_count", "check_batch_size",
-    "generator",
+    "ConfigError", "TrainConfig", "RUN_ONLY", "OPTIMIZERS", "SCHEDULES", "SELECTIONS", "SPLITS", "with_defaults",
+    "make_optimizer", "make_scheduler", "batches_per_epoch", "evaluates", "evaluated_epochs", "evaluation_count",
+    "check_batch_size", "generator", "training_pool_size",
 ]  # fmt: skip
 
 OPTIMIZERS = ("sgd", "adam")
 PRECISIONS = ("fp32", "bf16")  # what droplab.train.precision computes in
 SCHEDULES = ("constant", "onecycle", "cosine")
+SELECTIONS = ("last", "best_val")  # which evaluated epoch's weights a run ends with
+SPLITS = ("droplab", "d2l")  # what a run trains on, and what it validates on
 MAX_EPOCHS = 100_000  # the longest study run is 713 epochs; 10^20 epochs is a typo, not a plan
 MAX_WIDTH = 2**31 - 1  # a layer's width: torch's sizes are 64-bit, but no machine holds a wider layer
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # the weights are float32: larger factors overflow
@@ -197,6 +199,17 @@ class TrainConfig:
                                  commands=("train",), run_only=True, metavar="STEPS")  # fmt: skip
     precision: str = _choice("fp32", PRECISIONS, "arithmetic of the matrix products: fp32, or bf16 where the CPU "
                              "has AMX or AVX512-BF16 (weights stay fp32; elsewhere fp32, with a note)")  # fmt: skip
+    select: str = _choice("last", SELECTIONS, "the weights a run ends with: the last epoch's, or the evaluated epoch's "
+                          "with the highest validation accuracy (the earliest on ties), as early stopping keeps; the "
+                          "summary's metrics are that epoch's, and the test set is evaluated once, after training, "
+                          "on them")  # fmt: skip
+    split: str = _choice("droplab", SPLITS, "droplab: train on the training split, validate on the held-out images; "
+                         "d2l: as d2l's code does, train on all 60,000 training images and measure the 'validation' "
+                         "metrics on the TEST set, every evaluated epoch (the test set then chooses nothing only "
+                         "with select last: select best_val is refused)")  # fmt: skip
+    # True: each evaluated epoch's row also holds val_acc_before_last and val_loss_before_last, measured on the
+    # validation images just before the epoch's final optimizer step (no effect on what the run computes)
+    eval_before_last_step: bool = _flag(False)
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden) if isinstance(self.hidden, list) else self.hidden
@@ -242,11 +255,18 @@ def _finite_gaussian_noise(cfg: TrainConfig) -> None:
         raise ConfigError("dropout", cfg.dropout, accepted)
 
 
+def _no_selection_on_the_test_set(cfg: TrainConfig) -> None:
+    if cfg.split == "d2l" and cfg.select != "last":  # d2l's "validation" metrics are the test set's
+        raise ConfigError("select", cfg.select, "last when split is d2l (its validation metrics are measured on the "
+                          "test set: selecting an epoch on them would select on the test set)")  # fmt: skip
+
+
 # how fields relate, checked in this order once every field is good on its own
 _RELATIONS: tuple[Callable[[TrainConfig], None], ...] = (
     _one_probability_per_layer,
     _mlp_options_need_mlp,
     _finite_gaussian_noise,
+    _no_selection_on_the_test_set,
 )
 
 RUN_ONLY = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["run_only"])
@@ -267,10 +287,16 @@ def with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
     return {**_JSON_DEFAULTS, **json.loads(json.dumps(dict(config), default=list))}
 
 
+def training_pool_size(cfg: TrainConfig, data: FashionMNIST) -> int:
+    """The images a run's training set is drawn from: the training split's, or under ``split``
+    d2l also the validation split's (together, all the data's training images)."""
+    return len(data.train_x) + (len(data.val_x) if cfg.split == "d2l" else 0)
+
+
 def check_batch_size(cfg: TrainConfig, data: FashionMNIST) -> None:
     """The checks that need the data: a training subset no larger than the training set, a
     batch no larger than what is trained on."""
-    n_train = len(data.train_x)
+    n_train = training_pool_size(cfg, data)
     if cfg.train_size > n_train:
         raise ConfigError("train_size", cfg.train_size, f"at most the {n_train} training images (0: all)")
     if cfg.batch_size > (cfg.train_size or n_train):

@@ -23,7 +23,7 @@ from ..checkpoint import load as load_checkpoint
 from ..data import DataError, FashionMNIST
 from ..interrupt import Interrupted, StopRequest
 from ..progress import TrainProgress
-from .config import RUN_ONLY, TrainConfig, batches_per_epoch
+from .config import RUN_ONLY, TrainConfig, batches_per_epoch, training_pool_size
 from .loop import Diverged, RunResult, fit
 from .metrics import METRICS
 from .resources import check_disk, check_run
@@ -71,7 +71,7 @@ def run(
     """
     check_run(cfg, data)
     with rundir.held(rundir.claim_new(out, runs_root, cfg.model), undo=["config.json"]) as directory:
-        check_disk(directory, cfg, cfg.train_size or len(data.train_x))
+        check_disk(directory, cfg, cfg.train_size or training_pool_size(cfg, data))
         atomic.write_json(directory / "config.json", {**cfg.to_dict(), "data": data.source, "data_sha256": data.digest,
                                                       "command": " ".join(sys.argv)})  # fmt: skip
         return _train_in(directory, cfg, data, None, label)
@@ -103,7 +103,7 @@ def resume(directory: str | Path, data: FashionMNIST, label: str | None = None, 
         if (directory / "summary.json").is_file() and _status(directory / "summary.json") == "finished":
             raise rundir.RunFinished(directory)
         state = load_checkpoint(directory / CHECKPOINT) if (directory / CHECKPOINT).exists() else None
-        check_disk(directory, cfg, cfg.train_size or len(data.train_x))
+        check_disk(directory, cfg, cfg.train_size or training_pool_size(cfg, data))
         return _train_in(directory, cfg, data, state, label)
 
 
@@ -112,7 +112,7 @@ def _train_in(
 ) -> RunResult:
     """Train in a claimed run directory, checkpointing; record an interruption or a divergence,
     and raise it again with the directory (where the run can go on from)."""
-    batches = batches_per_epoch(cfg, cfg.train_size or len(data.train_x))
+    batches = batches_per_epoch(cfg, cfg.train_size or training_pool_size(cfg, data))
     done = state.get("step") if state and type(state.get("step")) is int else 0  # checked by fit
     checkpoint = directory / CHECKPOINT
     with StopRequest() as stop, TrainProgress(cfg.epochs, batches, label or cfg.model, done=done) as progress:

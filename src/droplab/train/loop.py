@@ -5,7 +5,8 @@ row every ``eval_every`` epochs and after the last (:mod:`droplab.train.metrics`
 checkpoint (:class:`~droplab.train.state.TrainState`). The same seed and thread count give
 the same numbers bit for bit: the model's initial weights and the dropout masks come from
 torch's global generator seeded with ``seed``; the minibatch order, the training subset and
-the augmentation's shifts from generators of their own.
+the augmentation's shifts from generators of their own. At the end, the selected epoch's
+weights (:mod:`droplab.train.selection`) and the test set, evaluated once, on them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,9 +28,10 @@ from ..kernels import cpu as cpu_kernel
 from ..noise import max_norm_
 from ..threads import use_threads
 from .config import SUBSET_STREAM, TrainConfig, evaluates, generator
-from .metrics import metrics_row, summarize
+from .metrics import before_last_step, metrics_row, summarize
 from .precision import autocast, resolve
 from .resources import check_run
+from .selection import keep_best, select_final
 from .state import TrainState, recorded_threads
 from .step import WrittenOut, written_out
 
@@ -37,13 +40,16 @@ __all__ = ["RunResult", "Diverged", "fit", "shift_images"]
 
 @dataclass
 class RunResult:
-    """A finished run: a metrics row per evaluated epoch, the summary, the trained model, and
-    the run directory it was written to (None for :func:`fit`)."""
+    """A finished run: a metrics row per evaluated epoch, the summary, the model with the selected
+    epoch's weights (``select``), the run directory it was written to (None for :func:`fit`), and
+    per test image, in the data's order, whether the model classified it right (``test_acc`` is
+    its mean, from the same evaluation)."""
 
     history: list[dict]
     summary: dict
     model: nn.Module
     directory: Path | None = None
+    test_correct: np.ndarray | None = None
 
 
 class Diverged(RuntimeError):
@@ -81,7 +87,7 @@ def fit(cfg: TrainConfig, data: FashionMNIST, on_batch: Callable[[float], None] 
     # bit for bit needs the thread count of the run's first part, when the caller does not set one
     threads, threads_note = use_threads(cfg.threads if cfg.threads is not None else recorded_threads(resume))
     precision = resolve(cfg.precision)  # bf16 where the CPU computes it natively, else fp32 and a note
-    train_x, train_y = training_set(cfg, data)
+    (train_x, train_y), val = training_set(cfg, data), validation_set(cfg, data)
     n, eval_n = len(train_x), min(cfg.eval_train_size or len(train_x), len(train_x))
     train_eval = train_x[:eval_n], train_y[:eval_n]  # the training images the train-set metrics measure
     used = n - n % cfg.batch_size if cfg.drop_last else n  # images an epoch trains on
@@ -98,7 +104,10 @@ def fit(cfg: TrainConfig, data: FashionMNIST, on_batch: Callable[[float], None] 
         state.model.train()
         if state.order is None:
             state.order, state.next_i, state.loss_sum = torch.randperm(n, generator=state.shuffle), 0, 0.0
+        before, measured = cfg.eval_before_last_step and evaluates(epoch, cfg.epochs, cfg.eval_every), {}
         for i in range(state.next_i, used, cfg.batch_size):
+            if before and i + cfg.batch_size >= used:  # the epoch's final step comes next
+                measured = before_last_step(state.model, cfg, val, precision[0])
             idx = state.order[i : i + cfg.batch_size]
             x, y = train_x.index_select(0, idx), train_y.index_select(0, idx)  # 4x faster than x[idx]
             loss = train_step(state, x, y, precision[0], written)
@@ -114,7 +123,9 @@ def fit(cfg: TrainConfig, data: FashionMNIST, on_batch: Callable[[float], None] 
 
         # --- evaluation: every eval_every epochs, and after the last
         if evaluates(epoch, cfg.epochs, cfg.eval_every):
-            row = metrics_row(epoch, state.loss_sum / used, state.model, cfg, data, train_eval, precision[0])
+            row = {**metrics_row(epoch, state.loss_sum / used, state.model, cfg, train_eval, val, precision[0]),
+                   **measured}  # fmt: skip
+            keep_best(state, row)
             state.history.append(row)
             if on_epoch is not None:
                 on_epoch(row)
@@ -126,10 +137,10 @@ def fit(cfg: TrainConfig, data: FashionMNIST, on_batch: Callable[[float], None] 
         if stopping:
             raise Interrupted(stop.signum, f"after epoch {epoch}")
 
-    # --- the summary: the test set, evaluated once, and the run's provenance
-    seconds = time.perf_counter() - start
-    summary = summarize(cfg, data, state.model, state.history[-1], seconds, threads, threads_note, precision)
-    return RunResult(state.history, summary, state.model)
+    # --- the summary: the selected epoch's weights, the test set evaluated once on them, the run's provenance
+    seconds, chosen = time.perf_counter() - start, select_final(state)
+    summary, test_correct = summarize(cfg, data, state.model, chosen, seconds, threads, threads_note, precision)
+    return RunResult(state.history, summary, state.model, test_correct=test_correct)
 
 
 def _stop_asked(stop: StopRequest | None) -> bool:
@@ -139,11 +150,22 @@ def _stop_asked(stop: StopRequest | None) -> bool:
 
 def training_set(cfg: TrainConfig, data: FashionMNIST) -> tuple[torch.Tensor, torch.Tensor]:
     """The images and labels the run trains on: all training images, or ``cfg.train_size`` of
-    them drawn with the run's seed (a generator of their own)."""
+    them drawn with the run's seed (a generator of their own). The training images: the training
+    split's, or under ``split`` d2l the training split's then the validation split's (together, all
+    the data's training images: the official 60,000 for Fashion-MNIST)."""
+    x, y = data.train_x, data.train_y
+    if cfg.split == "d2l":
+        x, y = torch.cat([x, data.val_x]), torch.cat([y, data.val_y])
     if not cfg.train_size:
-        return data.train_x, data.train_y
-    pick = torch.randperm(len(data.train_x), generator=generator(cfg.seed, SUBSET_STREAM))[: cfg.train_size]
-    return data.train_x[pick], data.train_y[pick]
+        return x, y
+    pick = torch.randperm(len(x), generator=generator(cfg.seed, SUBSET_STREAM))[: cfg.train_size]
+    return x[pick], y[pick]
+
+
+def validation_set(cfg: TrainConfig, data: FashionMNIST) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the validation metrics are measured on: the validation split, or under ``split`` d2l
+    (which trains on it) the test set, as d2l's code does."""
+    return (data.test_x, data.test_y) if cfg.split == "d2l" else (data.val_x, data.val_y)
 
 
 def train_step(state: TrainState, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32",

@@ -9,7 +9,7 @@ from .. import rundir
 from ..data import NUM_CLASSES as NUM_OUTPUTS
 from ..data import NUM_INPUTS, FashionMNIST
 from ..memory import available_bytes, run_bytes
-from .config import ConfigError, TrainConfig, check_batch_size
+from .config import ConfigError, TrainConfig, check_batch_size, training_pool_size
 
 __all__ = ["check_run", "check_memory", "check_disk", "checkpoint_bytes", "optimizer_buffers"]
 
@@ -45,10 +45,12 @@ def checkpoint_bytes(cfg: TrainConfig, n_train: int) -> int:
 def check_memory(cfg: TrainConfig, data: FashionMNIST) -> None:
     """Refuse a run whose model and batches the memory available cannot hold (a
     :class:`ConfigError` for ``hidden``, with both figures), before any work."""
-    n_train = cfg.train_size or len(data.train_x)
+    pool = training_pool_size(cfg, data)
+    n_train = cfg.train_size or pool
     eval_n = max(min(cfg.eval_train_size or n_train, n_train), len(data.val_x), len(data.test_x))
+    copied = cfg.train_size or (pool if cfg.split == "d2l" else 0)  # a subset's copy, or d2l's joined splits
     need = run_bytes(cfg.hidden, optimizer_buffers(cfg), min(cfg.batch_size, n_train),
-                     min(cfg.eval_batch_size, eval_n), new_images=cfg.train_size)  # fmt: skip
+                     min(cfg.eval_batch_size, eval_n), new_images=copied)  # fmt: skip
     free = available_bytes()
     if free is not None and need > free:
         raise ConfigError("hidden", cfg.hidden, f"layers this machine's memory holds: this run needs about "

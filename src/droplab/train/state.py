@@ -61,10 +61,11 @@ class GlobalGenerators:
         set_rng_state(state)
 
 
-def _restored(kind: str) -> Any:
+def _restored(kind: str, optional: bool = False) -> Any:
     """A field of the checkpoint: ``"where"`` (where the run stands: put back as it is), ``"state"`` (an
-    object whose state is saved and loaded back), ``"identity"`` (what run it is: checked, never put back)."""
-    return dataclasses.field(metadata={"kind": kind})
+    object whose state is saved and loaded back), ``"identity"`` (what run it is: checked, never put back).
+    ``optional``: added after checkpoints were first written; one without it reads it as None."""
+    return dataclasses.field(metadata={"kind": kind, "optional": optional})
 
 
 @dataclass
@@ -90,6 +91,9 @@ class TrainState:
     rng: GlobalGenerators = _restored("state")
     threads: int = _restored("identity")  # the thread count the run uses (bit for bit needs the same)
     data_sha256: str = _restored("identity")  # the data's digest
+    # select="best_val": the evaluated epoch best on validation so far, and a copy of its weights (else None)
+    best_epoch: int | None = _restored("where", optional=True)
+    best_weights: dict[str, torch.Tensor] | None = _restored("where", optional=True)
 
     @classmethod
     def start(cls, cfg: TrainConfig, n_train: int, threads: int, data_digest: str) -> TrainState:
@@ -103,7 +107,7 @@ class TrainState:
         return cls(
             config=cfg, epoch=1, next_i=0, order=None, loss_sum=0.0, step=0, history=[], seconds=0.0,
             model=model, optimizer=optimizer, scheduler=scheduler, shuffle=shuffle, augment=augment,
-            rng=GlobalGenerators(), threads=threads, data_sha256=data_digest,
+            rng=GlobalGenerators(), threads=threads, data_sha256=data_digest, best_epoch=None, best_weights=None,
         )  # fmt: skip
 
     @classmethod
@@ -116,7 +120,7 @@ class TrainState:
         check_state(saved, state, n_train)
         for f in dataclasses.fields(state):
             if f.metadata["kind"] == "where":
-                setattr(state, f.name, saved[f.name])
+                setattr(state, f.name, saved.get(f.name) if f.metadata["optional"] else saved[f.name])
             elif f.metadata["kind"] == "state":
                 try:
                     _load_state(getattr(state, f.name), saved[f.name])
