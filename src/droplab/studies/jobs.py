@@ -23,6 +23,7 @@ from ..data import DataError, FashionMNIST, load_fashion_mnist
 from ..interrupt import SIGNALS, Interrupted, StopRequest, StudyInterrupted
 from ..threads import use_threads
 from ..train import TrainConfig, fit, with_defaults
+from .records import pack_correct
 from .registry import PROBES
 
 if TYPE_CHECKING:
@@ -94,7 +95,9 @@ def run_job(
     checkpoint: Path | None = None,
     stop: StopRequest | None = None,
 ) -> dict:
-    """Train one job and run its probes; return what is stored (JSON-able).
+    """Train one job and run its probes; return what is stored (JSON-able): the job, the run's summary
+    and history, the probes' results, and ``per_image``: ``test_correct``, whether the run's model
+    classified each test image right (:func:`~droplab.studies.records.pack_correct`).
 
     With ``checkpoint``, the job checkpoints after an epoch at most every
     ``CHECKPOINT_SECONDS`` (and when a signal stops it) and, if that file holds a
@@ -127,4 +130,5 @@ def run_job(
         raise StudyInterrupted(err.signum, str(err)) from None
     summary = {k: v for k, v in result.summary.items() if k not in ("data",)}
     probes = {name: PROBES[name].run(result.model, data, cfg.seed) for name in job["probes"]}
-    return {"job": job, "summary": summary, "history": result.history, "probes": probes}
+    per_image = {"test_correct": pack_correct(result.test_correct)}
+    return {"job": job, "summary": summary, "history": result.history, "probes": probes, "per_image": per_image}

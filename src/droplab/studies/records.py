@@ -5,25 +5,91 @@ who shares the directory can write. Before a record is used in place of training
 for the very job asked (its configuration and the data's digest, see ``canonical``), and its
 numbers must be what a run can produce: every figure a finite number, accuracies in [0, 1],
 losses and seconds >= 0. :func:`record_problem` says what is wrong with one, or ``None``.
+
+A record may hold ``per_image`` (records written before it existed do not): ``test_correct``,
+whether the run's model classified each test image right, as the base64 text of the bits
+packed eight to a byte (:func:`pack_correct`, :func:`unpack_correct`).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
+
 from ..train.config import evaluated_epochs
 from ..train.metrics import HISTORY_KEYS  # a stored history is the run's own
 
-__all__ = ["SUMMARY_KEYS", "record_problem"]
+__all__ = ["SUMMARY_KEYS", "record_problem", "pack_correct", "unpack_correct"]
 
 # what every stored summary holds: a number each (the analyses read them)
 SUMMARY_KEYS = (
     "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "train_loss_eval", "gap",
     "seconds", "epochs", "seed", "threads",
 )  # fmt: skip
+
+
+def pack_correct(correct: np.ndarray) -> str:
+    """Per-image results (bool, one per image) as text: the bits packed eight to a byte, in base64.
+
+    Examples::
+
+        >>> text = pack_correct(np.array([True, False, True, True, False, False, False, False, True]))
+        >>> text
+        'sIA='
+        >>> unpack_correct(text, 9).astype(int).tolist()
+        [1, 0, 1, 1, 0, 0, 0, 0, 1]
+    """
+    return base64.b64encode(np.packbits(np.asarray(correct, dtype=bool))).decode("ascii")
+
+
+def unpack_correct(text: str, n: int) -> np.ndarray:
+    """The ``n`` per-image results :func:`pack_correct` wrote as ``text``, as a bool array.
+
+    Raises:
+        ValueError: ``text`` is not base64, or does not hold exactly ``n`` images' bits (the
+            ``ceil(n / 8)`` bytes packing writes, its padding bits zero).
+    """
+    raw = _decoded(text)
+    if len(raw) != (n + 7) // 8:
+        raise ValueError(f"per-image results hold {8 * len(raw)} bits: expected {n} test images "
+                         f"({(n + 7) // 8} bytes)")  # fmt: skip
+    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8))
+    if bits[n:].any():
+        raise ValueError(f"per-image results hold bits set beyond the {n} test images")
+    return bits[:n].astype(bool)
+
+
+def _decoded(text: Any) -> bytes:
+    """The bytes of base64 ``text``; ValueError for anything else."""
+    if not isinstance(text, str):
+        raise ValueError(f"per-image results are a {type(text).__name__}: expected base64 text")
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise ValueError("per-image results are not valid base64 text") from None
+
+
+def _per_image_problem(per_image: Any, summary: Mapping, n_test: int | None) -> str | None:
+    """What is wrong with a record's ``per_image``, or None: checked against the data's ``n_test``
+    test images and the summary's ``test_acc`` where the caller gives it, else only as base64."""
+    if not isinstance(per_image, dict) or "test_correct" not in per_image:
+        return "per_image is not per-image results (expected test_correct, base64 text)"
+    try:
+        if n_test is None:
+            _decoded(per_image["test_correct"])
+            return None
+        correct = unpack_correct(per_image["test_correct"], n_test)
+    except ValueError as err:
+        return f"per_image.test_correct: {err}"
+    if correct.mean() != summary["test_acc"]:
+        return f"per_image.test_correct: {correct.mean()!r} right, but summary.test_acc is {summary['test_acc']!r}"
+    return None
 
 
 def _is_number(v: Any) -> bool:
@@ -66,13 +132,16 @@ def _walk(path: str, value: Any) -> str | None:
 
 
 def record_problem(
-    stored: Any, job: Mapping[str, Any], canonical, probe_keys: Mapping[str, Iterable[str]] | None = None
+    stored: Any, job: Mapping[str, Any], canonical, probe_keys: Mapping[str, Iterable[str]] | None = None,
+    n_test: int | None = None,
 ) -> str | None:
     """Why ``stored`` cannot stand for a run of ``job`` (``canonical``: how jobs are compared), or None.
 
     The record must hold one metrics row per epoch the job evaluates (its ``epochs`` and
     ``eval_every``), the job's seed and epochs in its summary, and for each probe of the job
-    the figures ``probe_keys`` names.
+    the figures ``probe_keys`` names. Its ``per_image``, where it has one, must be valid base64
+    and, given the data's ``n_test`` test images, hold exactly their bits, with the summary's
+    ``test_acc`` as their mean.
 
     Examples::
 
@@ -119,6 +188,8 @@ def record_problem(
         for k, v in row.items():
             if (problem := _number_problem(f"history[{i}].{k}", v)) is not None:
                 return problem
+    if "per_image" in stored and (problem := _per_image_problem(stored["per_image"], summary, n_test)) is not None:
+        return problem
     if not isinstance(probes, dict) or set(probes) != set(job.get("probes", ())):
         return f"probes are not those of the job ({', '.join(job.get('probes', ())) or 'none'})"
     for name, keys in (probe_keys or {}).items():
