@@ -1,17 +1,20 @@
-"""Running a study: many training configurations over seeds, resumable, here or in a process pool.
+"""Running a study: its protocol's runs over seeds, resumable, here or in a process pool.
 
 :func:`run_study` goes through its stages in order:
 
 1. check the arguments, the size of the plan and the data, before any work;
 2. claim the study's directory (:func:`droplab.rundir.claimed`: one study per directory, one
    process at a time) and open the store of runs (:mod:`.store`);
-3. plan one job per (variant, seed) (:mod:`.jobs`), each keyed by a hash of its full
-   configuration and data;
-4. collect the jobs whose result is already in the store (so an interrupted study resumes, and
-   studies run into one store share identical runs);
-5. train the rest, here or on a pool of worker processes (:mod:`.backends`), storing each
-   result as it comes;
-6. analyse the runs (the study's ``analyze``) and write ``study.json``, the plots and ``summary.md``.
+3. under the fair protocol (:mod:`.protocol`), tune: every variant at each learning rate of the
+   grid on the tuning seeds, and choose each variant's rate on validation;
+4. confirm: every variant on fresh seeds (at its rate); each stage plans one job per (variant,
+   seed) (:mod:`.jobs`), keyed by a hash of its full configuration and data, collects the jobs
+   whose result is already in the store (so an interrupted study resumes, and studies run into
+   one store share identical runs), and trains the rest, here or on a pool of worker processes
+   (:mod:`.backends`), storing each result as it comes;
+5. analyse the runs (the study's ``analyze``: each declared hypothesis measured once), adjust
+   the claims' p-values for their number (Holm, within the study) and write ``study.json``,
+   the plots and ``summary.md``.
 
 Every result file is written atomically, so a killed study leaves finished jobs whole and
 unfinished ones absent.
@@ -31,10 +34,11 @@ from .. import __version__, atomic, rundir
 from ..data import FashionMNIST, load_fashion_mnist
 from ..interrupt import Interrupted, StopRequest, StudyInterrupted
 from ..threads import usable_cores, use_threads
-from ..verdicts import Claim
+from ..verdicts import Claim, adjust
 from .backends import run_here, run_pool
 from .jobs import config_key, job_config
 from .plan import MAX_RUNS, check_size, estimate_seconds, format_seconds
+from .protocol import Protocol, choose_lr, tuning_table
 from .registry import Analysis, Study, Variant
 from .results import Results
 from .store import Recorder, collect, open_store
@@ -61,7 +65,7 @@ def run_study(
     study: Study,
     data_dir: str | os.PathLike,
     out: str | os.PathLike,
-    seeds: int = 5,
+    seeds: int | None = None,
     epochs: int | None = None,
     quick: bool = False,
     jobs: int = 1,
@@ -70,15 +74,19 @@ def run_study(
     val_size: int = 5000,
     log: Callable[[str], None] = print,
     max_runs: int = MAX_RUNS,
+    protocol: Protocol | None = None,
+    plan_only: bool = False,
 ) -> dict:
-    """Run ``study`` (resuming what ``store`` already holds) and write its files to ``out``.
+    """Run ``study`` under ``protocol`` (resuming what ``store`` already holds) and write its files to ``out``.
 
-    ``jobs`` worker processes, each with one torch thread; with ``jobs=1`` (the default)
-    the jobs run in this process with torch's threads, which on a 2-core machine is faster
-    (``benchmarks/study_jobs.py`` measures both). ``store`` defaults to ``out/runs``.
+    ``seeds``: confirmation seeds per variant (None: the study's). ``protocol``: the fair protocol
+    by default (:mod:`.protocol`). ``jobs`` worker processes, each with one torch thread; with
+    ``jobs=1`` (the default) the jobs run in this process with torch's threads, which on a 2-core
+    machine is faster (``benchmarks/study_jobs.py`` measures both). ``store`` defaults to ``out/runs``.
+    ``plan_only``: log the plan and its estimated time, train nothing, write nothing.
 
     Returns:
-        ``study.json``'s content.
+        ``study.json``'s content (with ``plan_only``: ``{"study", "runs", "seconds"}``, the estimate).
 
     Raises:
         StudyArgumentError: ``seeds``, ``epochs`` or ``jobs`` not an integer >= 1.
@@ -86,29 +94,106 @@ def run_study(
         droplab.rundir.RunDirError: ``out`` holds another study or other files, or is in use.
     """
     # 1. before any work: the arguments, the plan's size (a typo is not a study), the data
+    protocol = protocol or Protocol()
+    seeds = study.seeds if seeds is None else seeds
     _check_arguments(seeds=seeds, epochs=epochs, jobs=jobs)
     variants = study.variants(quick)
-    check_size(len(variants), seeds, max_runs)
+    grid, tune_seeds = protocol.grid(study, quick), protocol.tuning_seeds(quick)
+    check_size(len(variants), seeds + len(grid) * len(tune_seeds), max_runs)
     out = Path(out)
     data = load_fashion_mnist(data_dir, val_size=val_size, verify=verify)
+    if plan_only:
+        return _estimate(study, protocol, variants, grid, tune_seeds, seeds, epochs, quick, data, val_size, log)
     # 2. the study's directory, held until the study ends, and the store of runs
     with rundir.claimed(out, "study", study.name):
         store = open_store(Path(store) if store is not None else out / "runs")
         jobs, threads = _workers(jobs, log)
-        # 3. one job per (variant, seed); 4. what the store already holds
-        seed_list = list(range(seeds))
-        plan = _plan(study, variants, seed_list, epochs, quick, data, threads, val_size)
-        done, todo = collect(plan, store, log)
-        _log_plan(study.name, plan, done, todo, store, jobs, data, log)
-        # 5. train the rest
+        stage = _Stage(study, protocol, epochs, quick, data, threads, val_size, verify, store, jobs, log)
         start = time.perf_counter()
-        _train(todo, done, data, store, jobs, threads, val_size, verify, log)
+        # 3. tuning (fair protocol): every variant at every learning rate of the grid, on the tuning seeds
+        chosen, tables = {}, []
+        if protocol.fair:
+            tuning = {(v.name, lr): protocol.tuned(v, lr) for v in variants for lr in grid}
+            done = stage.run("tuning", list(tuning.values()), tune_seeds)
+            scores = {v.name: {lr: [_score(done[tuning[v.name, lr].name, s]) for s in tune_seeds] for lr in grid}
+                      for v in variants}  # fmt: skip
+            chosen = choose_lr(scores)
+            tables.append(tuning_table(scores, chosen))
+        # 4. confirmation: fresh seeds, each variant at its learning rate
+        seed_list = list(range(seeds))
+        confirm = [protocol.confirmed(v, chosen.get(v.name)) for v in variants]
+        done = stage.run("confirmation" if protocol.fair else "runs", confirm, seed_list)
         wall = time.perf_counter() - start
-        # 6. analyse and write the study's files
-        analysis = study.analyze(Results(study, variants, seed_list, done))
-        report = _report(study, quick, seed_list, variants, done, len(todo), wall, analysis)
+        # 5. analyse, correct for the study's claims being many, and write the study's files
+        regime = protocol.regime(study, seeds, quick)
+        results = Results(study, confirm, seed_list, done, regime, len(data.test_x))
+        analysis = study.analyze(results)
+        analysis.claims = adjust(_declared(study, analysis.claims), "holm")
+        analysis.tables[:0] = tables
+        report = _report(study, protocol, regime, chosen, quick, seed_list, confirm, done, stage, wall, analysis)
         _write(out, report, analysis)
         return report
+
+
+class _Stage:
+    """Plans, collects and trains one stage's jobs (tuning or confirmation) into the store."""
+
+    def __init__(self, study, protocol, epochs, quick, data, threads, val_size, verify, store, jobs, log) -> None:
+        self.study, self.protocol, self.epochs, self.quick, self.data = study, protocol, epochs, quick, data
+        self.threads, self.val_size, self.verify, self.store, self.jobs, self.log = \
+            threads, val_size, verify, store, jobs, log  # fmt: skip
+        self.trained, self.runs = 0, 0
+
+    def run(self, what: str, variants: list[Variant], seeds: list[int]) -> dict:
+        """Every (variant, seed) of the stage, from the store or trained: ``{(name, seed): record}``."""
+        plan = self.plan(variants, seeds)
+        done, todo = collect(plan, self.store, self.log)
+        _log_plan(f"{self.study.name} ({what})", plan, done, todo, self.store, self.jobs, self.data, self.log)
+        _train(todo, done, self.data, self.store, self.jobs, self.threads, self.val_size, self.verify, self.log)
+        self.trained, self.runs = self.trained + len(todo), self.runs + len(plan)
+        return done
+
+    def plan(self, variants: list[Variant], seeds: list[int]) -> dict[tuple[str, int], tuple[str, dict]]:
+        """Every job of the stage, by (variant, seed): its key and its configuration."""
+        plan = {}
+        for v in variants:
+            epochs = self.epochs if self.epochs is not None or self.quick else self.protocol.epochs(self.study, v)
+            for s in seeds:
+                job = job_config(self.study, v, s, epochs, self.quick, len(self.data.train_x))
+                job["train"]["threads"] = self.threads
+                job["train"]["val_size"] = self.val_size
+                job["data"] = self.data.digest  # part of the key: a store never serves runs of other data
+                plan[v.name, s] = (config_key(job), job)
+        return plan
+
+
+def _estimate(study, protocol, variants, grid, tune_seeds, seeds, epochs, quick, data, val_size, log) -> dict:
+    """The plan of both stages and about how long its runs take (the confirmation runs at the grid's
+    middle rate: their cost does not depend on it); nothing trained or written."""
+    stage = _Stage(study, protocol, epochs, quick, data, use_threads(None)[0], val_size, False, None, 1, log)
+    plan = stage.plan([protocol.tuned(v, lr) for v in variants for lr in grid], tune_seeds) if protocol.fair else {}
+    middle = grid[len(grid) // 2]
+    plan |= stage.plan([protocol.confirmed(v, middle) for v in variants], list(range(seeds)))
+    seconds, basis = estimate_seconds((job for _, job in plan.values()), [], len(data.train_x), len(data.val_x),
+                                      len(data.test_x))  # fmt: skip
+    log(f"{study.name}: {len(plan)} runs ({len(variants)} configurations; {protocol.regime(study, seeds, quick)}); "
+        f"about {format_seconds(seconds)} of training ({basis})")  # fmt: skip
+    return {"study": study.name, "runs": len(plan), "seconds": seconds}
+
+
+def _score(record: dict) -> float | None:
+    """A tuning run's score: its best validation accuracy (None: it diverged)."""
+    return None if record.get("diverged") else record["summary"]["val_acc"]
+
+
+def _declared(study: Study, claims: list[Claim]) -> list[Claim]:
+    """``claims``, checked to measure each hypothesis the study declared exactly once."""
+    made = [c.hypothesis for c in claims]
+    if sorted(h.text for h in made) != sorted(h.text for h in study.hypotheses):
+        missing = [h.text for h in study.hypotheses if made.count(h) != 1]
+        raise StudyError(f"study {study.name!r}: its analysis must measure each declared hypothesis once; "
+                         f"not so for {missing or [h.text for h in made if h not in study.hypotheses]}")  # fmt: skip
+    return claims
 
 
 # --- the stages, in order -------------------------------------------------------------------
@@ -129,22 +214,6 @@ def _workers(jobs: int, log: Callable[[str], None]) -> tuple[int, int]:
         log(f"note: {jobs} worker processes asked for, capped at the {cores} cores available")
         jobs = cores
     return jobs, (1 if jobs > 1 else use_threads(None)[0])
-
-
-def _plan(
-    study: Study, variants: list[Variant], seeds: list[int], epochs: int | None, quick: bool,
-    data: FashionMNIST, threads: int, val_size: int,
-) -> dict[tuple[str, int], tuple[str, dict]]:  # fmt: skip
-    """Every job of the study, by (variant, seed): its key and its configuration."""
-    plan = {}
-    for v in variants:
-        for s in seeds:
-            job = job_config(study, v, s, epochs, quick, len(data.train_x))
-            job["train"]["threads"] = threads
-            job["train"]["val_size"] = val_size
-            job["data"] = data.digest  # part of the key: a store never serves runs of other data
-            plan[v.name, s] = (config_key(job), job)
-    return plan
 
 
 def _log_plan(name: str, plan: dict, done: dict, todo: dict, store: Path, jobs: int, data: FashionMNIST, log) -> None:
@@ -176,33 +245,30 @@ def _train(todo: dict, done: dict, data: FashionMNIST, store: Path, jobs: int, t
         raise StudyInterrupted(err.signum, f"{err} after {record.finished} of {len(todo)} runs") from None
 
 
-def _report(study: Study, quick: bool, seeds: list[int], variants: list[Variant], done: dict, trained: int,
-            wall: float, analysis: Analysis) -> dict:  # fmt: skip
-    """``study.json``: the study, what its analysis found, and every run's record."""
+def _report(study: Study, protocol: Protocol, regime: str, chosen: dict, quick: bool, seeds: list[int],
+            variants: list[Variant], done: dict, stage: _Stage, wall: float, analysis: Analysis) -> dict:  # fmt: skip
+    """``study.json``: the study, its protocol, what its analysis found, and every confirmation run's record."""
     return {
         "study": study.name,
         "title": study.title,
         "question": study.question,
+        "protocol": protocol.name,
+        "regime": regime,
+        "lr_chosen": chosen,
+        "tuning_seeds": protocol.tuning_seeds(quick),
         "seeds": seeds,
         "quick": quick,
         "droplab": __version__,
         "wall_seconds": wall,
-        "runs": len(done),
-        "runs_trained": trained,
-        "train_seconds": sum(r["summary"]["seconds"] for r in done.values()),  # all runs, whenever trained
-        "claims": [_claim_record(c) for c in analysis.claims],
+        "runs": stage.runs,
+        "runs_trained": stage.trained,
+        "train_seconds": sum(r["summary"]["seconds"] for r in done.values()),  # confirmation runs, whenever trained
+        "claims": [c.record() for c in analysis.claims],
         "tables": [dataclasses.asdict(t) for t in analysis.tables],
         "notes": analysis.notes,
         "figures": [f"{stem}.png" for stem in analysis.figures],
         "variants": {v.name: _variant_record(v.name, seeds, done) for v in variants},
     }
-
-
-def _claim_record(c: Claim) -> dict:
-    """A claim as ``study.json`` keeps it: its figures, verdict and line."""
-    i = c.interval
-    return {"text": c.text, "mean": i.mean, "low": i.low, "high": i.high, "n": i.n, "unit": c.unit,
-            "verdict": c.verdict, "line": c.line()}  # fmt: skip
 
 
 def _variant_record(name: str, seeds: list[int], done: Mapping[tuple[str, int], Any]) -> dict:
@@ -212,7 +278,7 @@ def _variant_record(name: str, seeds: list[int], done: Mapping[tuple[str, int], 
         "config": json.loads(json.dumps(runs[0]["job"])),
         "per_seed": [
             {"seed": s, "key": config_key(r["job"]), "summary": r["summary"], "history": r["history"],
-             "probes": r["probes"]}
+             "probes": r["probes"], **({"per_image": r["per_image"]} if "per_image" in r else {})}
             for s, r in zip(seeds, runs)
         ],
     }  # fmt: skip
@@ -229,9 +295,8 @@ def _write(out: Path, report: Mapping[str, Any], analysis: Analysis) -> None:
 def summary_markdown(report: Mapping[str, Any], analysis: Analysis) -> str:
     """``summary.md``: the study's question, its claims, tables, notes and figures."""
     lines = [f"# {report['title']}", "", f"*{report['question']}*", ""]
-    lines += [f"{len(report['seeds'])} seeds; {report['runs']} runs ({report['train_seconds']:.0f} s of training; "
-              f"{report['runs_trained']} trained in this call, {report['wall_seconds']:.0f} s)"
-              + (" — quick setting" if report["quick"] else ""), ""]  # fmt: skip
+    lines += [f"Protocol: {report['protocol']} ({report['regime']}); {report['runs']} runs, "
+              f"{report['runs_trained']} trained in this call, {report['wall_seconds']:.0f} s.", ""]  # fmt: skip
     lines += ["```text", *[c.line() for c in analysis.claims], "```", ""]
     for t in analysis.tables:
         lines += [t.markdown(), ""]

@@ -4,10 +4,15 @@ A study is declared in its own module of :mod:`droplab.studies.catalog`, its con
 the analysis that reads their runs, and registered there with a decorator, as Keras registers a
 layer::
 
+    RAISES = Hypothesis("dropout raises test accuracy", margin=0.3, primary=True)
+
     @study(name="headline", title="Dropout vs the plain MLP", question="Does dropout help?",
-           variants=fixed(plain(), dropout()), base=BASE, order=10)
+           variants=fixed(plain(), dropout()), hypotheses=[RAISES], base=BASE, order=10)
     def analyze(r: Results) -> Analysis:
-        return Analysis([r.claim("dropout raises validation accuracy", "dropout 0.5", "plain")], [], {})
+        return Analysis([r.claim(RAISES, "dropout 0.5", "plain")], [], {})
+
+Its hypotheses are declared there, before any run: each one's form, margin and whether it is
+primary (:class:`~droplab.verdicts.Hypothesis`); the analysis measures each exactly once.
 
 A probe (a measurement of a trained model beyond its metrics, such as the ensemble study's
 Monte-Carlo averages) is registered the same way with :func:`probe`, in the module of the study
@@ -24,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from ..verdicts import Hypothesis
 
 if TYPE_CHECKING:
     from ..verdicts import Claim, Table
@@ -70,10 +77,17 @@ class Study:
         question: what the study asks.
         variants: its configurations, given whether the run is quick (a tiny setting for tests).
         analyze: turns the finished runs into an :class:`Analysis`.
-        epochs: epochs of every run unless its variant says otherwise.
+        epochs: epochs of every run under the lecture's protocol, unless its variant says otherwise.
         base: ``TrainConfig`` overrides common to all variants.
         order: its place among the studies in :data:`STUDIES` (ascending, unique); ``None``: after
             those with one.
+        hypotheses: what its analysis claims, declared before any run (one primary at most).
+        regime: the study's own setting in words (e.g. ``"10,000 training images"``), printed with
+            every claim beside the protocol's.
+        max_epochs: the longest a run trains under the fair protocol (the epoch is chosen on
+            validation); ``None``: ``epochs``. A variant's own ``epochs`` overrides both.
+        seeds: confirmation seeds per variant, unless the caller says otherwise.
+        lr_grid: the learning rates each variant is tuned over under the fair protocol.
     """
 
     name: str
@@ -84,6 +98,18 @@ class Study:
     epochs: int = 10
     base: Mapping[str, Any] = field(default_factory=dict)
     order: int | None = None
+    hypotheses: tuple[Hypothesis, ...] = ()
+    regime: str = ""
+    max_epochs: int | None = None
+    seeds: int = 10
+    lr_grid: tuple[float, ...] = (0.03, 0.1, 0.3)
+
+    def __post_init__(self) -> None:
+        texts = [h.text for h in self.hypotheses]
+        if len(set(texts)) != len(texts):
+            raise ValueError(f"study {self.name!r}: a hypothesis is declared twice")
+        if sum(h.primary for h in self.hypotheses) > 1:
+            raise ValueError(f"study {self.name!r}: more than one primary hypothesis")
 
 
 @dataclass(frozen=True)
@@ -128,15 +154,19 @@ def study(
     epochs: int = 10,
     base: Mapping[str, Any] | None = None,
     order: int | None = None,
+    **options: Any,
 ) -> Callable[[Callable[[Results], Analysis]], Callable[[Results], Analysis]]:
-    """Register the decorated analysis as the study ``name`` (the arguments are :class:`Study`'s).
+    """Register the decorated analysis as the study ``name`` (the arguments, and ``options``
+    such as ``hypotheses``, are :class:`Study`'s).
 
     Returns:
         a decorator that registers the study and returns the analysis unchanged.
     """
+    if "hypotheses" in options:
+        options["hypotheses"] = tuple(options["hypotheses"])
 
     def decorate(analyze: Callable[[Results], Analysis]) -> Callable[[Results], Analysis]:
-        register(Study(name, title, question, variants, analyze, epochs, base or {}, order))
+        register(Study(name, title, question, variants, analyze, epochs, base or {}, order, **options))
         return analyze
 
     return decorate

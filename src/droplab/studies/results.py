@@ -1,14 +1,38 @@
-"""The finished runs of a study, as its analysis reads them: per variant, per seed."""
+"""The finished runs of a study, as its analysis reads them: per variant, per seed; and the
+claims it makes of them.
+
+An accuracy on the test set is measured on 10,000 images: a sample of the images the claim is
+about, not the whole of them. Where each run stored which test images it classified right
+(``per_image``), a claim on ``test_acc`` counts both sources of variation, the seeds and the
+images (:func:`droplab.stats.two_way_estimate` on the per-image paired differences); other
+figures vary by seed only (:func:`droplab.stats.paired_estimate`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from ..stats import Interval, mean_interval, paired_interval
-from ..verdicts import Claim
+import numpy as np
+
+from ..stats import Estimate, Interval, mean_interval, paired_estimate, paired_interval, two_way_estimate
+from ..verdicts import Claim, Hypothesis
+from .jobs import config_key
+from .records import unpack_correct
 from .registry import Study, Variant
 
-__all__ = ["Results"]
+__all__ = ["Results", "UndeclaredHypothesis"]
+
+
+class UndeclaredHypothesis(ValueError):
+    """Study ``study`` measured a hypothesis, ``text``, it did not declare before its runs."""
+
+    def __init__(self, study: str, text: str) -> None:
+        super().__init__(study, text)
+        self.study, self.text = study, text
+
+    def __str__(self) -> str:
+        return f"study {self.study!r} claims {self.text!r}, which it did not declare among its hypotheses"
 
 
 class Results:
@@ -19,11 +43,15 @@ class Results:
         variants: its variants, in its order.
         seeds: the seeds, in order.
         jobs: ``{(variant name, seed): stored record}``, a record holding ``summary``, ``history``,
-            ``probes`` and ``job``.
+            ``probes`` and ``job`` (and ``per_image`` where the run stored it).
+        regime: the setting the runs trained in, in words, for the claims' lines.
+        n_test: the number of test images (what a run's ``per_image`` bits are read as).
     """
 
-    def __init__(self, study: Study, variants: list[Variant], seeds: list[int], jobs: dict) -> None:
+    def __init__(self, study: Study, variants: list[Variant], seeds: list[int], jobs: dict, regime: str = "",
+                 n_test: int | None = None) -> None:  # fmt: skip
         self.study, self.variants, self.seeds, self._jobs = study, variants, seeds, jobs
+        self.regime, self.n_test = regime, n_test
 
     def get(self, variant: str, seed: int) -> dict:
         """The stored record of one run."""
@@ -52,7 +80,35 @@ class Results:
         """95% interval of ``a - b`` over seeds."""
         return paired_interval(self.values(a, key, scale), self.values(b, key, scale))
 
-    def claim(self, text: str, a: str, b: str, key: str = "val_acc", expect_positive: bool = True) -> Claim:
-        """A claim that ``a`` beats ``b`` on ``key`` (accuracies in pp; others as they are)."""
-        acc = key.endswith("acc")
-        return Claim(text, self.paired(a, b, key, 100.0 if acc else 1.0), "pp" if acc else "", expect_positive)
+    def correct(self, variant: str) -> np.ndarray | None:
+        """Which test images each seed's run classified right: bool (seeds, images), or None
+        where a run did not store them."""
+        rows = []
+        for s in self.seeds:
+            r = self._jobs[variant, s]
+            if "per_image" not in r or self.n_test is None:
+                return None
+            rows.append(unpack_correct(r["per_image"]["test_correct"], self.n_test))
+        return np.stack(rows)
+
+    def difference(self, a: str, b: str, key: str = "test_acc") -> Estimate:
+        """``a - b`` on ``key``, paired by seed (accuracies in pp): on ``test_acc``, over seeds and
+        test images where the runs stored them; else over seeds."""
+        if key == "test_acc" and (ca := self.correct(a)) is not None and (cb := self.correct(b)) is not None:
+            return two_way_estimate(100.0 * (ca.astype(np.float64) - cb.astype(np.float64)))
+        scale = 100.0 if key.endswith("acc") else 1.0
+        return paired_estimate(self.values(a, key, scale), self.values(b, key, scale))
+
+    def keys(self, variants: Sequence[str]) -> tuple[str, ...]:
+        """The keys of the runs of ``variants``, variant by variant, seed by seed."""
+        return tuple(config_key(self._jobs[v, s]["job"]) for v in variants for s in self.seeds)
+
+    def measure(self, h: Hypothesis, estimate: Estimate, variants: Sequence[str], statistic: str) -> Claim:
+        """The claim ``h`` as measured by ``estimate``, a ``statistic`` of the runs of ``variants``."""
+        if h not in self.study.hypotheses:
+            raise UndeclaredHypothesis(self.study.name, h.text)
+        return Claim(h, estimate, self.keys(variants), statistic, self.regime)
+
+    def claim(self, h: Hypothesis, a: str, b: str, key: str = "test_acc") -> Claim:
+        """The claim ``h`` measured as ``a - b`` on ``key`` (:meth:`difference`)."""
+        return self.measure(h, self.difference(a, b, key), (a, b), f"{key}: {a} − {b}")

@@ -1,11 +1,20 @@
-"""The lecture's comparison: dropout 0.5 against the plain MLP."""
+"""The lecture's comparison: dropout 0.5 against the same 784-256-256-10 network without it.
+
+Margins: 0.3 pp of test accuracy (the smallest gain worth a reader's attention on Fashion-MNIST);
+0.01 of loss for the gap between validation and training loss (about a tenth of the plain
+network's gap at 10 epochs).
+"""
 
 from __future__ import annotations
 
 from ... import plots
+from ...verdicts import Hypothesis
 from ..registry import Analysis, study
 from ..results import Results
 from .common import BASE, COLUMNS, dropout, fixed, panel_curves, plain, variants_table
+
+RAISES = Hypothesis("dropout raises test accuracy", margin=0.3, primary=True)
+GAP = Hypothesis("dropout shrinks the gap between val and train loss", margin=0.01, expect_positive=False, unit="")
 
 
 @study(
@@ -15,13 +24,12 @@ from .common import BASE, COLUMNS, dropout, fixed, panel_curves, plain, variants
     variants=fixed(plain(), dropout()),
     base=BASE,
     order=10,
+    hypotheses=[RAISES, GAP],
+    max_epochs=20,
+    seeds=10,
 )
 def analyze(r: Results) -> Analysis:
-    claims = [
-        r.claim("dropout raises validation accuracy", "dropout 0.5", "plain", "val_acc"),
-        r.claim("dropout raises test accuracy", "dropout 0.5", "plain", "test_acc"),
-        r.claim("dropout shrinks the gap between val and train loss", "dropout 0.5", "plain", "gap", False),
-    ]
+    claims = [r.claim(RAISES, "dropout 0.5", "plain"), r.claim(GAP, "dropout 0.5", "plain", "gap")]
     figs = {
         "curves": panel_curves(r, "dropout 0.5 vs plain, mean and 95% band"),
         "val_acc": plots.intervals(

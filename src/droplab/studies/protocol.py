@@ -1,0 +1,166 @@
+"""How a study's runs are chosen and scored: the fair protocol, or the lecture's budget.
+
+Under the **fair** protocol (the default) every variant is compared at its best, as a reviewer
+would ask:
+
+1. *tuning*: each variant trains at every learning rate of the study's grid, on tuning seeds
+   (``TUNE_SEED_BASE + k``); each run keeps the weights of its best epoch on validation, as early
+   stopping would (``select="best_val"``); the learning rate with the highest mean best validation
+   accuracy is the variant's;
+2. *confirmation*: fresh seeds, disjoint from the tuning seeds (``0 .. n-1``), train each variant
+   at its learning rate, again keeping the validation-best epoch; each run is scored once on the
+   test set, at that epoch. The test set chooses nothing.
+
+Under the **lecture**'s protocol the study runs as the lecture does: its learning rate, its
+number of epochs, scored at the last epoch (``--protocol lecture`` replays the earlier design).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ..verdicts import Table
+from .registry import Study, Variant
+
+__all__ = ["PROTOCOLS", "TUNE_SEED_BASE", "Protocol", "ProtocolError", "choose_lr", "tuning_table"]
+
+PROTOCOLS = ("fair", "lecture")
+TUNE_SEED_BASE = 10_000  # tuning seeds start here; confirmation seeds are 0 .. n-1 (a study has at most MAX_RUNS)
+
+
+class ProtocolError(ValueError):
+    """A protocol asked with ``field`` = ``value``: not ``expected``."""
+
+    def __init__(self, field: str, value: object, expected: str) -> None:
+        super().__init__(field, value, expected)
+        self.field, self.value, self.expected = field, value, expected
+
+    def __str__(self) -> str:
+        return f"{self.field} = {self.value!r} is invalid: expected {self.expected}"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Which protocol, and its sizes.
+
+    Args:
+        name: ``"fair"`` or ``"lecture"``.
+        tune_seeds: tuning seeds per (variant, learning rate) (fair protocol).
+        lr_grid: the learning rates tried; ``None``: the study's own grid.
+
+    Examples::
+
+        >>> Protocol().tuning_seeds()
+        [10000, 10001]
+        >>> Protocol("lecture").tuning_seeds()
+        []
+        >>> Protocol(lr_grid=(0.1, -1.0))
+        Traceback (most recent call last):
+        ...
+        droplab.studies.protocol.ProtocolError: lr_grid = (0.1, -1.0) is invalid: expected distinct learning rates > 0
+    """
+
+    name: str = "fair"
+    tune_seeds: int = 2
+    lr_grid: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in PROTOCOLS:
+            raise ProtocolError("protocol", self.name, " or ".join(PROTOCOLS))
+        if not isinstance(self.tune_seeds, int) or isinstance(self.tune_seeds, bool) or not 1 <= self.tune_seeds \
+                <= TUNE_SEED_BASE:  # fmt: skip
+            raise ProtocolError("tune_seeds", self.tune_seeds, f"an integer from 1 to {TUNE_SEED_BASE}")
+        grid = self.lr_grid
+        if grid is not None and (
+            not grid or len(set(grid)) != len(grid)
+            or not all(isinstance(x, (int, float)) and math.isfinite(x) and 0 < x <= 100 for x in grid)
+        ):  # fmt: skip
+            raise ProtocolError("lr_grid", grid, "distinct learning rates > 0")
+
+    @property
+    def fair(self) -> bool:
+        return self.name == "fair"
+
+    def tuning_seeds(self, quick: bool = False) -> list[int]:
+        """The tuning seeds (none under the lecture's protocol; one in the quick setting)."""
+        if not self.fair:
+            return []
+        return [TUNE_SEED_BASE + k for k in range(1 if quick else self.tune_seeds)]
+
+    def grid(self, study: Study, quick: bool = False) -> tuple[float, ...]:
+        """The learning rates tried (the grid's ends in the quick setting)."""
+        grid = tuple(self.lr_grid or study.lr_grid)
+        return (grid[0], grid[-1]) if quick and len(grid) > 2 else grid
+
+    def epochs(self, study: Study, variant: Variant) -> int:
+        """The epochs a variant's runs train (the fair protocol's longest, or the lecture's)."""
+        if variant.epochs is not None:
+            return variant.epochs
+        return (study.max_epochs or study.epochs) if self.fair else study.epochs
+
+    def regime(self, study: Study, seeds: int, quick: bool) -> str:
+        """The setting every claim of the study was measured in, in words."""
+        epochs = sorted({self.epochs(study, v) for v in study.variants(quick)})
+        span = f"{epochs[0]}" if len(epochs) == 1 else f"{epochs[0]}–{epochs[-1]}"
+        if quick:
+            span = "2"
+        if self.fair:
+            grid = ", ".join(f"{x:g}" for x in self.grid(study, quick))
+            words = (f"lr tuned over {{{grid}}} on {len(self.tuning_seeds(quick))} seed(s), ≤ {span} epochs, "
+                     f"best epoch on val, {seeds} fresh seeds, test set")  # fmt: skip
+        else:
+            lr = study.base.get("lr", 0.1)
+            words = f"lecture budget: lr {lr:g}, {span} epochs, last epoch, {seeds} seeds, test set"
+        own = [study.regime] if study.regime else []
+        return "; ".join([words, *own, *(["quick setting"] if quick else [])])
+
+    def tuned(self, variant: Variant, lr: float) -> Variant:
+        """``variant`` at learning rate ``lr``, keeping its validation-best epoch (no probes: tuning measures validation)."""
+        return Variant(f"{variant.name} @ lr {lr:g}", {**variant.overrides, "lr": lr, "select": "best_val"},
+                       (), variant.epochs)  # fmt: skip
+
+    def confirmed(self, variant: Variant, lr: float | None) -> Variant:
+        """``variant`` as its confirmation runs train: at ``lr``, its validation-best epoch (fair);
+        as declared (lecture)."""
+        if not self.fair:
+            return variant
+        return dataclasses.replace(variant, overrides={**variant.overrides, "lr": lr, "select": "best_val"})
+
+
+def choose_lr(scores: Mapping[str, Mapping[float, Sequence[float | None]]]) -> dict[str, float]:
+    """Per variant, the learning rate of the highest mean score (the best validation accuracy
+    of each tuning seed; ``None`` for a run that diverged, which rules its rate out); the
+    smaller rate on a tie.
+
+    Examples::
+
+        >>> choose_lr({"plain": {0.03: [0.85, 0.86], 0.1: [0.87, 0.86], 0.3: [None, 0.9]}})
+        {'plain': 0.1}
+    """
+    out = {}
+    for name, by_lr in scores.items():
+        usable = {lr: sum(v) / len(v) for lr, v in by_lr.items() if v and all(x is not None for x in v)}
+        if not usable:
+            raise ProtocolError(f"learning rates of {name!r}", tuple(by_lr), "one at which no tuning run diverged")
+        best = max(usable.values())
+        out[name] = min(lr for lr, m in usable.items() if m == best)
+    return out
+
+
+def tuning_table(scores: Mapping[str, Mapping[float, Sequence[float | None]]], chosen: Mapping[str, float]) -> Table:
+    """Mean best validation accuracy (%) per variant and learning rate; the chosen one starred."""
+    grid = sorted({lr for by_lr in scores.values() for lr in by_lr})
+
+    def cell(name: str, lr: float) -> str:
+        v = scores[name].get(lr, [])
+        if any(x is None for x in v):
+            return "diverged"
+        text = f"{100 * sum(v) / len(v):.2f}" if v else ""
+        return f"**{text}** ★" if chosen.get(name) == lr else text
+
+    rows = [[name] + [cell(name, lr) for lr in grid] for name in scores]
+    return Table("tuning: mean best validation accuracy % per learning rate (★: chosen)", ["variant"] +
+                 [f"lr {lr:g}" for lr in grid], rows)  # fmt: skip

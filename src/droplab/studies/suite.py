@@ -1,0 +1,71 @@
+"""A suite of studies read as one: each distinct claim once, the primary claims corrected across the suite.
+
+Studies share runs (one store), so two studies can make the same claim from identical runs: the
+same runs and the same statistic (:attr:`~droplab.verdicts.Claim.identity`). The suite keeps
+its first making, in the studies' order, and names the others. Each study has corrected its
+claims' p-values for their number (Holm); the suite's primary claims, one per study, are
+corrected again across the suite (Benjamini–Hochberg on the studies' adjusted p-values: a
+primary claim must survive both), and their outcomes read from that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import atomic
+from ..verdicts import Claim, adjust
+
+__all__ = ["suite", "write_suite", "suite_markdown"]
+
+
+def suite(reports: Sequence[dict]) -> dict:
+    """The distinct claims of ``reports`` (``study.json`` contents, in the studies' order).
+
+    Returns:
+        ``{"claims": [claim record + "study", "also_in"], "primaries": n, "repeated": n,
+        "outcomes": {outcome: count}}``; primary claims carry the suite's adjusted p-values.
+    """
+    first: dict[str, dict] = {}
+    for rep in reports:
+        for rec in rep["claims"]:
+            if rec["identity"] in first:
+                first[rec["identity"]]["also_in"].append(rep["study"])
+            else:
+                first[rec["identity"]] = {**rec, "study": rep["study"], "also_in": []}
+    records = list(first.values())
+    primaries = [i for i, r in enumerate(records) if r["primary"]]
+    corrected = adjust([Claim.from_record(records[i]) for i in primaries], "bh")
+    for i, c in zip(primaries, corrected):
+        records[i] = {**c.record(), "study": records[i]["study"], "also_in": records[i]["also_in"],
+                      "family_suite": len(primaries), "family": records[i]["family"]}  # fmt: skip
+    outcomes: dict[str, int] = {}
+    for r in records:
+        outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
+    repeated = sum(len(r["also_in"]) for r in records)
+    return {"claims": records, "primaries": len(primaries), "repeated": repeated, "outcomes": outcomes}
+
+
+def suite_markdown(s: dict, seconds: float | None = None) -> str:
+    """``suite.md``: the distinct claims, by study, with the suite's verdicts."""
+    lines = ["# The suite's claims, each made once", ""]
+    lines += [f"{len(s['claims'])} distinct claims ({s['repeated']} repeated by other studies from identical runs, "
+              f"counted once); {s['primaries']} primary claims, corrected across the suite (Benjamini–Hochberg "
+              "after Holm within each study)." + (f" Wall time {seconds / 60:.1f} min." if seconds else ""), ""]
+    lines += ["Outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(s["outcomes"].items())), ""]
+    study = None
+    for r in s["claims"]:
+        if r["study"] != study:
+            study = r["study"]
+            lines += ["", f"## {study}", ""]
+        also = f" (also in {', '.join(r['also_in'])})" if r["also_in"] else ""
+        lines.append(f"- {'**primary** ' if r['primary'] else ''}`{r['line']}`{also}")
+    return "\n".join(lines) + "\n"
+
+
+def write_suite(root: Path, reports: Sequence[dict], seconds: float | None = None) -> dict:
+    """Write ``root/suite.json`` and ``root/suite.md`` (atomically) and return the suite."""
+    s = suite(reports)
+    atomic.write_json(Path(root) / "suite.json", {**s, "studies": [r["study"] for r in reports], "seconds": seconds})
+    atomic.write_text(Path(root) / "suite.md", suite_markdown(s, seconds))
+    return s
