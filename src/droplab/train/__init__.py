@@ -9,7 +9,8 @@ way through the modules:
 - :mod:`~droplab.train.state`: :class:`~droplab.train.state.TrainState`, where a run stands
   and what it trains with: a checkpoint's schema; :mod:`~droplab.train.checks`: the checks a
   checkpoint passes before a run goes on from it;
-- :mod:`~droplab.train.loop`: :func:`fit`, the loop;
+- :mod:`~droplab.train.loop`: :func:`fit`, the loop; :mod:`~droplab.train.selection`: the
+  epoch a run ends with (the last, or the one best on validation);
 - :mod:`~droplab.train.metrics`: evaluation, activation statistics, a run's summary;
 - :mod:`~droplab.train.resources`: the memory and disk a run needs;
 - :mod:`~droplab.train.directory`: a run directory's lifecycle, :func:`run` and :func:`resume`.
@@ -31,6 +32,8 @@ from ..checkpoint import CheckpointError
 from .config import (
     OPTIMIZERS,
     SCHEDULES,
+    SELECTIONS,
+    SPLITS,
     ConfigError,
     TrainConfig,
     batches_per_epoch,
@@ -45,7 +48,8 @@ from .resources import check_memory
 from .state import CheckpointWriteError, TrainState
 
 __all__ = [
-    "TrainConfig", "ConfigError", "with_defaults", "OPTIMIZERS", "SCHEDULES", "batches_per_epoch", "evaluated_epochs",
+    "TrainConfig", "ConfigError", "with_defaults", "OPTIMIZERS", "SCHEDULES", "SELECTIONS", "SPLITS",
+    "batches_per_epoch", "evaluated_epochs",
     "check_batch_size", "check_memory", "TrainState", "CheckpointError", "CheckpointWriteError", "fit", "RunResult",
     "Diverged", "shift_images", "METRICS", "evaluate", "activation_variances", "run", "resume", "run_config",
     "run_data", "check_same_data", "write_run", "DataMismatch",
