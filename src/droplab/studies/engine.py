@@ -95,6 +95,10 @@ def run_study(
     """
     # 1. before any work: the arguments, the plan's size (a typo is not a study), the data
     protocol = protocol or Protocol()
+    if study.protocol is not None and study.protocol != protocol.name:
+        log(f"note: {study.name} runs under the {study.protocol} protocol only (what it studies), "
+            f"not the {protocol.name} one asked")
+        protocol = dataclasses.replace(protocol, name=study.protocol)
     seeds = study.seeds if seeds is None else seeds
     _check_arguments(seeds=seeds, epochs=epochs, jobs=jobs)
     variants = study.variants(quick)
@@ -123,6 +127,9 @@ def run_study(
         seed_list = list(range(seeds))
         confirm = [protocol.confirmed(v, chosen.get(v.name)) for v in variants]
         done = stage.run("confirmation" if protocol.fair else "runs", confirm, seed_list)
+        if diverged := [tag for tag, r in done.items() if "diverged" in r]:
+            raise StudyError(f"study {study.name!r}: {diverged[0][0]} diverged on seed {diverged[0][1]} "
+                             f"({done[diverged[0]]['diverged']['what']}); its learning rate is too large for it")
         wall = time.perf_counter() - start
         # 5. analyse, correct for the study's claims being many, and write the study's files
         regime = protocol.regime(study, seeds, quick)
@@ -147,7 +154,7 @@ class _Stage:
     def run(self, what: str, variants: list[Variant], seeds: list[int]) -> dict:
         """Every (variant, seed) of the stage, from the store or trained: ``{(name, seed): record}``."""
         plan = self.plan(variants, seeds)
-        done, todo = collect(plan, self.store, self.log)
+        done, todo = collect(plan, self.store, self.log, len(self.data.test_x))
         _log_plan(f"{self.study.name} ({what})", plan, done, todo, self.store, self.jobs, self.data, self.log)
         _train(todo, done, self.data, self.store, self.jobs, self.threads, self.val_size, self.verify, self.log)
         self.trained, self.runs = self.trained + len(todo), self.runs + len(plan)

@@ -22,7 +22,7 @@ from ..checkpoint import load as load_checkpoint
 from ..data import DataError, FashionMNIST, load_fashion_mnist
 from ..interrupt import SIGNALS, Interrupted, StopRequest, StudyInterrupted
 from ..threads import use_threads
-from ..train import TrainConfig, fit, with_defaults
+from ..train import Diverged, TrainConfig, fit, with_defaults
 from .records import pack_correct
 from .registry import PROBES
 
@@ -99,6 +99,8 @@ def run_job(
     and history, the probes' results, and ``per_image``: ``test_correct``, whether the run's model
     classified each test image right (:func:`~droplab.studies.records.pack_correct`).
 
+    A run that diverges is stored as such: ``{"job", "diverged": {"epoch", "step", "what"}}``.
+
     With ``checkpoint``, the job checkpoints after an epoch at most every
     ``CHECKPOINT_SECONDS`` (and when a signal stops it) and, if that file holds a
     usable checkpoint of this job (a study killed earlier), goes on from it bit for bit.
@@ -128,6 +130,8 @@ def run_job(
             result = train(None)
     except Interrupted as err:
         raise StudyInterrupted(err.signum, str(err)) from None
+    except Diverged as err:  # a result too: a learning rate of the tuning grid this variant cannot take
+        return {"job": job, "diverged": {"epoch": err.epoch, "step": err.step, "what": err.what}}
     summary = {k: v for k, v in result.summary.items() if k not in ("data",)}
     probes = {name: PROBES[name].run(result.model, data, cfg.seed) for name in job["probes"]}
     per_image = {"test_correct": pack_correct(result.test_correct)}

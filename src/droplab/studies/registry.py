@@ -88,6 +88,8 @@ class Study:
             validation); ``None``: ``epochs``. A variant's own ``epochs`` overrides both.
         seeds: confirmation seeds per variant, unless the caller says otherwise.
         lr_grid: the learning rates each variant is tuned over under the fair protocol.
+        protocol: the only protocol the study runs under (``"lecture"`` for a replay of the
+            lecture's own code), whatever is asked; ``None``: the one asked.
     """
 
     name: str
@@ -103,6 +105,7 @@ class Study:
     max_epochs: int | None = None
     seeds: int = 10
     lr_grid: tuple[float, ...] = (0.03, 0.1, 0.3)
+    protocol: str | None = None
 
     def __post_init__(self) -> None:
         texts = [h.text for h in self.hypotheses]

@@ -35,12 +35,14 @@ def open_store(store: Path) -> Path:
     return store
 
 
-def collect(plan: Mapping[Any, tuple[str, dict]], store: Path, log: Callable[[str], None]) -> tuple[dict, dict]:
+def collect(plan: Mapping[Any, tuple[str, dict]], store: Path, log: Callable[[str], None],
+            n_test: int | None = None) -> tuple[dict, dict]:  # fmt: skip
     """Split ``plan`` (tag -> (key, job)) into the results ``store`` holds (tag -> record) and
-    the jobs still to train (tag -> (key, job)), both in the plan's order."""
+    the jobs still to train (tag -> (key, job)), both in the plan's order. ``n_test``: the data's
+    test images, which a record's per-image results must cover."""
     done, todo = {}, {}
     for tag, (key, job) in plan.items():
-        found = load_result(store / f"{key}.json", job, log)
+        found = load_result(store / f"{key}.json", job, log, n_test)
         if found is not None:
             done[tag] = found
         else:
@@ -48,7 +50,7 @@ def collect(plan: Mapping[Any, tuple[str, dict]], store: Path, log: Callable[[st
     return done, todo
 
 
-def load_result(path: Path, job: Mapping[str, Any], log: Callable[[str], None]) -> dict | None:
+def load_result(path: Path, job: Mapping[str, Any], log: Callable[[str], None], n_test: int | None = None) -> dict | None:
     """A stored result for ``job``, or None if absent; one that is damaged, for another job or
     holds figures no run produces is set aside (renamed ``*.rejected``, never served) and logged."""
     try:
@@ -58,7 +60,7 @@ def load_result(path: Path, job: Mapping[str, Any], log: Callable[[str], None]) 
     except (OSError, ValueError, RecursionError) as err:  # a FIFO, a device, not JSON, nested too deep
         problem = f"cannot be read ({type(err).__name__}: {str(err)[:200]})"
     else:
-        problem = record_problem(stored, job, canonical, {name: p.keys for name, p in PROBES.items()})
+        problem = record_problem(stored, job, canonical, {name: p.keys for name, p in PROBES.items()}, n_test)
     if problem is None:
         return {**stored, "job": json.loads(json.dumps(job))}  # the job as asked: equal, with every field
     rejected = path.with_name(path.name + ".rejected")
@@ -81,6 +83,10 @@ class Recorder:
         path = atomic.write_json(self.store / f"{key}.json", result)
         self.done[tag] = json.loads(path.read_text())
         self.finished += 1
+        if "diverged" in self.done[tag]:
+            self.log(f"  [{self.finished}/{self.total}] {tag[0]}, seed {tag[1]}: diverged "
+                     f"({self.done[tag]['diverged']['what']})")  # fmt: skip
+            return
         s = self.done[tag]["summary"]
         self.log(f"  [{self.finished}/{self.total}] {tag[0]}, seed {tag[1]}: val acc {100 * s['val_acc']:.2f}%, "
                  f"{s['seconds']:.1f} s")  # fmt: skip
