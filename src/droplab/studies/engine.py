@@ -38,7 +38,7 @@ from ..verdicts import Claim, adjust
 from .backends import run_here, run_pool
 from .jobs import config_key, job_config
 from .plan import MAX_RUNS, check_size, estimate_seconds, format_seconds
-from .protocol import Protocol, choose_lr, tuning_table
+from .protocol import Protocol, choose_lr, pick_groups, tuning_table
 from .registry import Analysis, Study, Variant
 from .results import Results
 from .store import Recorder, collect, open_store
@@ -115,7 +115,7 @@ def run_study(
         stage = _Stage(study, protocol, epochs, quick, data, threads, val_size, verify, store, jobs, log)
         start = time.perf_counter()
         # 3. tuning (fair protocol): every variant at every learning rate of the grid, on the tuning seeds
-        chosen, tables = {}, []
+        chosen, scores, tables = {}, {}, []
         if protocol.fair:
             tuning = {(v.name, lr): protocol.tuned(v, lr) for v in variants for lr in grid}
             done = stage.run("tuning", list(tuning.values()), tune_seeds)
@@ -123,9 +123,11 @@ def run_study(
                       for v in variants}  # fmt: skip
             chosen = choose_lr(scores)
             tables.append(tuning_table(scores, chosen))
-        # 4. confirmation: fresh seeds, each variant at its learning rate
+        # 4. confirmation: fresh seeds, each variant (each group's best) at its learning rate
         seed_list = list(range(seeds))
-        confirm = [protocol.confirmed(v, chosen.get(v.name)) for v in variants]
+        picked_variants, picked = pick_groups(variants, scores, chosen)
+        chosen |= {group: chosen[name] for group, name in picked.items() if name in chosen}
+        confirm = [protocol.confirmed(v, chosen.get(v.name)) for v in picked_variants]
         done = stage.run("confirmation" if protocol.fair else "runs", confirm, seed_list)
         if diverged := [tag for tag, r in done.items() if "diverged" in r]:
             raise StudyError(f"study {study.name!r}: {diverged[0][0]} diverged on seed {diverged[0][1]} "
@@ -133,11 +135,12 @@ def run_study(
         wall = time.perf_counter() - start
         # 5. analyse, correct for the study's claims being many, and write the study's files
         regime = protocol.regime(study, seeds, quick)
-        results = Results(study, confirm, seed_list, done, regime, len(data.test_x))
+        results = Results(study, confirm, seed_list, done, regime, len(data.test_x), scores, chosen, picked)
         analysis = study.analyze(results)
         analysis.claims = adjust(_declared(study, analysis.claims), "holm")
         analysis.tables[:0] = tables
         report = _report(study, protocol, regime, chosen, quick, seed_list, confirm, done, stage, wall, analysis)
+        report["picked"] = picked
         _write(out, report, analysis)
         return report
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from ..verdicts import Table
 from .registry import Study, Variant
 
-__all__ = ["PROTOCOLS", "TUNE_SEED_BASE", "Protocol", "ProtocolError", "choose_lr", "tuning_table"]
+__all__ = ["PROTOCOLS", "TUNE_SEED_BASE", "Protocol", "ProtocolError", "choose_lr", "pick_groups", "tuning_table"]
 
 PROTOCOLS = ("fair", "lecture")
 TUNE_SEED_BASE = 10_000  # tuning seeds start here; confirmation seeds are 0 .. n-1 (a study has at most MAX_RUNS)
@@ -148,6 +148,37 @@ def choose_lr(scores: Mapping[str, Mapping[float, Sequence[float | None]]]) -> d
         best = max(usable.values())
         out[name] = min(lr for lr, m in usable.items() if m == best)
     return out
+
+
+def pick_groups(variants: Sequence[Variant], scores: Mapping[str, Mapping[float, Sequence[float | None]]],
+                chosen: Mapping[str, float]) -> tuple[list[Variant], dict[str, str]]:  # fmt: skip
+    """The variants to confirm: every variant of no group, and of each group its member with the
+    highest mean tuning score at its chosen rate (its first, without scores: the lecture's
+    protocol), renamed to the group, in the place of the group's first member.
+
+    Returns:
+        the variants, and ``{group: the member picked}``.
+
+    Examples::
+
+        >>> vs = [Variant("plain"), Variant("g 0.2", group="gaussian"), Variant("g 0.5", group="gaussian")]
+        >>> out, picked = pick_groups(vs, {"g 0.2": {0.1: [0.8]}, "g 0.5": {0.1: [0.9]}}, {"g 0.2": 0.1, "g 0.5": 0.1})
+        >>> [v.name for v in out], picked
+        (['plain', 'gaussian'], {'gaussian': 'g 0.5'})
+    """
+    out, picked = [], {}
+    for v in variants:
+        if v.group is None:
+            out.append(v)
+            continue
+        if v.group in picked:
+            continue
+        members = [w for w in variants if w.group == v.group]
+        mean = lambda w: sum(scores[w.name][chosen[w.name]]) / len(scores[w.name][chosen[w.name]])  # noqa: E731
+        best = max(members, key=mean) if scores else members[0]  # max: the first on a tie
+        picked[v.group] = best.name
+        out.append(dataclasses.replace(best, name=v.group, group=None))
+    return out, picked
 
 
 def tuning_table(scores: Mapping[str, Mapping[float, Sequence[float | None]]], chosen: Mapping[str, float]) -> Table:

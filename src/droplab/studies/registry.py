@@ -48,12 +48,16 @@ class Variant:
         overrides: ``TrainConfig`` fields over the study's ``base``.
         probes: the names of the probes (:data:`PROBES`) run on each trained model.
         epochs: its own number of epochs; ``None``: the study's.
+        group: variants of one group are candidates for one place (e.g. the strengths of one
+            kind of noise): under the fair protocol each is tuned and only the group's best on
+            validation is confirmed, under the group's name; under the lecture's, its first.
     """
 
     name: str
     overrides: Mapping[str, Any] = field(default_factory=dict)
     probes: tuple[str, ...] = ()
     epochs: int | None = None
+    group: str | None = None
 
 
 @dataclass

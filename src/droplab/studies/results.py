@@ -46,12 +46,25 @@ class Results:
             ``probes`` and ``job`` (and ``per_image`` where the run stored it).
         regime: the setting the runs trained in, in words, for the claims' lines.
         n_test: the number of test images (what a run's ``per_image`` bits are read as).
+        tuning: under the fair protocol, ``{variant: {lr: [best validation accuracy per tuning seed
+            (None: diverged)]}}``, for every variant tuned (every member of a group too).
+        lr: the learning rate chosen per variant (and group).
+        picked: ``{group: the member confirmed}``.
     """
 
     def __init__(self, study: Study, variants: list[Variant], seeds: list[int], jobs: dict, regime: str = "",
-                 n_test: int | None = None) -> None:  # fmt: skip
+                 n_test: int | None = None, tuning: dict | None = None, lr: dict | None = None,
+                 picked: dict | None = None) -> None:  # fmt: skip
         self.study, self.variants, self.seeds, self._jobs = study, variants, seeds, jobs
         self.regime, self.n_test = regime, n_test
+        self.tuning, self.lr, self.picked = tuning or {}, lr or {}, picked or {}
+
+    def tuning_score(self, variant: str) -> float | None:
+        """A tuned variant's mean best validation accuracy at its chosen rate, on the tuning seeds (None: not tuned)."""
+        if variant not in self.tuning or variant not in self.lr:
+            return None
+        scores = self.tuning[variant][self.lr[variant]]
+        return sum(scores) / len(scores)
 
     def get(self, variant: str, seed: int) -> dict:
         """The stored record of one run."""
