@@ -108,6 +108,7 @@ class Claim:
         p_other_adjusted: the adjusted p-value of its other test (equivalence for a superiority
             claim; non-equivalence for an equivalence claim).
         family: the number of tests in the family its p-values were adjusted in.
+        per_seed: the statistic's value on each seed (their mean is the estimate's).
 
     Examples::
 
@@ -132,6 +133,7 @@ class Claim:
     p_adjusted: float | None = None
     p_other_adjusted: float | None = None
     family: int = 1
+    per_seed: tuple[float, ...] = ()
 
     # --- the two tests: the claim's own, and the other one
     @property
@@ -180,7 +182,7 @@ class Claim:
         nan = lambda v: math.nan if v is None else float(v)  # noqa: E731
         e = Estimate(r["estimate"], nan(r["se"]), nan(r["df"]), r["seeds"], nan(r["image_se"]))
         return cls(h, e, tuple(r["runs"]), r["statistic"], r["regime"], nan(r["p_adjusted"]),
-                   nan(r["p_other_adjusted"]), r["family"])  # fmt: skip
+                   nan(r["p_other_adjusted"]), r["family"], tuple(r["per_seed"]))  # fmt: skip
 
     # --- how it is shown and stored
     def line(self) -> str:
@@ -210,7 +212,8 @@ class Claim:
             "p_other": _json(self.p_other),
             "p_other_adjusted": _json(self.p_other if self.p_other_adjusted is None else self.p_other_adjusted),
             "family": self.family, "mde": _json(self.mde), "outcome": self.outcome, "regime": self.regime,
-            "seeds": e.n, "runs": list(self.runs), "statistic": self.statistic, "identity": self.identity,
+            "seeds": e.n, "per_seed": list(self.per_seed), "runs": list(self.runs), "statistic": self.statistic,
+            "identity": self.identity,
             "line": self.line(),
         }  # fmt: skip
 

@@ -116,12 +116,23 @@ class Results:
         """The keys of the runs of ``variants``, variant by variant, seed by seed."""
         return tuple(config_key(self._jobs[v, s]["job"]) for v in variants for s in self.seeds)
 
-    def measure(self, h: Hypothesis, estimate: Estimate, variants: Sequence[str], statistic: str) -> Claim:
-        """The claim ``h`` as measured by ``estimate``, a ``statistic`` of the runs of ``variants``."""
+    def measure(self, h: Hypothesis, estimate: Estimate, variants: Sequence[str], statistic: str,
+                per_seed: Sequence[float]) -> Claim:  # fmt: skip
+        """The claim ``h`` as measured by ``estimate``, a ``statistic`` of the runs of ``variants``
+        whose value on each seed is ``per_seed`` (stored with the claim, so that anyone can
+        recompute it; the estimate's mean must be their mean)."""
         if h not in self.study.hypotheses:
             raise UndeclaredHypothesis(self.study.name, h.text)
-        return Claim(h, estimate, self.keys(variants), statistic, self.regime)
+        per_seed = tuple(float(v) for v in per_seed)
+        if len(per_seed) != estimate.n or abs(sum(per_seed) / len(per_seed) - estimate.mean) > 1e-9 * max(
+            1.0, abs(estimate.mean)
+        ):
+            raise ValueError(f"claim {h.text!r}: the per-seed values (mean {sum(per_seed) / len(per_seed)!r}, "
+                             f"{len(per_seed)} seeds) are not the estimate's ({estimate.mean!r}, {estimate.n})")
+        return Claim(h, estimate, self.keys(variants), statistic, self.regime, per_seed=per_seed)
 
     def claim(self, h: Hypothesis, a: str, b: str, key: str = "test_acc") -> Claim:
         """The claim ``h`` measured as ``a - b`` on ``key`` (:meth:`difference`)."""
-        return self.measure(h, self.difference(a, b, key), (a, b), f"{key}: {a} − {b}")
+        scale = 100.0 if key.endswith("acc") else 1.0
+        per_seed = [x - y for x, y in zip(self.values(a, key, scale), self.values(b, key, scale))]
+        return self.measure(h, self.difference(a, b, key), (a, b), f"{key}: {a} − {b}", per_seed)
