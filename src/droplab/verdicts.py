@@ -35,6 +35,7 @@ from .stats import (
     p_difference,
     p_equivalence,
     p_nonequivalence,
+    seeds_for,
 )
 
 __all__ = ["KINDS", "Hypothesis", "Claim", "Table", "adjust", "format_interval", "HypothesisError"]
@@ -170,6 +171,16 @@ class Claim:
         return mde(self.estimate.se, self.estimate.df, ALPHA, 0.8, self.family)
 
     @property
+    def seeds_needed(self) -> int | None:
+        """The fewest seeds whose MDE would be at most the margin, this design's variances given
+        (None: none up to 1,000, e.g. where the test images' share alone is too large)."""
+        e = self.estimate
+        if math.isnan(e.se) or e.n < 2:
+            return None
+        seed_var = max(e.se**2 - e.image_se**2, 0.0) * e.n
+        return seeds_for(self.hypothesis.margin, math.sqrt(seed_var), e.image_se**2, ALPHA, 0.8, self.family)
+
+    @property
     def identity(self) -> str:
         """The same runs and the same statistic: the same claim (16 hex digits)."""
         text = "\n".join([*self.runs, self.statistic])
@@ -195,7 +206,9 @@ class Claim:
         form = "≈ within" if h.kind == "equivalence" else "δ"
         power = ""
         if not math.isnan(self.mde) and self.mde > h.margin:
-            power = "; underpowered"
+            enough = self.seeds_needed
+            power = "; underpowered" + (f": about {enough} seeds would resolve ±δ" if enough else
+                                        ": more seeds alone would not resolve ±δ")  # fmt: skip
         stats = (f"{form} ±{h.margin:.{digits}g}{unit}; p {_p(self.p)}, adjusted {_p(p_adj)}; "
                  f"MDE {_figure(self.mde, digits)}{power}")  # fmt: skip
         regime = f" ({self.regime})" if self.regime else ""
@@ -211,7 +224,7 @@ class Claim:
             "p": _json(self.p), "p_adjusted": _json(self.p if self.p_adjusted is None else self.p_adjusted),
             "p_other": _json(self.p_other),
             "p_other_adjusted": _json(self.p_other if self.p_other_adjusted is None else self.p_other_adjusted),
-            "family": self.family, "mde": _json(self.mde), "outcome": self.outcome, "regime": self.regime,
+            "family": self.family, "mde": _json(self.mde), "seeds_needed": self.seeds_needed, "outcome": self.outcome, "regime": self.regime,
             "seeds": e.n, "per_seed": list(self.per_seed), "runs": list(self.runs), "statistic": self.statistic,
             "identity": self.identity,
             "line": self.line(),
