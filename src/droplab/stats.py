@@ -348,12 +348,13 @@ def p_nonequivalence(e: Estimate, margin: float) -> float:
 
 # --- Multiplicity -------------------------------------------------------------------------------
 
-def _checked_ps(ps: Sequence[float]) -> list[float]:
+def _ranked(ps: Sequence[float]) -> tuple[list[float], list[int]]:
+    """The p-values checked, and the indices of the non-NaN ones from the smallest p up."""
     ps = [float(p) for p in ps]
     bad = [p for p in ps if not (math.isnan(p) or 0.0 <= p <= 1.0)]
     if bad:
         raise ValueError(f"p-values must lie in [0, 1] (or be NaN), got {bad}")
-    return ps
+    return ps, sorted((i for i, p in enumerate(ps) if not math.isnan(p)), key=lambda i: ps[i])
 
 
 def holm(ps: Sequence[float]) -> list[float]:
@@ -365,8 +366,7 @@ def holm(ps: Sequence[float]) -> list[float]:
         >>> holm([0.01, 0.04, 0.03, math.nan])
         [0.03, 0.06, 0.06, nan]
     """
-    ps = _checked_ps(ps)
-    order = sorted((i for i, p in enumerate(ps) if not math.isnan(p)), key=lambda i: ps[i])
+    ps, order = _ranked(ps)
     out, running, m = list(ps), 0.0, len(order)
     for k, i in enumerate(order):
         running = max(running, min(1.0, (m - k) * ps[i]))
@@ -383,8 +383,7 @@ def benjamini_hochberg(ps: Sequence[float]) -> list[float]:
         >>> benjamini_hochberg([0.01, 0.04, 0.03, math.nan])
         [0.03, 0.04, 0.04, nan]
     """
-    ps = _checked_ps(ps)
-    order = sorted((i for i, p in enumerate(ps) if not math.isnan(p)), key=lambda i: ps[i])
+    ps, order = _ranked(ps)
     out, running, m = list(ps), 1.0, len(order)
     for k in range(m - 1, -1, -1):
         i = order[k]
