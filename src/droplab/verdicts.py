@@ -20,6 +20,7 @@ read from the adjusted p-values; the interval printed is the unadjusted 95% inte
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -165,12 +166,12 @@ class Claim:
         p_equiv, p_diff = (p, q) if h.kind == "equivalence" else (q, p)
         return outcome(self.estimate, h.kind, h.margin, h.expect_positive, p_diff, p_equiv, ALPHA)
 
-    @property
+    @functools.cached_property
     def mde(self) -> float:
         """The smallest margin this design resolves at 80% power, within its family (see :func:`droplab.stats.mde`)."""
         return mde(self.estimate.se, self.estimate.df, ALPHA, 0.8, self.family)
 
-    @property
+    @functools.cached_property
     def seeds_needed(self) -> int | None:
         """The fewest seeds whose MDE would be at most the margin, this design's variances given
         (None: none up to 1,000, e.g. where the test images' share alone is too large)."""
