@@ -1,0 +1,81 @@
+"""The suite of studies read as one: each distinct claim once, primary claims corrected across the suite."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from droplab.stats import Estimate
+from droplab.studies.suite import suite, suite_markdown, write_suite
+from droplab.verdicts import Claim, Hypothesis, adjust
+
+
+def _claim(text: str, mean: float, se: float, runs: tuple[str, ...], primary: bool = False) -> dict:
+    h = Hypothesis(text, margin=0.3, primary=primary)
+    return adjust([Claim(h, Estimate(mean, se, 1e9, 10), runs, f"test_acc: {text}", "regime",
+                         per_seed=(mean,) * 10)])[0].record()  # fmt: skip
+
+
+def test_a_claim_from_identical_runs_is_made_once_and_its_other_studies_named():
+    same = _claim("dropout raises test accuracy", 1.0, 0.2, ("k1", "k2"), primary=True)
+    again = {**_claim("dropout raises test accuracy (weight-decay's words)", 1.0, 0.2, ("k1", "k2")),
+             "identity": same["identity"]}  # fmt: skip
+    other = _claim("weight decay raises test accuracy", 0.5, 0.2, ("k3", "k2"))
+    s = suite([{"study": "headline", "claims": [same]}, {"study": "weight-decay", "claims": [again, other]}])
+    assert [c["study"] for c in s["claims"]] == ["headline", "weight-decay"]
+    assert s["claims"][0]["also_in"] == ["weight-decay"] and s["repeated"] == 1
+    assert sum(s["outcomes"].values()) == 2 and s["primaries"] == 1
+    assert "also in weight-decay" in suite_markdown(s)
+
+
+def test_the_primaries_are_corrected_across_the_suite_by_benjamini_hochberg():
+    # three primaries (one per study), z = mean/se with infinite df: p = 2 (1 - Phi(z))
+    # z = 3.0 -> p 0.0026998; z = 2.2 -> p 0.0278069; z = 1.9 -> p 0.0574331
+    # BH, m = 3: sorted p * m / rank -> 0.0081, 0.0417, 0.0574 (monotone from the top): 0.0081, 0.0417, 0.0574
+    reports = [{"study": f"s{i}", "claims": [_claim(f"claim {i}", z, 1.0, (f"r{i}",), primary=True)]}
+               for i, z in enumerate((3.0, 2.2, 1.9))]  # fmt: skip
+    s = suite(reports)
+    got = [c["p_adjusted"] for c in s["claims"]]
+    assert got == pytest.approx([0.0026998 * 3, 0.0278069 * 3 / 2, 0.0574331], rel=1e-3)
+    assert [c["outcome"] for c in s["claims"]] == ["supported", "supported", "inconclusive"]
+    assert all(c["family_suite"] == 3 for c in s["claims"])
+
+
+def test_a_secondary_claim_keeps_its_study_s_correction(tmp_path):
+    primary = _claim("the primary", 3.0, 1.0, ("a",), primary=True)
+    secondary = _claim("a secondary", 2.2, 1.0, ("b",))
+    s = write_suite(tmp_path, [{"study": "x", "claims": [primary, secondary]}], 12.0)
+    assert s["claims"][1]["p_adjusted"] == secondary["p_adjusted"]
+    assert (tmp_path / "suite.json").exists() and "Wall time 0.2 min" in (tmp_path / "suite.md").read_text()
+    assert not math.isnan(s["claims"][0]["p_adjusted"])
+
+
+# --- the command line: the protocol's options, the plan, the suite of `study all` --------------
+
+from test_cli import run_cli  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--protocol", "best"], "invalid choice: 'best'"),
+        (["--lr-grid", "0.1,fast"], "--lr-grid '0.1,fast': invalid, expected learning rates separated by commas"),
+        (["--lr-grid", "0.1,-1"], "--lr-grid (0.1, -1.0): invalid, expected distinct learning rates > 0"),
+        (["--lr-grid", "0.1,0.1"], "--lr-grid (0.1, 0.1): invalid, expected distinct learning rates > 0"),
+        (["--tune-seeds", "0"], "--tune-seeds 0: invalid, expected an integer from 1 to 10000"),
+    ],
+)
+def test_bad_protocol_options_exit_2_before_any_work(args, message, capsys, tmp_path):
+    code, _, err = run_cli(["study", "headline", "--out", str(tmp_path / "o"), *args], capsys)
+    assert code == 2 and message in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_plan_prints_the_runs_and_trains_nothing(tiny_dir, tmp_path, capsys):
+    args = ["study", "headline", "--data-dir", str(tiny_dir), "--no-verify", "--val-size", "100", "--seeds", "4",
+            "--tune-seeds", "3", "--lr-grid", "0.05,0.1", "--out", str(tmp_path / "o"), "--plan"]  # fmt: skip
+    code, out, _ = run_cli(args, capsys)
+    # 2 variants x (2 rates x 3 tuning seeds + 4 confirmation seeds)
+    assert code == 0 and "headline: 20 runs" in out and "nothing was trained" in out
+    assert not (tmp_path / "o").exists()
