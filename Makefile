@@ -48,6 +48,7 @@ bench: install data
 	$(BIN)/python benchmarks/train_seed.py
 	$(BIN)/python benchmarks/train_floor.py
 	$(BIN)/python benchmarks/cli_dropout.py
+	$(BIN)/python benchmarks/verdict_calibration.py
 
 clean:
 	rm -rf $(VENV) src/*.egg-info .pytest_cache notebooks/dropout.ipynb
