@@ -79,3 +79,39 @@ def test_plan_prints_the_runs_and_trains_nothing(tiny_dir, tmp_path, capsys):
     # 2 variants x (2 rates x 3 tuning seeds + 4 confirmation seeds)
     assert code == 0 and "headline: 20 runs" in out and "nothing was trained" in out
     assert not (tmp_path / "o").exists()
+
+
+# --- a study's hypotheses: declared before its runs, each measured once ------------------------
+
+from droplab.studies import registry, run_study  # noqa: E402
+from droplab.studies.engine import StudyError  # noqa: E402
+from droplab.studies.results import UndeclaredHypothesis  # noqa: E402
+
+H1 = Hypothesis("dropout raises test accuracy", primary=True)
+H2 = Hypothesis("dropout raises it a lot")
+
+
+def _tiny_study(analyze, hypotheses=(H1, H2)):
+    variants = lambda quick: [registry.Variant("plain", {"dropout": (0.0, 0.0)}),  # noqa: E731
+                              registry.Variant("dropout", {"dropout": (0.5, 0.5)})]
+    return registry.Study("tiny", "", "", variants, analyze, hypotheses=tuple(hypotheses), lr_grid=(0.1,))
+
+
+@pytest.mark.parametrize(
+    "measured, error",
+    [((H1,), StudyError), ((H1, H1, H2), StudyError), ((H1, H2, Hypothesis("undeclared")), UndeclaredHypothesis)],
+)
+def test_a_study_must_measure_each_declared_hypothesis_once(measured, error, tiny_dir, tmp_path):
+    def analyze(r):
+        return registry.Analysis([r.claim(h, "dropout", "plain") for h in measured], [], {})
+
+    with pytest.raises(error):
+        run_study(_tiny_study(analyze), tiny_dir, tmp_path / "o", seeds=2, quick=True, verify=False, val_size=100,
+                  log=lambda line: None)  # fmt: skip
+
+
+def test_a_study_declares_at_most_one_primary_and_each_hypothesis_once():
+    with pytest.raises(ValueError, match="more than one primary"):
+        _tiny_study(None, (H1, Hypothesis("another", primary=True)))
+    with pytest.raises(ValueError, match="declared twice"):
+        _tiny_study(None, (H1, H1))
