@@ -249,7 +249,8 @@ def test_compare_two_seeds_writes_json_figure_and_summary(tiny_dir, tmp_path, ca
         (["--augment", "9"], "--augment 9: invalid, expected an integer from 0 to 8"),
         (["--max-norm", "-1"], "--max-norm -1.0: invalid, expected a number >= 0 and at most 3.403e+38 (0: off)"),
         (["--train-size", "-1"], "--train-size -1: invalid, expected an integer >= 0"),
-        (["--noise", "gaussian"], "--model scratch: invalid, expected mlp when noise or norm is set"),
+        (["--noise", "gaussian"], "--model scratch: invalid, expected mlp when noise or norm or input_dropout or "
+                                  "activation is set"),
     ],
 )
 def test_recipe_and_model_option_errors(args, message, capsys):
