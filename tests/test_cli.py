@@ -336,9 +336,9 @@ def test_what_a_recipe_fixes_and_resume_may_change_come_from_the_fields():
     fields = dataclasses.fields(TrainConfig)
     assert {f.name for f in fields if f.metadata["recipe"]} == {
         "model", "hidden", "dropout", "dropout_impl", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
-        "noise", "norm", "max_norm", "train_size", "schedule", "augment"}  # fmt: skip
+        "noise", "norm", "input_dropout", "activation", "max_norm", "train_size", "schedule", "augment"}  # fmt: skip
     assert {f.name for f in fields if f.metadata["run_only"]} == {"threads", "checkpoint_every"}
-    assert {f.name for f in fields if f.metadata["mlp"]} == {"noise", "norm"}
+    assert {f.name for f in fields if f.metadata["mlp"]} == {"noise", "norm", "input_dropout", "activation"}
     from droplab.cli import build_parser
 
     args = build_parser().parse_args(["train", "--recipe", "best", "--seed", "3", "--epochs", "2",
