@@ -249,7 +249,8 @@ def test_compare_two_seeds_writes_json_figure_and_summary(tiny_dir, tmp_path, ca
         (["--augment", "9"], "--augment 9: invalid, expected an integer from 0 to 8"),
         (["--max-norm", "-1"], "--max-norm -1.0: invalid, expected a number >= 0 and at most 3.403e+38 (0: off)"),
         (["--train-size", "-1"], "--train-size -1: invalid, expected an integer >= 0"),
-        (["--noise", "gaussian"], "--model scratch: invalid, expected mlp when noise or norm is set"),
+        (["--noise", "gaussian"], "--model scratch: invalid, expected mlp when noise or norm or input_dropout or "
+                                  "activation is set"),
     ],
 )
 def test_recipe_and_model_option_errors(args, message, capsys):
@@ -335,9 +336,9 @@ def test_what_a_recipe_fixes_and_resume_may_change_come_from_the_fields():
     fields = dataclasses.fields(TrainConfig)
     assert {f.name for f in fields if f.metadata["recipe"]} == {
         "model", "hidden", "dropout", "dropout_impl", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
-        "noise", "norm", "max_norm", "train_size", "schedule", "augment"}  # fmt: skip
+        "noise", "norm", "input_dropout", "activation", "max_norm", "train_size", "schedule", "augment"}  # fmt: skip
     assert {f.name for f in fields if f.metadata["run_only"]} == {"threads", "checkpoint_every"}
-    assert {f.name for f in fields if f.metadata["mlp"]} == {"noise", "norm"}
+    assert {f.name for f in fields if f.metadata["mlp"]} == {"noise", "norm", "input_dropout", "activation"}
     from droplab.cli import build_parser
 
     args = build_parser().parse_args(["train", "--recipe", "best", "--seed", "3", "--epochs", "2",

@@ -158,7 +158,8 @@ def test_variants_train(tiny, extra):
     [
         ({"noise": "salt"}, "noise = 'salt' is invalid: expected one of dropout, gaussian"),
         ({"norm": "group"}, "norm = 'group' is invalid: expected one of none, batch, layer"),
-        ({"noise": "gaussian"}, "model = 'scratch' is invalid: expected mlp when noise or norm is set"),
+        ({"noise": "gaussian"}, "model = 'scratch' is invalid: expected mlp when noise or norm or input_dropout or "
+                                "activation is set"),
         ({"model": "mlp", "noise": "gaussian", "dropout": (1.0, 0.5)}, "infinite variance"),
         ({"max_norm": -1.0}, "max_norm = -1.0 is invalid: expected a number >= 0"),
         ({"max_norm": float("inf")}, "max_norm = inf is invalid"),
@@ -283,7 +284,8 @@ def test_every_field_is_checked_on_its_own_before_how_fields_relate():
 
     with pytest.raises(ConfigError, match="width_scale = 'wide' is invalid: expected a number > 0"):
         Scratch(width_scale="wide").validate()
-    with pytest.raises(ConfigError, match="model = 'scratch' is invalid: expected mlp when noise or norm or width"):
+    mlp_only = "noise or norm or input_dropout or activation or width"
+    with pytest.raises(ConfigError, match=f"model = 'scratch' is invalid: expected mlp when {mlp_only}"):
         Scratch(width_scale=2.0).validate()
     assert Scratch(model="mlp", width_scale=2.0).validate().width_scale == 2.0
 

@@ -4,13 +4,15 @@ Linear -> ReLU -> Dropout(p1) -> Linear -> ReLU -> Dropout(p2) -> Linear
 
 ``DropoutMLPScratch`` calls the functional dropout itself, only while ``self.training``;
 ``DropoutMLP`` is the concise version built from the stock ``torch.nn.Dropout`` layer,
-whose train/eval switch turns it off. ``MLP`` is the general form (any depth), and the
-plain MLP of the comparison is an ``MLP`` without dropout layers.
+whose train/eval switch turns it off. ``MLP`` is the general form (any depth, other noise,
+normalization, input dropout, SELU), and the plain MLP of the comparison is an ``MLP`` without
+dropout layers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -23,7 +25,8 @@ from .data import NUM_CLASSES as NUM_OUTPUTS
 from .data import NUM_INPUTS
 from .noise import NOISE_KINDS, DropConnectLinear, noise_layer
 
-__all__ = ["DropoutMLPScratch", "DropoutMLP", "MLP", "MODEL_NAMES", "NORMS", "build_model", "noise_active"]
+__all__ = ["DropoutMLPScratch", "DropoutMLP", "MLP", "MODEL_NAMES", "NORMS", "ACTIVATIONS", "build_model",
+           "noise_active"]  # fmt: skip
 
 MODEL_NAMES = ("scratch", "concise", "plain", "mlp")
 
@@ -100,11 +103,12 @@ class DropoutMLP(nn.Module):
 
 
 NORMS = ("none", "batch", "layer")
+ACTIVATIONS = {"relu": nn.ReLU, "selu": nn.SELU}  # the hidden layers' nonlinearity (MLP's ``activation``)
 
 
 class MLP(nn.Module):
-    """An MLP of any depth: ``Linear -> [Norm] -> ReLU -> [noise(p_i)]`` per hidden layer, then
-    ``Linear``.
+    """An MLP of any depth: ``[Dropout(input_dropout)]``, then ``Linear -> [Norm] -> ReLU (or
+    SELU) -> [noise(p_i)]`` per hidden layer, then ``Linear``.
 
     Args:
         hidden: widths of the hidden layers.
@@ -116,6 +120,12 @@ class MLP(nn.Module):
             probability ``p_i`` instead of its activations.
         norm: ``"none"``, ``"batch"`` (``BatchNorm1d``) or ``"layer"`` (``LayerNorm``) after
             each hidden linear layer, before the ReLU.
+        input_dropout: probability in [0, 1) of dropping each input pixel while training, before
+            the first linear layer (the dropout paper's input dropout, p ~ 0.2): plain inverted
+            dropout, the same layer as the hidden ones' dropout whatever ``noise`` is; 0: no layer.
+        activation: ``"relu"`` or ``"selu"``; SELU initializes every linear layer's weights
+            LeCun-normal (std ``1/sqrt(fan_in)``) and its biases 0, as self-normalizing networks
+            need (Klambauer et al. 2017; alpha dropout, ``noise="alpha"``, is made for them).
         num_inputs, num_outputs: sizes of input and output (Fashion-MNIST: 784 and 10).
     """
 
@@ -129,17 +139,23 @@ class MLP(nn.Module):
         dropout_impl: str = "fast",
         noise: str = "dropout",
         norm: str = "none",
+        input_dropout: float = 0.0,
+        activation: str = "relu",
     ) -> None:
         super().__init__()
         _check_lengths(hidden, dropout)
         layers = {"scratch": lambda p: dnn.Dropout(p, impl=dropout_impl), "torch": nn.Dropout}
         if impl not in layers:
             raise ValueError(f"impl must be one of {sorted(layers)}, got {impl!r}")
-        if noise not in NOISE_KINDS:
-            raise ValueError(f"noise must be one of {', '.join(NOISE_KINDS)}; got {noise!r}")
-        if norm not in NORMS:
-            raise ValueError(f"norm must be one of {', '.join(NORMS)}; got {norm!r}")
+        for name, value, accepted in (("noise", noise, NOISE_KINDS), ("norm", norm, NORMS),
+                                      ("activation", activation, ACTIVATIONS)):  # fmt: skip
+            if value not in accepted:
+                raise ValueError(f"{name} must be one of {', '.join(accepted)}; got {value!r}")
+        if functional.check_probability(input_dropout) == 1.0:
+            raise ValueError("input_dropout must be in [0, 1): p = 1 would drop every input pixel")
         modules: list[nn.Module] = [nn.Flatten()]
+        if input_dropout > 0:  # none at 0: the model (and its parameters' names) as without the option
+            modules.append(layers[impl](input_dropout))
         width, before = num_inputs, 0.0  # before: the dropconnect p of the next linear layer
         for size, p in zip(hidden, dropout):
             functional.check_probability(p)
@@ -151,7 +167,7 @@ class MLP(nn.Module):
                 modules.append(nn.BatchNorm1d(size))
             elif norm == "layer":
                 modules.append(nn.LayerNorm(size))
-            modules.append(nn.ReLU())
+            modules.append(ACTIVATIONS[activation]())
             if p > 0 and noise == "dropout":
                 modules.append(layers[impl](p))
             elif p > 0 and noise != "dropconnect":
@@ -162,11 +178,14 @@ class MLP(nn.Module):
         else:
             modules.append(nn.Linear(width, num_outputs))
         self.net = nn.Sequential(*modules)
+        if activation == "selu":
+            _lecun_normal_(self.net)
 
     @property
     def fusable_at(self) -> frozenset[int]:
         """Where ``Linear -> ReLU -> fast Dropout`` starts in ``net``: the hidden layers trained
-        as one fused step (:func:`droplab.fused.linear_relu_dropout`)."""
+        as one fused step (:func:`droplab.fused.linear_relu_dropout`). None with SELU; the input
+        dropout is no such triple and runs as its own layer."""
         modules = list(self.net)
         return frozenset(i for i in range(len(modules) - 2) if _fusable_triple(*modules[i : i + 3]))
 
@@ -184,6 +203,17 @@ class MLP(nn.Module):
             else:
                 x, i = modules[i](x), i + 1
         return x
+
+
+@torch.no_grad()
+def _lecun_normal_(net: nn.Module) -> None:
+    """Every linear layer of ``net``, in order: weights from N(0, 1/fan_in), biases 0 (the
+    initialization of self-normalizing networks). Drawn from torch's global generator."""
+    for m in net.modules():
+        if isinstance(m, nn.Linear):
+            m.weight.normal_(0.0, 1.0 / math.sqrt(m.in_features))
+            if m.bias is not None:
+                m.bias.zero_()
 
 
 def _fusable_triple(linear: nn.Module, relu: nn.Module, dropout: nn.Module) -> bool:
@@ -209,26 +239,31 @@ def build_model(
     dropout_impl: str = "fast",
     noise: str = "dropout",
     norm: str = "none",
+    input_dropout: float = 0.0,
+    activation: str = "relu",
 ) -> nn.Module:
     """The model the CLI calls ``name``: ``scratch``, ``concise``, ``plain`` or ``mlp``.
 
     With two hidden layers, ``scratch`` and ``concise`` are the lecture's classes; other depths
     use :class:`MLP`. ``plain`` ignores ``dropout``. ``mlp`` is the general :class:`MLP`, the
-    only one with other ``noise`` or a ``norm``. For one seed, all start from the same
-    weights (their linear layers are created in the same order). ``dropout_impl`` picks the
+    only one with other ``noise``, a ``norm``, ``input_dropout`` or another ``activation``. For
+    one seed, all start from the same weights (their linear layers are created in the same
+    order; SELU then redraws them LeCun-normal). ``dropout_impl`` picks the
     dropout function of ``scratch`` and ``mlp``: ``"fast"`` (default) or the lecture's
     ``"reference"``.
     """
     if name not in MODEL_NAMES:
         raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}; got {name!r}")
-    if name != "mlp" and (noise, norm) != ("dropout", "none"):
-        raise ValueError(f"noise and norm other than dropout/none need model 'mlp', got model {name!r}")
+    if name != "mlp" and (noise, norm, input_dropout, activation) != ("dropout", "none", 0.0, "relu"):
+        raise ValueError(f"noise, norm, input_dropout and activation other than dropout, none, 0 and relu need model "
+                         f"'mlp', got model {name!r}")  # fmt: skip
     if name == "plain":
         return MLP(hidden, [0.0] * len(hidden))
     _check_lengths(hidden, dropout)
     functional.check_impl(dropout_impl)
     if name == "mlp":
-        return MLP(hidden, dropout, impl="scratch", dropout_impl=dropout_impl, noise=noise, norm=norm)
+        return MLP(hidden, dropout, impl="scratch", dropout_impl=dropout_impl, noise=noise, norm=norm,
+                   input_dropout=input_dropout, activation=activation)  # fmt: skip
     if name == "concise":
         if len(hidden) == 2:
             return DropoutMLP(NUM_OUTPUTS, hidden[0], hidden[1], dropout[0], dropout[1])

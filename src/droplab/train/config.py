@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ..functional import IMPLEMENTATIONS as DROPOUT_IMPLS
-from ..models import MODEL_NAMES, NORMS
+from ..models import ACTIVATIONS, MODEL_NAMES, NORMS
 from ..noise import NOISE_KINDS
 
 if TYPE_CHECKING:
@@ -173,9 +173,16 @@ class TrainConfig:
     threads: int | None = _option(None, lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1",
                                   "torch threads (default: torch's)", run_only=True)  # fmt: skip
     eval_batch_size: int = _int(8192, 1)
-    # model "mlp" only: other noise than dropout, normalization (see droplab.models.MLP)
+    # model "mlp" only: other noise than dropout, normalization, input dropout, SELU (see droplab.models.MLP)
     noise: str = _choice("dropout", NOISE_KINDS, "noise after each ReLU", commands=("train",), recipe=True, mlp=True)
     norm: str = _choice("none", NORMS, "normalization before each ReLU", commands=("train",), recipe=True, mlp=True)
+    input_dropout: float = _option(0.0, lambda v: _is_real(v) and 0.0 <= v < 1.0, "a probability in [0, 1) (0: off)",
+                                   "dropout on the input pixels, before the first layer (0: off; the dropout "
+                                   "paper's p is about 0.2)", commands=("train",), recipe=True, mlp=True,
+                                   metavar="P")  # fmt: skip
+    activation: str = _choice("relu", ACTIVATIONS, "the hidden layers' nonlinearity: relu, or selu with LeCun-normal "
+                              "weights (self-normalizing; for noise alpha)", commands=("train",), recipe=True,
+                              mlp=True)  # fmt: skip
     # > 0: max-norm constraint on every linear layer's rows, after each step
     max_norm: float = _option(0.0, lambda v: _is_real(v) and 0.0 <= v <= FLOAT32_MAX,
                               f"a number >= 0 and {_FLOAT32} (0: off)", "max-norm bound on weight rows (0: off)",

@@ -71,12 +71,12 @@ def evaluate_each(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size
 @torch.no_grad()
 def activation_variances(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     """Variance of each hidden layer's activations on ``x``: per unit over the examples, then
-    averaged over the units. ``act_var_<i>``: the ReLU outputs of hidden layer i in eval mode;
+    averaged over the units. ``act_var_<i>``: the ReLU (or SELU) outputs of hidden layer i in eval mode;
     ``act_var_train_<i>``: what the next layer receives in training mode (after dropout or
     other noise). Training-mode noise is drawn on a forked generator, so measuring does not
     change the run; batch-norm layers stay in eval mode for it.
     """
-    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    relus = [m for m in model.modules() if isinstance(m, (nn.ReLU, nn.SELU))]  # the hidden layers' activations
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)][1:]  # those after a hidden layer
     seen: dict[str, torch.Tensor] = {}
     hooks = [r.register_forward_hook(lambda m, i, o, k=k: seen.__setitem__(f"relu{k}", o)) for k, r in enumerate(relus)]

@@ -1,8 +1,8 @@
 """The training step of droplab's MLPs written out: forward and backward without autograd.
 
 For the lecture's ``DropoutMLPScratch`` and the ``MLP`` of ``Linear -> ReLU [-> Dropout]``
-hidden layers (droplab's fast dropout, no normalization, no other noise, no hooks), in
-float32 or float64 on CPU at fp32 precision, :class:`WrittenOut` computes what
+hidden layers (droplab's fast dropout, no normalization, no other noise, no input dropout, ReLU
+not SELU, no hooks), in float32 or float64 on CPU at fp32 precision, :class:`WrittenOut` computes what
 ``F.cross_entropy(model(x), y).backward()`` computes, with the same operations in the same
 order, so the numbers are autograd's bit for bit (``tests/test_step.py``):
 
@@ -122,7 +122,8 @@ def _plan_scratch(model: DropoutMLPScratch):
 
 
 def _plan_mlp(model: MLP):
-    """Flatten, then (Linear, ReLU, [fast Dropout]) per hidden layer, then Linear; else None."""
+    """Flatten, then (Linear, ReLU, [fast Dropout]) per hidden layer, then Linear; else None (among
+    others: input dropout after the Flatten, SELU instead of ReLU, a norm, other noise)."""
     modules = list(model.net)
     if type(modules[0]) is not nn.Flatten or type(modules[-1]) is not nn.Linear:
         return None
