@@ -75,7 +75,7 @@ class Hypothesis:
         >>> Hypothesis("x", kind="better")
         Traceback (most recent call last):
         ...
-        droplab.verdicts.HypothesisError: hypothesis 'x': kind = 'better' is invalid: expected superiority or equivalence
+        droplab.verdicts.HypothesisError: hypothesis 'x': kind = 'better' is invalid: expected superiority or ...
     """
 
     text: str
@@ -225,7 +225,8 @@ class Claim:
             "p": _json(self.p), "p_adjusted": _json(self.p if self.p_adjusted is None else self.p_adjusted),
             "p_other": _json(self.p_other),
             "p_other_adjusted": _json(self.p_other if self.p_other_adjusted is None else self.p_other_adjusted),
-            "family": self.family, "mde": _json(self.mde), "seeds_needed": self.seeds_needed, "outcome": self.outcome, "regime": self.regime,
+            "family": self.family, "mde": _json(self.mde), "seeds_needed": self.seeds_needed,
+            "outcome": self.outcome, "regime": self.regime,
             "seeds": e.n, "per_seed": list(self.per_seed), "runs": list(self.runs), "statistic": self.statistic,
             "identity": self.identity,
             "line": self.line(),

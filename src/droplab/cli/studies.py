@@ -96,8 +96,8 @@ def cmd_study(args: argparse.Namespace, console: Console) -> int:
                 console.print(claim["line"], markup=False, soft_wrap=True)
         else:  # each distinct claim is printed once, at the end, with the suite's correction
             counts = Counter(c["outcome"] for c in report["claims"])
-            console.print(f"{len(report['claims'])} claims: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
-                          markup=False, soft_wrap=True)  # fmt: skip
+            tally = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+            console.print(f"{len(report['claims'])} claims: {tally}", markup=False, soft_wrap=True)
         console.print(f"{name}: {time.perf_counter() - start:.0f} s wall; results in {out}/ (study.json, summary.md, "
                       f"{', '.join(report['figures'])})\n", markup=False, soft_wrap=True)  # fmt: skip
     if args.plan:

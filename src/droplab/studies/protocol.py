@@ -181,7 +181,8 @@ def pick_groups(variants: Sequence[Variant], scores: Mapping[str, Mapping[float,
     return out, picked
 
 
-def tuning_table(scores: Mapping[str, Mapping[float, Sequence[float | None]]], chosen: Mapping[str, float]) -> Table:
+def tuning_table(scores: Mapping[str, Mapping[float, Sequence[float | None]]],
+                 chosen: Mapping[str, float]) -> Table:  # fmt: skip
     """Mean best validation accuracy (%) per variant and learning rate; the chosen one starred."""
     grid = sorted({lr for by_lr in scores.values() for lr in by_lr})
 

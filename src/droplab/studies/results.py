@@ -107,7 +107,8 @@ class Results:
     def difference(self, a: str, b: str, key: str = "test_acc") -> Estimate:
         """``a - b`` on ``key``, paired by seed (accuracies in pp): on ``test_acc``, over seeds and
         test images where the runs stored them; else over seeds."""
-        if key == "test_acc" and (ca := self.correct(a)) is not None and (cb := self.correct(b)) is not None:
+        if key == "test_acc" and len(self.seeds) > 1 and (ca := self.correct(a)) is not None \
+                and (cb := self.correct(b)) is not None:  # fmt: skip
             return two_way_estimate(100.0 * (ca.astype(np.float64) - cb.astype(np.float64)))
         scale = 100.0 if key.endswith("acc") else 1.0
         return paired_estimate(self.values(a, key, scale), self.values(b, key, scale))

@@ -50,7 +50,8 @@ def collect(plan: Mapping[Any, tuple[str, dict]], store: Path, log: Callable[[st
     return done, todo
 
 
-def load_result(path: Path, job: Mapping[str, Any], log: Callable[[str], None], n_test: int | None = None) -> dict | None:
+def load_result(path: Path, job: Mapping[str, Any], log: Callable[[str], None],
+                n_test: int | None = None) -> dict | None:  # fmt: skip
     """A stored result for ``job``, or None if absent; one that is damaged, for another job or
     holds figures no run produces is set aside (renamed ``*.rejected``, never served) and logged."""
     try:
