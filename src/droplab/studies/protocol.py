@@ -118,7 +118,7 @@ class Protocol:
         return "; ".join([words, *own, *(["quick setting"] if quick else [])])
 
     def tuned(self, variant: Variant, lr: float) -> Variant:
-        """``variant`` at learning rate ``lr``, keeping its validation-best epoch (no probes: tuning measures validation)."""
+        """``variant`` at learning rate ``lr``, keeping its validation-best epoch (no probes: tuning reads val)."""
         return Variant(f"{variant.name} @ lr {lr:g}", {**variant.overrides, "lr": lr, "select": "best_val"},
                        (), variant.epochs)  # fmt: skip
 
