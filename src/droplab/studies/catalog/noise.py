@@ -23,6 +23,8 @@ smallest difference between two nets worth a reader's attention on Fashion-MNIST
 
 from __future__ import annotations
 
+import math
+
 from ...verdicts import Hypothesis
 from ..registry import Variant
 from .common import BASE_10K, EPOCHS_10K, SEEDS_10K, leaderboard_study, plain
@@ -32,11 +34,18 @@ STRENGTHS = {"dropout": (0.2, 0.5), "gaussian": (0.2, 0.5), "additive": (0.2, 0.
 SELU = {"activation": "selu"}  # alpha dropout's setting: SELU units (and their LeCun-normal initialization)
 
 
+STRENGTH = {  # each kind's strength in its own terms, from the dropout probability p it is given
+    "gaussian": lambda p: f"var {p / (1 - p):g}",
+    "additive": lambda p: f"σ {math.sqrt(p / (1 - p)):g}",
+}
+
+
 def _kind(kind: str) -> list[Variant]:
     """The strengths of one kind of noise, as one group named after it."""
     extra = SELU if kind == "alpha" else {}
     noise = {} if kind == "dropout" else {"noise": kind}
-    return [Variant(f"{kind} {p:g}", {"dropout": (p, p), **noise, **extra}, group=kind) for p in STRENGTHS[kind]]
+    return [Variant(f"{kind} {STRENGTH.get(kind, lambda p: f'{p:g}')(p)}", {"dropout": (p, p), **noise, **extra},
+                    group=kind) for p in STRENGTHS[kind]]  # fmt: skip
 
 
 def _equivalent(words: str, primary: bool = False) -> Hypothesis:
