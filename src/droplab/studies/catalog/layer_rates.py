@@ -62,7 +62,8 @@ def variants(quick: bool) -> list[Variant]:
 def analyze(r: Results) -> Analysis:
     early = {_cell(a, h): w / len(INPUT) for a in INPUT for h, w in (((0.2, 0.5), 1.0), ((0.5, 0.2), -1.0))}
     best, note = _best(r)
-    claims = [contrast_claim(r, EARLY, early), r.claim(INPUT_ADDS, _cell(0.2, (0.5, 0.5)), _cell(0.0, (0.5, 0.5))), best]
+    adds = r.claim(INPUT_ADDS, _cell(0.2, (0.5, 0.5)), _cell(0.0, (0.5, 0.5)))
+    claims = [contrast_claim(r, EARLY, early), adds, best]
     means = np.array([[np.mean(r.values(_cell(a, h), "test_acc", 100)) for h in HIDDEN] for a in INPUT])
     figs = {"heatmap": plots.heatmap(means, list(INPUT), [f"({p1:g}, {p2:g})" for p1, p2 in HIDDEN],
                                      "mean test accuracy % (val-chosen epoch)", "input dropout",
@@ -77,7 +78,8 @@ def _best(r: Results) -> tuple[Claim, str]:
     scores = {c: r.tuning_score(c) for c in cells}
     how = "tuning seeds' validation accuracy"
     if any(s is None for s in scores.values()):  # lecture protocol: no tuning seeds
-        scores, how = {c: float(np.mean(r.values(c, "val_acc"))) for c in cells}, "confirmation runs' own validation accuracy (biased: no tuning seeds)"
+        scores = {c: float(np.mean(r.values(c, "val_acc"))) for c in cells}
+        how = "confirmation runs' own validation accuracy (biased: no tuning seeds)"
     best = max(cells, key=lambda c: scores[c])
     return r.claim(BEST, best, none), f"the best dropout cell on the {how}: {best}"
 

@@ -20,9 +20,21 @@ from ...verdicts import Hypothesis, Table, format_interval
 from ..registry import Analysis, study
 from ..results import Results
 from .common import (
-    BASE_10K, DROPOUT_RAISES, EPOCHS_10K, SEEDS_10K, chosen_lr, contrast_claim, dropout, fixed, label, leaderboard,
-    plain, shrink, steps_per_epoch, unconverged,
-)  # fmt: skip
+    BASE_10K,
+    DROPOUT_RAISES,
+    EPOCHS_10K,
+    SEEDS_10K,
+    chosen_lr,
+    contrast_claim,
+    dropout,
+    fixed,
+    label,
+    leaderboard,
+    plain,
+    shrink,
+    steps_per_epoch,
+    unconverged,
+)
 
 DECAYS = (1e-3, 5e-3)  # 5e-3 binds (the primary claim's); 1e-3 is the milder setting
 
