@@ -40,6 +40,7 @@ WD = 5e-4  # the regularizers study's weight decay (L2), the paper's order of ma
 # that holds them (layer-rates, weight-decay, dropconnect, noise, normalization), train once in a suite's store.
 EPOCHS_10K = 40  # at most 1,600 steps on 10,000 images; each run keeps its val-best epoch (early stopping)
 SEEDS_10K = 8  # what the suite's 90-minute budget affords them; each claim's line prints its MDE (power)
+STUDY_10K = {"base": BASE_10K, "max_epochs": EPOCHS_10K, "seeds": SEEDS_10K}  # their Study fields, one place
 DROPOUT_RAISES = Hypothesis("dropout 0.5 raises test accuracy over the plain net (10,000 images)", margin=0.3)
 
 

@@ -14,7 +14,7 @@ attention on Fashion-MNIST (the test set's own sampling adds about 0.1-0.2 pp to
 from __future__ import annotations
 
 from ...verdicts import Hypothesis
-from .common import BASE_10K, DROPOUT_RAISES, EPOCHS_10K, SEEDS_10K, dropout, leaderboard_study, plain
+from .common import DROPOUT_RAISES, STUDY_10K, dropout, leaderboard_study, plain
 
 RAISES = Hypothesis("DropConnect 0.5 raises test accuracy over the plain net", margin=0.3, primary=True)
 # Wan et al. report DropConnect on par with dropout (better on some sets, worse on others): equivalence.
@@ -28,9 +28,7 @@ leaderboard_study(
     variants=[plain(), dropout(), dropout("dropconnect 0.5", noise="dropconnect")],
     claims=[(RAISES, "dropconnect 0.5", "plain"), (MATCHES, "dropconnect 0.5", "dropout 0.5"),
             (DROPOUT_RAISES, "dropout 0.5", "plain")],  # fmt: skip
-    base=BASE_10K,
     order=70,
-    max_epochs=EPOCHS_10K,
-    seeds=SEEDS_10K,
+    **STUDY_10K,
     regime="10,000 training images; DropConnect: one weight mask per minibatch, not per example",
 )

@@ -24,7 +24,7 @@ from ... import plots
 from ...verdicts import Claim, Hypothesis, Table, format_interval
 from ..registry import Analysis, Variant, study
 from ..results import Results
-from .common import BASE_10K, EPOCHS_10K, SEEDS_10K, chosen_lr, contrast_claim, unconverged
+from .common import STUDY_10K, chosen_lr, contrast_claim, unconverged
 
 INPUT = (0.0, 0.2)
 HIDDEN = ((0.0, 0.0), (0.2, 0.5), (0.5, 0.2), (0.5, 0.5))
@@ -52,11 +52,9 @@ def variants(quick: bool) -> list[Variant]:
     question="The lecture: less dropout near the input, more later. Exercise 1: swap the two rates. "
     "The paper: drop inputs too, at about 0.2.",
     variants=variants,
-    base=BASE_10K,
     order=20,
     hypotheses=[EARLY, INPUT_ADDS, BEST],
-    max_epochs=EPOCHS_10K,
-    seeds=SEEDS_10K,
+    **STUDY_10K,
     regime="10,000 training images",
 )
 def analyze(r: Results) -> Analysis:

@@ -27,7 +27,7 @@ import math
 
 from ...verdicts import Hypothesis
 from ..registry import Variant
-from .common import BASE_10K, EPOCHS_10K, SEEDS_10K, leaderboard_study, plain
+from .common import STUDY_10K, leaderboard_study, plain
 
 STRENGTHS = {"dropout": (0.2, 0.5), "gaussian": (0.2, 0.5), "additive": (0.2, 0.5), "stratified": (0.2, 0.5),
              "alpha": (0.05, 0.1)}  # fmt: skip
@@ -76,10 +76,8 @@ leaderboard_study(
         (ALPHA, "alpha", "dropout"),
         (ALPHA_RAISES, "alpha", "selu plain"),
     ],
-    base=BASE_10K,
     order=80,
-    max_epochs=EPOCHS_10K,
-    seeds=SEEDS_10K,
+    **STUDY_10K,
     lr_grid=(0.1, 0.3),
     regime="10,000 training images; each kind's strength tuned on validation",
 )

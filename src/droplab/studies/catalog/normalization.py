@@ -12,7 +12,7 @@ attention on Fashion-MNIST).
 from __future__ import annotations
 
 from ...verdicts import Hypothesis
-from .common import BASE_10K, EPOCHS_10K, SEEDS_10K, dropout, leaderboard_study, plain
+from .common import STUDY_10K, dropout, leaderboard_study, plain
 
 BATCH = Hypothesis("BatchNorm replaces dropout: its test accuracy is within ±0.3 pp of dropout's",
                    kind="equivalence", margin=0.3, primary=True)  # fmt: skip
@@ -40,9 +40,7 @@ leaderboard_study(
         (ADDS_BATCH, "batchnorm + dropout", "batchnorm"),
         (ADDS_LAYER, "layernorm + dropout", "layernorm"),
     ],
-    base=BASE_10K,
     order=100,
-    max_epochs=EPOCHS_10K,
-    seeds=SEEDS_10K,
+    **STUDY_10K,
     regime="10,000 training images",
 )

@@ -20,10 +20,8 @@ from ...verdicts import Hypothesis, Table, format_interval
 from ..registry import Analysis, study
 from ..results import Results
 from .common import (
-    BASE_10K,
     DROPOUT_RAISES,
-    EPOCHS_10K,
-    SEEDS_10K,
+    STUDY_10K,
     chosen_lr,
     contrast_claim,
     dropout,
@@ -60,11 +58,9 @@ DECAY_RAISES = Hypothesis("weight decay 5e-3 raises test accuracy over the plain
     question="Are the gains of dropout and weight decay additive, diminishing, or cancelling?",
     variants=fixed(plain(), dropout(), *(plain(_decay(wd), weight_decay=wd) for wd in DECAYS),
                    *(dropout(_both(wd), weight_decay=wd) for wd in DECAYS)),  # fmt: skip
-    base=BASE_10K,
     order=60,
     hypotheses=[ADDITIVE, DECAY_RAISES, DROPOUT_RAISES, ADDITIVE_MILD],
-    max_epochs=EPOCHS_10K,
-    seeds=SEEDS_10K,
+    **STUDY_10K,
     regime="10,000 training images",
 )
 def analyze(r: Results) -> Analysis:
