@@ -1,29 +1,83 @@
-"""Exercise 7: other noise at each layer, on a leaderboard against dropout 0.5."""
+"""Exercise 7: other noise at each layer, each at its strength tuned on validation, against tuned dropout.
+
+Each kind is a group of two strengths (:class:`~droplab.studies.registry.Variant`'s ``group``):
+under the fair protocol every strength is tuned over the learning rates (0.1, 0.3) on the
+tuning seeds and the kind's best on validation is confirmed on fresh seeds. Strengths, as the
+dropout probability p whose variance the noise matches (:data:`droplab.noise.NOISE_KINDS`):
+
+- dropout p {0.2, 0.5};
+- Gaussian multiplicative noise N(1, p/(1−p)): variance {0.25, 1} (p 0.2, 0.5);
+- additive Gaussian noise of σ = sqrt(p/(1−p)): σ {0.5, 1} (p 0.2, 0.5);
+- stratified dropout (exactly p·n units dropped per example) p {0.2, 0.5};
+- alpha dropout p {0.05, 0.1} in a SELU net (LeCun-normal weights), the setting it was made
+  for (Klambauer et al. 2017 use 0.05-0.1); beside it the SELU net without noise, so that
+  alpha dropout's own effect is not confused with the change of activation.
+
+Claim forms: the paper (section 10) finds Gaussian multiplicative noise as good as or better
+than dropout: equivalence within ±0.3 pp is the primary claim. Additive, stratified and alpha
+dropout have no directional claim in the lecture or the paper against dropout ("what happens?"):
+each is claimed as equivalence too, so that a difference either way shows as *contradicted*
+(shown beyond the margin) and a match as *equivalent*. Margins: 0.3 pp of test accuracy, the
+smallest difference between two nets worth a reader's attention on Fashion-MNIST.
+"""
 
 from __future__ import annotations
 
+import math
+
+from ...verdicts import Hypothesis
 from ..registry import Variant
-from .common import dropout, leaderboard_study, plain
+from .common import STUDY_10K, leaderboard_study, plain
+
+STRENGTHS = {"dropout": (0.2, 0.5), "gaussian": (0.2, 0.5), "additive": (0.2, 0.5), "stratified": (0.2, 0.5),
+             "alpha": (0.05, 0.1)}  # fmt: skip
+SELU = {"activation": "selu"}  # alpha dropout's setting: SELU units (and their LeCun-normal initialization)
+
+
+STRENGTH = {  # each kind's strength in its own terms, from the dropout probability p it is given
+    "gaussian": lambda p: f"var {p / (1 - p):g}",
+    "additive": lambda p: f"σ {math.sqrt(p / (1 - p)):g}",
+}
+
+
+def _kind(kind: str) -> list[Variant]:
+    """The strengths of one kind of noise, as one group named after it."""
+    extra = SELU if kind == "alpha" else {}
+    noise = {} if kind == "dropout" else {"noise": kind}
+    return [Variant(f"{kind} {STRENGTH.get(kind, lambda p: f'{p:g}')(p)}", {"dropout": (p, p), **noise, **extra},
+                    group=kind) for p in STRENGTHS[kind]]  # fmt: skip
+
+
+def _equivalent(words: str, primary: bool = False) -> Hypothesis:
+    return Hypothesis(f"{words}, at its tuned strength, matches tuned dropout within ±0.3 pp of test accuracy",
+                      kind="equivalence", margin=0.3, primary=primary)  # fmt: skip
+
+
+GAUSSIAN = _equivalent("Gaussian multiplicative noise", primary=True)
+ADDITIVE = _equivalent("additive Gaussian noise")
+STRATIFIED = _equivalent("stratified dropout")
+ALPHA = _equivalent("alpha dropout in a SELU net")
+DROPOUT_RAISES = Hypothesis("tuned dropout raises test accuracy over the plain net", margin=0.3)
+ALPHA_RAISES = Hypothesis("alpha dropout, at its tuned strength, raises the SELU net's test accuracy", margin=0.3)
 
 leaderboard_study(
     name="noise",
-    title="Other noise at each layer (exercise 7): a leaderboard on 784-256-256-10",
-    question="Gaussian multiplicative noise with dropout's variance, additive Gaussian noise (σ = 1), alpha dropout "
-    "(p = 0.1), and droplab's stratified dropout (exactly p·n units dropped per example), against dropout 0.5.",
-    variants=[
-        plain(),
-        dropout(),
-        dropout("gaussian (var 1)", noise="gaussian"),
-        dropout("additive σ=1", noise="additive"),
-        Variant("alpha 0.1", {"dropout": (0.1, 0.1), "noise": "alpha"}),
-        dropout("stratified 0.5", noise="stratified"),
-    ],
+    title="Other noise at each layer (exercise 7), each at its tuned strength, against tuned dropout",
+    question="Gaussian multiplicative noise, additive Gaussian noise, stratified dropout (exactly p·n units "
+    "dropped per example) and alpha dropout in a SELU net, each at its strength chosen on validation: do they "
+    "match dropout?",
+    variants=[plain(), *_kind("dropout"), *_kind("gaussian"), *_kind("additive"), *_kind("stratified"),
+              plain("selu plain", **SELU), *_kind("alpha")],  # fmt: skip
     claims=[
-        ("dropout raises validation accuracy over plain", "dropout 0.5", "plain"),
-        ("Gaussian multiplicative noise beats dropout", "gaussian (var 1)", "dropout 0.5"),
-        ("additive noise beats dropout", "additive σ=1", "dropout 0.5"),
-        ("alpha dropout beats dropout", "alpha 0.1", "dropout 0.5"),
-        ("stratified dropout beats dropout", "stratified 0.5", "dropout 0.5"),
+        (GAUSSIAN, "gaussian", "dropout"),
+        (DROPOUT_RAISES, "dropout", "plain"),
+        (ADDITIVE, "additive", "dropout"),
+        (STRATIFIED, "stratified", "dropout"),
+        (ALPHA, "alpha", "dropout"),
+        (ALPHA_RAISES, "alpha", "selu plain"),
     ],
     order=80,
+    **STUDY_10K,
+    lr_grid=(0.1, 0.3),
+    regime="10,000 training images; each kind's strength tuned on validation",
 )
