@@ -115,14 +115,8 @@ def run_study(
         stage = _Stage(study, protocol, epochs, quick, data, threads, val_size, verify, store, jobs, log)
         start = time.perf_counter()
         # 3. tuning (fair protocol): every variant at every learning rate of the grid, on the tuning seeds
-        chosen, scores, tables = {}, {}, []
-        if protocol.fair:
-            tuning = {(v.name, lr): protocol.tuned(v, lr) for v in variants for lr in grid}
-            done = stage.run("tuning", list(tuning.values()), tune_seeds)
-            scores = {v.name: {lr: [_score(done[tuning[v.name, lr].name, s]) for s in tune_seeds] for lr in grid}
-                      for v in variants}  # fmt: skip
-            chosen = choose_lr(scores)
-            tables.append(tuning_table(scores, chosen))
+        scores, chosen = _tune(stage, variants, grid, tune_seeds) if protocol.fair else ({}, {})
+        tables = [tuning_table(scores, chosen)] if protocol.fair else []
         # 4. confirmation: fresh seeds, each variant (each group's best) at its learning rate
         seed_list = list(range(seeds))
         picked_variants, picked = pick_groups(variants, scores, chosen)
@@ -183,12 +177,23 @@ def _estimate(study, protocol, variants, grid, tune_seeds, seeds, epochs, quick,
     stage = _Stage(study, protocol, epochs, quick, data, use_threads(None)[0], val_size, False, None, 1, log)
     plan = stage.plan([protocol.tuned(v, lr) for v in variants for lr in grid], tune_seeds) if protocol.fair else {}
     middle = grid[len(grid) // 2]
-    plan |= stage.plan([protocol.confirmed(v, middle) for v in variants], list(range(seeds)))
+    confirmed = pick_groups(variants, {}, {})[0]  # of each group one member is confirmed
+    plan |= stage.plan([protocol.confirmed(v, middle) for v in confirmed], list(range(seeds)))
     seconds, basis = estimate_seconds((job for _, job in plan.values()), [], len(data.train_x), len(data.val_x),
                                       len(data.test_x))  # fmt: skip
     log(f"{study.name}: {len(plan)} runs ({len(variants)} configurations; {protocol.regime(study, seeds, quick)}); "
         f"about {format_seconds(seconds)} of training ({basis})")  # fmt: skip
     return {"study": study.name, "runs": len(plan), "seconds": seconds}
+
+
+def _tune(stage: _Stage, variants: list[Variant], grid: tuple[float, ...], seeds: list[int]) -> tuple[dict, dict]:
+    """The tuning runs: every variant at every rate of ``grid`` on the tuning ``seeds``; their
+    scores ``{variant: {lr: [best val accuracy per seed]}}`` and the rate chosen per variant."""
+    tuning = {(v.name, lr): stage.protocol.tuned(v, lr) for v in variants for lr in grid}
+    done = stage.run("tuning", list(tuning.values()), seeds)
+    scores = {v.name: {lr: [_score(done[tuning[v.name, lr].name, s]) for s in seeds] for lr in grid}
+              for v in variants}  # fmt: skip
+    return scores, choose_lr(scores)
 
 
 def _score(record: dict) -> float | None:
