@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import re
 import resource
@@ -416,7 +417,7 @@ def world(tmp_path_factory):
             (fixtures / name / "config.json").write_text(text)
             tokens[f"{{{name}}}"] = str(fixtures / name)
         study = root / "studies" / "headline"
-        o = invoke(["study", "headline", "--quick", "--seeds", "1", "--data-dir", "{tiny}", "--no-verify",
+        o = invoke(["study", "headline", "--quick", "--seeds", "2", "--data-dir", "{tiny}", "--no-verify",
                     "--val-size", "100", "--out", str(study), "--store", str(store)])  # fmt: skip
         assert o.exc is None and o.code == 0, (o.exc, o.code, o.err)
         tokens |= {"{study}": str(study), "{studies}": str(study.parent), "{store}": str(store)}
@@ -426,7 +427,11 @@ def world(tmp_path_factory):
             "null": "null",
             "list": "[1, 2]",
             "types": json.dumps({"study": 1, "title": 2, "claims": 3, "tables": 4, "figures": 5}),
-            "claims": json.dumps({**good, "claims": [{"verdict": "supported"}], "figures": ["../../../../etc/x.png"]}),
+            "claims": json.dumps({**good, "claims": [{**good["claims"][0], "outcome": "<b>maybe</b>"}],
+                                  "figures": ["../../../../etc/x.png"]}),  # fmt: skip
+            "oldclaims": json.dumps({**good, "claims": [{"line": "claim: x — supported", "verdict": "supported"}]}),
+            "nanclaims": json.dumps({**good, "claims": [{**c, "p": math.nan, "per_seed": [1e400]}
+                                                        for c in good["claims"]]}, allow_nan=True),  # fmt: skip
             "tables": json.dumps({**good, "tables": [{"title": "t", "headers": None, "rows": 1}]}),
         }
         for name, text in bad.items():
@@ -434,6 +439,12 @@ def world(tmp_path_factory):
             d.mkdir(parents=True)
             (d / "study.json").write_text(text)
             tokens[f"{{bad-{name}}}"] = str(d)
+        # a suite's directory (a good study beside its suite.json) whose suite.json is damaged
+        suite = root / "badsuite"
+        shutil.copytree(study, suite / "headline", ignore=shutil.ignore_patterns("runs"))
+        (suite / "suite.json").write_text(json.dumps({"studies": ["headline"], "claims": [
+            {**good["claims"][0], "study": "headline", "also_in": None}]}))  # fmt: skip
+        tokens["{bad-suite}"] = str(suite)
         tokens["{badstudies}"] = str(root / "badstudies")
         yield WORLD
     finally:
@@ -553,7 +564,7 @@ def test_fuzz_check(change):
 
 
 REPORT_DIRS = ["{study}", "{studies}", "{badstudies}", "{tiny}", "{finished}", "{store}"] + [
-    f"{{bad-{n}}}" for n in ("garbage", "null", "list", "types", "claims", "tables")
+    f"{{bad-{n}}}" for n in ("garbage", "null", "list", "types", "claims", "oldclaims", "nanclaims", "tables", "suite")
 ] + ["/", "/proc/self", "/dev/null", ".", "", "nonexistent", "afile", "empty", "full", LONG, "\udcff"]
 
 
@@ -567,6 +578,17 @@ REPORT_DIRS = ["{study}", "{studies}", "{badstudies}", "{tiny}", "{finished}", "
 def test_fuzz_report(dirs, output):
     """`droplab report DIR... -o FILE`: damaged studies, odd directories, odd output files."""
     fuzz(["report", *dirs, "-o", output])
+
+
+@pytest.mark.parametrize("name, message", [
+    ("claims", "claims[0].outcome: got a string; expected 'supported' or 'contradicted' or 'equivalent' or "),
+    ("oldclaims", "claims[0].outcome: missing; expected one of four outcomes (this claim has an earlier droplab's"),
+    ("nanclaims", "claims[0].p: nan; expected a finite number >= 0"),
+    ("suite", "suite.json: claims[0].also_in: got null; expected an array of strings"),
+])  # fmt: skip
+def test_a_damaged_study_or_suite_file_exits_2_naming_the_field(name, message):
+    o = check(invoke(["report", f"{{bad-{name}}}", "-o", "r.html"]))
+    assert o.code == 2 and message in o.err, o.err
 
 
 COMMANDS = {
@@ -656,7 +678,7 @@ def _limit_memory() -> None:
 
 
 def test_a_million_seeds_returns_quickly(tmp_path):
-    """study --seeds 1000000 is 2 million runs: say so and stop, not compute 2 million job keys."""
+    """study --seeds 1000000 is 2 million runs (and 4 tuning runs): say so and stop, not compute 2 million keys."""
     COUNT["invocations"] += 1
     tiny = WORLD.tokens["{tiny}"]
     start = time.perf_counter()
@@ -668,7 +690,7 @@ def test_a_million_seeds_returns_quickly(tmp_path):
     seconds = time.perf_counter() - start
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.returncode == 2, (proc.returncode, seconds, proc.stderr[-2000:])
-    assert re.search(r"2[,_ \u202f]?000[,_ \u202f]?000", proc.stderr), proc.stderr
+    assert re.search(r"2[,_ \u202f]?000[,_ \u202f]?00\d runs", proc.stderr), proc.stderr  # and the tuning runs
 
 
 # --- the count ---------------------------------------------------------------------------

@@ -135,11 +135,15 @@ DELETE = object()  # the mutation that removes the key (or the array element)
 MARKUP = ["<script>alert(1)</script>", "\"'><img src=x onerror=alert(1)>", "javascript:alert(1)//",
           "<script>alert(1)</script> — <img src=x onerror=alert(1)>"]  # a claim line is split at " — "
 PAYLOADS = [*MARKUP, "\ud800", "NaN", None, 1e308, math.nan, -math.inf, [], {}, True, 10**400, -1, DELETE]
-# fields the page shows: any other field may hold anything
+# fields the page reads (and checks): any other field may hold anything
+CLAIM_FIELDS = (r"text|primary|kind|margin|estimate|interval(\[\d+\])?|p|p_adjusted|mde|outcome|regime|seeds|line"
+                r"|identity|per_seed(\[\d+\])?")  # fmt: skip
 READ = re.compile(r"(the top level|study|title|question|seeds(\[\d+\])?|quick|runs|train_seconds"
-                  r"|notes(\[\d+\])?|figures(\[\d+\])?|claims(\[\d+\](\.(line|verdict))?)?"
+                  r"|notes(\[\d+\])?|figures(\[\d+\])?|claims(\[\d+\](\.(" + CLAIM_FIELDS + r"))?)?"
                   r"|tables(\[\d+\](\.title|\.headers(\[\d+\])?"
                   r"|\.rows(\[\d+\](\[\d+\])?)?)?)?)")  # fmt: skip
+NULLABLE = re.compile(r"claims\[\d+\]\.(p|p_adjusted|mde|interval\[\d+\])")  # null: a figure not computed
+NOT_SHOWN = re.compile(r"claims\[\d+\]\.(text|regime)")  # checked, but the page shows the claim's line
 
 
 def paths(value, prefix=()):
@@ -237,12 +241,13 @@ def test_every_field_of_a_real_study_json_mutated_gives_a_safe_page_or_a_report_
     passwd = base64.b64encode(Path("/etc/passwd").read_bytes()[:12]).decode()
     secret = base64.b64encode((d.parent / "secret.png").read_bytes()[:24]).decode()
     all_paths = list(paths(base))
-    assert len(all_paths) > 250 and ("claims", 2, "line") in all_paths and ("tables", 0, "rows", 1, 4) in all_paths
+    assert len(all_paths) > 250 and ("claims", 1, "line") in all_paths and ("tables", 1, "rows", 1, 4) in all_paths
 
     cases = errors = 0
     for path in all_paths:
         name, read = label(path), bool(READ.fullmatch(label(path)))
-        shown_string = read and isinstance(value_at(base, path), str)
+        shown_string = read and isinstance(value_at(base, path), str) and not NOT_SHOWN.fullmatch(name)
+        nullable = bool(NULLABLE.fullmatch(name))
         for payload in PAYLOADS:
             if payload is DELETE and not path:
                 continue
@@ -253,11 +258,13 @@ def test_every_field_of_a_real_study_json_mutated_gives_a_safe_page_or_a_report_
                 # refused only for a field the page shows, and the message names the field
                 message = str(result)
                 assert read and ("expected" in message or "not a droplab study (no " in message), (name, message)
-                assert name in message or (not path and "not a droplab study" in message), (name, message)
+                # the field, or the one holding it (an interval of one number, a per-seed value too few)
+                named = any(label(path[:k]) in message for k in range(len(path), -1, -1))
+                assert named or (not path and "not a droplab study" in message), (name, message)
                 continue
             assert passwd not in result and secret not in result
-            if read:  # a field the page does not show may hold anything
-                assert payload is not None and payload != {}, (name, "accepted", repr(payload))
+            if read:  # a field the page does not read may hold anything
+                assert (payload is not None or nullable) and payload != {}, (name, "accepted", repr(payload))
             if shown_string and payload in MARKUP:  # shown, escaped
                 assert all(html.escape(part) in result for part in payload.split(" — ")), (name, payload)
     # the figure names: each in place of each figure, then all of them as the figure list
@@ -274,7 +281,7 @@ def test_every_field_of_a_real_study_json_mutated_gives_a_safe_page_or_a_report_
         kept = len(base["figures"]) - 1 if len(path) == 2 else 0  # the real figures left in the list
         assert page.count("<img ") == kept + len(figs) - len(refused)
     # how many cases ran, so that the test can never silently test nothing
-    assert cases == len(all_paths) * 16 - 1 + 2 * 18 + 1 and len(all_paths) > 250  # 4788 cases: 297 paths
+    assert cases == len(all_paths) * 16 - 1 + 2 * 18 + 1 and len(all_paths) > 250
     assert 0 < errors < cases
 
 
@@ -299,10 +306,30 @@ def edit(directory: Path, change) -> Path:
     "change, message",
     [
         (lambda s: s.update(claims={"line": "x"}), "claims: got an object; expected an array of objects"),
-        (lambda s: s["claims"][2].pop("line"), "claims[2].line: missing; expected a string"),
-        (lambda s: s["claims"][1].update(verdict=None), "claims[1].verdict: got null; expected a string"),
+        (lambda s: s["claims"][1].pop("line"), "claims[1].line: missing; expected a string"),
+        (lambda s: s["claims"][1].update(outcome=None), "claims[1].outcome: got null; expected 'supported' or "
+                                                        "'contradicted' or 'equivalent' or 'inconclusive'"),
+        (lambda s: s["claims"][1].update(outcome="not supported"), "claims[1].outcome: got a string; expected"),
+        (lambda s: s["claims"][0].update(kind="better"), "claims[0].kind: got a string; expected 'superiority' or"),
+        (lambda s: s["claims"][0].update(primary=1), "claims[0].primary: got a number; expected a boolean"),
+        (lambda s: s["claims"][0].update(margin=0), "claims[0].margin: 0; expected a finite number > 0"),
+        (lambda s: s["claims"][0].update(estimate=None), "claims[0].estimate: got null; expected a finite number"),
+        (lambda s: s["claims"][0].update(p=1.5), "claims[0].p: 1.5; expected a number from 0 to 1 or null"),
+        (lambda s: s["claims"][0].update(p_adjusted=-0.1), "claims[0].p_adjusted: -0.1; expected a finite number >= 0"),
+        (lambda s: s["claims"][0].update(mde="big"), "claims[0].mde: got a string; expected a finite number >= 0"),
+        (lambda s: s["claims"][0].update(interval=[1.0]), "claims[0].interval: 1 values; expected [low, high]"),
+        (lambda s: s["claims"][0].update(interval=[2.0, 1.0]), "claims[0].interval: [2.0, 1.0]; expected [low, high]"),
+        (lambda s: s["claims"][0].update(seeds=0, per_seed=[]), "claims[0].seeds: 0 with 0 per-seed values"),
+        (lambda s: s["claims"][0]["per_seed"].append(1.0), "claims[0].seeds: 2 with 3 per-seed values; expected"),
+        (lambda s: s["claims"][0]["per_seed"].__setitem__(0, "1"), "claims[0].per_seed[0]: got a string; expected"),
+        (lambda s: s["claims"][0].update(regime=7), "claims[0].regime: got a number; expected a string"),
+        (lambda s: s["claims"][0].update(identity="x'><b>"), "claims[0].identity: \"x'><b>\"; expected 16 hexadecimal"),
+        (lambda s: s["claims"][0].pop("text"), "claims[0].text: missing; expected a string"),
+        (lambda s: s["claims"][0].update(line="claim: x — supported"), "claims[0].line: does not state the claim's "),
+        (lambda s: s["claims"].__setitem__(0, {"line": "claim: x — supported", "verdict": "supported"}),
+         "claims[0].outcome: missing; expected one of four outcomes (this claim has an earlier droplab's 'verdict'"),
         (lambda s: s["tables"][0].update(rows=["a"]), "tables[0].rows[0]: got a string; expected an array of cells"),
-        (lambda s: s["tables"][0]["rows"][1].append({}), "tables[0].rows[1][5]: got an object; expected a string or"),
+        (lambda s: s["tables"][1]["rows"][1].append({}), "tables[1].rows[1][5]: got an object; expected a string or"),
         (lambda s: s["tables"][0].pop("headers"), "tables[0].headers: missing; expected an array of strings"),
         (lambda s: s.update(seeds=3), "seeds: got a number; expected an array of integers"),
         (lambda s: s.update(seeds=[0, 1.5]), "seeds[1]: got a number; expected an integer"),
@@ -464,3 +491,106 @@ def test_a_report_never_overwrites_the_studys_own_files(real_study, tmp_path, ca
             main(["report", str(study), "-o", str(study / target)])
         assert exit.value.code == 2 and "is one of the studies' own files" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in study.iterdir() if p.is_file()} == before
+
+
+# --- claims: each with its own outcome; distinct claims counted once; a suite's outcomes ---------
+
+CLAIM_LI = re.compile(r"<li style='border-color:(#[0-9a-f]{6})'>(.*?)</li>", re.S)
+VERDICT = re.compile(r"<span class='verdict' style='color:(#[0-9a-f]{6})'>([a-z]+)</span>")
+
+
+def with_outcome(claim: dict, outcome: str, identity: str) -> dict:
+    """``claim`` as if measured with ``outcome`` (its line rewritten to say so) and ``identity``."""
+    line = claim["line"].replace(f" — {claim['outcome']}", f" — {outcome}")
+    return {**claim, "outcome": outcome, "line": line, "identity": identity}
+
+
+def claim_items(page: str) -> list[tuple[str, str, str, str]]:
+    """(border colour, outcome word, its colour, the item's text) of each claim on the page, in order."""
+    out = []
+    for border, body in CLAIM_LI.findall(page):
+        (color, word), = VERDICT.findall(body)
+        out.append((border, word, color, html.unescape(re.sub(r"<[^>]+>", "", body))))
+    return out
+
+
+def test_each_claim_carries_its_own_outcome_and_colour(real_study, tmp_path):
+    """Four claims, one per outcome: each item shows its own word in its own colour (the legend
+    holds all four words, so finding a word somewhere on the page would prove nothing)."""
+    d = copy_study(real_study, tmp_path / "h")
+    first = json.loads((d / "study.json").read_text())["claims"][0]
+    claims = [with_outcome(first, o, f"{i:016x}") for i, o in enumerate(report.OUTCOME_COLORS)]
+    edit(d, lambda s: s.update(claims=claims))
+    items = claim_items(render([d]))
+    assert len(items) == 4
+    for (border, word, color, text), c in zip(items, claims):
+        assert word == c["outcome"] and border == color == report.OUTCOME_COLORS[c["outcome"]], (word, c["outcome"])
+        assert text.startswith("primary claim: dropout raises test accuracy — ") and f" — {word} (" in text
+    assert len(set(report.OUTCOME_COLORS.values())) == 4
+
+
+def test_a_claim_line_with_markup_is_escaped(real_study, tmp_path):
+    d = copy_study(real_study, tmp_path / "h")
+    edit(d, lambda s: [c.update(line=f"{MARKUP[0]} — {c['outcome']} {MARKUP[1]}") for c in s["claims"]])
+    page = render([d])
+    check_page(page, {"data:image/png;base64," + base64.b64encode((d / f).read_bytes()).decode()
+                      for f in ("curves.png", "val_acc.png")})  # fmt: skip
+    assert html.escape(MARKUP[0]) in page and html.escape(MARKUP[1]) in page
+
+
+def test_a_claim_made_from_identical_runs_is_counted_once(real_study, tmp_path):
+    a = copy_study(real_study, tmp_path / "all" / "a")
+    b = copy_study(real_study, tmp_path / "all" / "b")
+    edit(b, lambda s: s.update(study="weight-decay", title="Weight decay"))  # the same runs, another study
+    claims = json.loads((a / "study.json").read_text())["claims"]
+    page = render([a, b])
+    assert "2 distinct claims (2 repeated from identical runs, counted once): " in page
+    items = claim_items(page)
+    assert len(items) == 4 and all("counted once, there" not in text for *_, text in items[:2])
+    assert all("(made from identical runs in headline: counted once, there)" in text for *_, text in items[2:])
+    outcomes = [c["outcome"] for c in claims]
+    tally = ", ".join(f"{outcomes.count(o)} {o}" for o in report.OUTCOME_COLORS if o in outcomes)
+    assert f"counted once): {tally} · " in page
+    # another claim in the second study is a claim of its own
+    edit(b, lambda s: s["claims"].__setitem__(1, {**s["claims"][1], "identity": "f" * 16}))
+    assert "3 distinct claims (1 repeated from identical runs, counted once)" in render([a, b])
+
+
+def test_a_suite_json_gives_the_primary_claims_the_suites_outcomes(real_study, tmp_path, capsys):
+    from droplab.studies.suite import write_suite
+
+    root = tmp_path / "all"
+    a = copy_study(real_study, root / "headline")
+    b = copy_study(real_study, root / "again")
+    edit(b, lambda s: s.update(study="again"))
+    reports = [json.loads((d / "study.json").read_text()) for d in (a, b)]
+    write_suite(root, reports)  # what `droplab study all` writes: read back as the page reads it
+    page = render(find_studies([root]), suites=report.find_suites([root]))
+    assert "1 primary claims with the suite&#x27;s outcomes (suite.json)" in page
+    assert "2 distinct claims (2 repeated" in page
+    # a suite whose primary claim came out supported: the page shows and counts the suite's outcome
+    suite = json.loads((root / "suite.json").read_text())
+    primary = next(c for c in suite["claims"] if c["primary"])
+    if primary["outcome"] != "supported":
+        primary.update(with_outcome(primary, "supported", primary["identity"]))
+    (root / "suite.json").write_text(json.dumps(suite))
+    code, _, err = run_cli(["report", str(root), "-o", str(tmp_path / "r.html")], capsys)
+    assert code == 0, err
+    page = (tmp_path / "r.html").read_text()
+    items = claim_items(page)
+    assert items[0][1] == "supported" and items[0][0] == report.OUTCOME_COLORS["supported"]
+    assert items[2][1] == reports[1]["claims"][0]["outcome"]  # the repeat: its own study's line
+    assert re.search(r"(^|, )1 supported(,|$)", page.split("counted once): ")[1].split(" · ")[0])
+    # a hostile suite.json is refused, naming the file and the field
+    (root / "suite.json").write_text(json.dumps({**suite, "claims": [{**primary, "also_in": "x"}]}))
+    with pytest.raises(ReportError, match=re.escape(f"{root / 'suite.json'}: claims[0].also_in: got a string; "
+                                                    "expected an array of strings")):  # fmt: skip
+        write_report([root], tmp_path / "r.html")
+    # and a report never overwrites it
+    with pytest.raises(ReportError, match="is one of the studies' own files"):
+        write_report([root], root / "suite.json")
+
+
+def test_no_suite_json_says_the_outcomes_are_each_studys_own(real_study, tmp_path):
+    page = render([copy_study(real_study, tmp_path / "h")])
+    assert "each outcome its study&#x27;s own (no suite.json" in page

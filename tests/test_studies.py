@@ -11,16 +11,21 @@ import pytest
 import torch
 from test_cli import run_cli
 
-from droplab.report import NoStudyFound, ReportError, find_studies, render
+from droplab.report import OUTCOME_COLORS, NoStudyFound, ReportError, find_studies, render
 from droplab.rundir import DirectoryBusy, DirectoryNotEmpty, DirectoryOwned
-from droplab.stats import Interval
+from droplab.stats import OUTCOMES, Estimate
 from droplab.studies import PROBES, STUDIES, StudyArgumentError, catalog, registry, run_study
 from droplab.studies.jobs import config_key, job_config
-from droplab.verdicts import Claim
+from droplab.studies.protocol import Protocol
+from droplab.verdicts import Claim, Hypothesis
 
 QUICK = {"seeds": 2, "quick": True, "verify": False, "val_size": 100, "log": lambda line: None}
-LINE = re.compile(r"^claim: .+ — [+-]\d+\.\d+( pp)? \[(n/a|[+-]\d+\.\d+, [+-]\d+\.\d+)\], \d+ seeds? — "
-                  r"(supported|not supported|inconclusive)$")  # fmt: skip
+P = r"(n/a|< 0\.001|\d\.\d{3})"
+LINE = re.compile(r"^claim: .+ — [+-]\d+\.\d+( pp)? \[(n/a|[+-]\d+\.\d+, [+-]\d+\.\d+)\] "
+                  r"\((δ|≈ within) ±[\d.e+-]+( pp)?; p " + P + ", adjusted " + P
+                  + r"; MDE (n/a|\d+\.\d+)(; underpowered)?\)"
+                  r" — (supported|contradicted|equivalent|inconclusive) \(.+\)$")  # fmt: skip
+HEADLINE_RUNS = 2 * (2 * 1 + 2)  # two variants, each tuned at the quick grid's two rates on one seed, then two seeds
 
 
 def test_config_key_is_stable_and_sees_every_field():
@@ -42,21 +47,24 @@ def test_every_study_runs_quick_and_writes_its_files(name, tiny_dir, tmp_path):
     out = tmp_path / name
     stored = json.loads((out / "study.json").read_text())
     assert stored["study"] == name and stored["claims"] and stored["quick"] is True
+    assert sum(c["primary"] for c in stored["claims"]) == 1, "one primary claim per study"
     for claim in stored["claims"]:
         assert LINE.match(claim["line"]), claim["line"]
-        assert claim["verdict"] in ("supported", "not supported", "inconclusive")
+        assert claim["outcome"] in OUTCOMES and claim["line"].endswith(f" — {claim['outcome']} ({claim['regime']})")
     for figure in stored["figures"]:
         assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (out / "summary.md").read_text()
     assert stored["title"] in summary and all(c["line"] in summary for c in stored["claims"])
     for variant in stored["variants"].values():
         assert [r["seed"] for r in variant["per_seed"]] == [0, 1]
-    assert report["runs"] == len(stored["variants"]) * 2 or name in ("layer-rates", "data-size")
+    study = STUDIES[name]
+    tuned = len(study.variants(True)) * len(Protocol().grid(study, True)) * len(stored["tuning_seeds"])
+    assert report["runs"] == len(stored["variants"]) * 2 + tuned or name in ("layer-rates", "data-size")
 
 
 def test_a_finished_study_resumes_without_training_and_gives_the_same_results(tiny_dir, tmp_path):
     first = run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)
-    assert first["runs_trained"] == 4
+    assert first["runs_trained"] == HEADLINE_RUNS
     again = run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)
     assert again["runs_trained"] == 0
     assert again["claims"] == first["claims"] and again["variants"] == first["variants"]
@@ -65,7 +73,7 @@ def test_a_finished_study_resumes_without_training_and_gives_the_same_results(ti
 def test_an_interrupted_study_trains_only_what_is_missing(tiny_dir, tmp_path):
     first = run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)
     results = sorted((tmp_path / "h" / "runs").glob("*.json"))
-    assert len(results) == 4
+    assert len(results) == HEADLINE_RUNS
     results[0].unlink()  # never written: the run was killed before its atomic rename
     results[1].write_text(results[1].read_text()[:100])  # damaged: not trusted, trained again
     again = run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)
@@ -155,15 +163,21 @@ def test_a_result_stored_for_another_config_is_not_used(tiny_dir, tmp_path):
     run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)
     path = sorted((tmp_path / "h" / "runs").glob("*.json"))[0]
     stored = json.loads(path.read_text())
-    stored["job"]["train"]["lr"] = 0.3  # a file under this key that is not this job's
+    stored["job"]["train"]["lr"] = 0.7  # a file under this key that is not this job's (0.7: in no grid)
     path.write_text(json.dumps(stored))
     assert run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)["runs_trained"] == 1
 
 
 def test_studies_sharing_a_store_share_identical_runs(tiny_dir, tmp_path):
-    run_study(STUDIES["headline"], tiny_dir, tmp_path / "headline", store=tmp_path / "runs", **QUICK)
-    dc = run_study(STUDIES["dropconnect"], tiny_dir, tmp_path / "dropconnect", store=tmp_path / "runs", **QUICK)
-    assert dc["runs"] == 6 and dc["runs_trained"] == 2  # plain and dropout 0.5 were already there
+    from droplab.studies.catalog.common import dropout, fixed, plain
+
+    headline = STUDIES["headline"]
+    variants = fixed(plain(), dropout(), registry.Variant("dropout 0.2", {"dropout": (0.2, 0.2)}))
+    more = registry.Study("more", "", "", variants, lambda r: registry.Analysis([], [], {}), base=headline.base,
+                          max_epochs=headline.max_epochs)  # fmt: skip
+    run_study(headline, tiny_dir, tmp_path / "headline", store=tmp_path / "runs", **QUICK)
+    again = run_study(more, tiny_dir, tmp_path / "more", store=tmp_path / "runs", **QUICK)
+    assert again["runs"] == 3 * 4 and again["runs_trained"] == 4  # plain and dropout 0.5 were already there
 
 
 def test_output_directory_of_another_study_or_not_a_study_is_refused(tiny_dir, tmp_path):
@@ -199,7 +213,7 @@ def test_a_worker_pool_gives_the_same_numbers_as_one_process_with_the_same_threa
         inline = run_study(STUDIES["headline"], tiny_dir, tmp_path / "inline", **{**QUICK, "jobs": 1})
     finally:
         torch.set_num_threads(threads)
-    assert inline["runs_trained"] == 4
+    assert inline["runs_trained"] == HEADLINE_RUNS
     for name, v in pooled["variants"].items():
         for a, b in zip(v["per_seed"], inline["variants"][name]["per_seed"]):
             assert a["key"] == b["key"] and a["history"] == b["history"]
@@ -208,12 +222,21 @@ def test_a_worker_pool_gives_the_same_numbers_as_one_process_with_the_same_threa
             }
 
 
-def test_claim_lines_and_verdicts():
-    assert Claim("x", Interval(1.2, 0.8, 1.6, 5)).line() == "claim: x — +1.20 pp [+0.80, +1.60], 5 seeds — supported"
-    assert Claim("x", Interval(-0.5, -0.9, -0.1, 5)).verdict == "not supported"
-    assert Claim("y", Interval(-0.5, -0.9, -0.1, 3), "", False).verdict == "supported"
-    assert Claim("z", Interval(0.1, -0.2, 0.4, 2)).verdict == "inconclusive"
-    assert Claim("w", Interval(0.3, math.nan, math.nan, 1)).line().endswith("[n/a], 1 seed — inconclusive")
+def test_claim_lines_and_outcomes():
+    up, gap = Hypothesis("x", margin=0.3), Hypothesis("y", margin=0.01, expect_positive=False, unit="")
+    c = Claim(up, Estimate(1.2, 0.2, 4.0, 5), regime="lecture budget")
+    assert c.line() == ("claim: x — +1.20 pp [+0.64, +1.76] (δ ±0.3 pp; p 0.004, adjusted 0.004; MDE 0.74; "
+                        "underpowered) — supported (lecture budget)")  # fmt: skip
+    assert LINE.match(c.line())
+    assert Claim(up, Estimate(-1.2, 0.2, 4.0, 5)).outcome == "contradicted"
+    assert Claim(gap, Estimate(-0.05, 0.005, 4.0, 5)).outcome == "supported"
+    assert Claim(up, Estimate(0.1, 0.3, 1.0, 2)).outcome == "inconclusive"
+    assert Claim(up, Estimate(0.01, 0.02, 30.0, 31)).outcome == "equivalent"
+    one = Claim(up, Estimate(0.3, math.nan, math.nan, 1), regime="r")
+    assert one.line().endswith("[n/a] (δ ±0.3 pp; p n/a, adjusted n/a; MDE n/a) — inconclusive (r)")
+    assert LINE.match(one.line())
+    equiv = Claim(Hypothesis("z", kind="equivalence"), Estimate(0.02, 0.05, 30.0, 31), regime="r")
+    assert " (≈ within ±0.3 pp; " in equiv.line() and equiv.outcome == "equivalent" and LINE.match(equiv.line())
 
 
 # --- report ------------------------------------------------------------------------------
@@ -226,8 +249,11 @@ def test_report_is_one_self_contained_page(tiny_dir, tmp_path):
     for name in ("headline", "ensemble"):
         stored = json.loads((tmp_path / "s" / name / "study.json").read_text())
         assert html.escape(stored["title"]) in page
-        for claim in stored["claims"]:
-            assert claim["verdict"] in page
+        for claim in stored["claims"]:  # its line, its own outcome in its own colour
+            head = html.escape(claim["line"].rpartition(f" — {claim['outcome']}")[0], quote=True)
+            color = OUTCOME_COLORS[claim["outcome"]]
+            assert (f"<li style='border-color:{color}'>" in page and head in page
+                    and f"{head} — <span class='verdict' style='color:{color}'>{claim['outcome']}</span>" in page)
         assert page.count("data:image/png;base64,") >= 1
     assert page.count("<img ") == page.count("src='data:image/png;base64,")
     assert not re.search(r"(src|href)=['\"]?(https?:)?//", page) and "<link" not in page and "<script" not in page
@@ -267,7 +293,8 @@ def test_study_and_report_commands(tiny_dir, tmp_path, capsys):
     args = ["--quick", "--seeds", "2", "--data-dir", str(tiny_dir), "--no-verify", "--val-size", "100"]
     code, out, err = run_cli(["study", "headline", "--out", str(tmp_path / "h"), *args], capsys)
     assert code == 0, err
-    assert sum(1 for line in out.splitlines() if LINE.match(line)) == 3
+    stored = json.loads((tmp_path / "h" / "study.json").read_text())
+    assert [line for line in out.splitlines() if LINE.match(line)] == [c["line"] for c in stored["claims"]]
     code, out, err = run_cli(["report", str(tmp_path / "h"), "-o", str(tmp_path / "r.html")], capsys)
     assert code == 0 and (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
     code, out, _ = run_cli(["study", "list"], capsys)

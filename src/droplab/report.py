@@ -1,7 +1,16 @@
-"""One self-contained HTML page from study directories: verdicts, tables and plots.
+"""One self-contained HTML page from study directories: claims, tables and plots.
 
 Everything is inside the file (styles inline, plots as base64 PNG data URIs), so the page
 opens in a browser with no network and can be mailed or archived as one file.
+
+Each claim is shown with its outcome (supported, contradicted, equivalent, inconclusive) in its
+colour. The page counts *distinct* claims: two studies that make a claim from identical runs
+(the same ``identity``) make it once, counted where it is made first, in the page's order. A
+directory that ``droplab study all`` wrote holds ``suite.json`` beside its studies: there the
+primary claims carry the suite's outcomes (Benjamini–Hochberg across the suite's primaries, after
+Holm within each study), which the page shows and counts. The suite is computed where it is
+written (:mod:`droplab.studies.suite`, from the claims' own tests), not here: this module is below
+the studies and reads what they wrote; without a ``suite.json`` each outcome is its study's own.
 """
 
 from __future__ import annotations
@@ -17,11 +26,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from . import __version__, atomic
-from .studyfile import validate
+from .studyfile import OUTCOMES, validate, validate_suite
 
-__all__ = ["ReportError", "NoStudyFound", "find_studies", "render", "write_report"]
+__all__ = ["ReportError", "NoStudyFound", "find_studies", "find_suites", "render", "write_report"]
 
-VERDICT_COLORS = {"supported": "#1a7f37", "not supported": "#cf222e", "inconclusive": "#9a6700"}
+OUTCOME_COLORS = {"supported": "#1a7f37", "contradicted": "#cf222e", "equivalent": "#0969da",
+                  "inconclusive": "#9a6700"}  # fmt: skip
 
 STYLE = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2328; margin: 0;
@@ -31,7 +41,7 @@ h1 { font-size: 28px; margin: 8px 0 4px; } h2 { font-size: 21px; margin: 40px 0 
 padding-top: 24px; } .meta { color: #59636e; font-size: 13px; } .question { font-style: italic; color: #31373d; }
 nav ol { columns: 2; font-size: 14px; } .claims { list-style: none; padding: 0; margin: 12px 0; }
 .claims li { font: 13px/1.5 ui-monospace, SFMono-Regular, Menlo, monospace; padding: 3px 8px; margin: 2px 0;
-border-left: 4px solid; background: #f6f8fa; } .verdict { font-weight: 600; }
+border-left: 4px solid; background: #f6f8fa; } .verdict { font-weight: 600; } .repeat { color: #59636e; }
 table { border-collapse: collapse; margin: 12px 0; font-size: 13px; } caption { text-align: left; font-weight: 600;
 padding: 4px 0; } th, td { border-bottom: 1px solid #d0d7de; padding: 4px 10px; text-align: right; }
 th:first-child, td:first-child { text-align: left; } th { background: #f6f8fa; }
@@ -107,10 +117,10 @@ def _size(n: int) -> str:
     return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n} bytes"
 
 
-def _load(directory: Path) -> dict:
-    path = directory / "study.json"
+def _read(path: Path, what: str, check) -> dict:
+    """``path`` (a JSON file of up to ``STUDY_JSON_CAP`` bytes) read and checked by ``check``."""
     try:
-        text = atomic.read_regular(path, STUDY_JSON_CAP, "the study's JSON file").decode("utf-8")
+        text = atomic.read_regular(path, STUDY_JSON_CAP, what).decode("utf-8")
         raw = json.loads(text)
     except OSError as err:
         raise ReportError(path, f"cannot be read: {err.strerror or err}") from None
@@ -121,9 +131,53 @@ def _load(directory: Path) -> dict:
     except ValueError as err:  # JSONDecodeError, and the size and file-type refusals
         raise ReportError(path, f"cannot be read: {err}") from None
     try:
-        return validate(raw)
+        return check(raw)
     except ValueError as err:  # the fields the page shows, not what they must be
         raise ReportError(path, str(err)) from None
+
+
+def _load(directory: Path) -> dict:
+    return _read(directory / "study.json", "the study's JSON file", validate)
+
+
+def find_suites(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """The ``suite.json`` files (regular files) of those ``paths`` that are not themselves a study."""
+    found = []
+    for p in map(Path, paths):
+        st = _stat(p / "suite.json")
+        if _study_file(p) is None and st is not None and stat.S_ISREG(st.st_mode):
+            found.append(p / "suite.json")
+    return found
+
+
+def _distinct(studies: list[tuple[Path, dict]], suites: Iterable[dict]) -> tuple[list[list[tuple[dict, str]]], dict]:
+    """Per study, its claims as the page shows them, each with the study that made it first on
+    the page ("" if this one: the making counted); a claim a suite counted in this study is shown
+    as the suite records it (a primary: with the suite's outcome).
+
+    Returns:
+        the claims per study, and ``{"outcomes": {outcome: distinct claims}, "repeated": n,
+        "suite": primary claims shown with a suite's outcome}``.
+    """
+    by_suite = {(r["study"], r["identity"]): r for s in suites for r in s["claims"]}
+    first: dict[str, str] = {}
+    tally = {"outcomes": dict.fromkeys(OUTCOMES, 0), "repeated": 0, "suite": 0}
+    shown = []
+    for _, s in studies:
+        rows = []
+        for c in s["claims"]:
+            if (s["study"], c["identity"]) in by_suite:
+                c = by_suite[s["study"], c["identity"]]
+                tally["suite"] += c["primary"]
+            repeat = first.get(c["identity"], "")
+            if repeat:
+                tally["repeated"] += 1
+            else:
+                first[c["identity"]] = s["study"]
+                tally["outcomes"][c["outcome"]] += 1
+            rows.append((c, repeat))
+        shown.append(rows)
+    return shown, tally
 
 
 # --- the page ------------------------------------------------------------------------------
@@ -187,11 +241,16 @@ def _image(directory: Path, name: str, budget: list[int]) -> str:
     return f"<figure><img alt='{_e(alt)}' src='data:image/png;base64,{base64.b64encode(data).decode()}'></figure>"
 
 
-def _claim(c: dict) -> str:
-    color = VERDICT_COLORS.get(c["verdict"], "#59636e")  # a fixed colour, never the verdict's text
-    head, _, verdict = c["line"].rpartition(" — ")
-    styled = f"<span class='verdict' style='color:{color}'>{_e(verdict)}</span>"
-    return f"<li style='border-color:{color}'>{_e(head)} — {styled}</li>"
+def _claim(c: dict, repeat: str) -> str:
+    """One claim's line, its outcome word in its colour (from the record's ``outcome``, never
+    the line's text); a repeat names the study it is counted in."""
+    color = OUTCOME_COLORS[c["outcome"]]  # validated: one of the four
+    head, _, tail = c["line"].rpartition(f" — {c['outcome']}")
+    styled = f"<span class='verdict' style='color:{color}'>{_e(c['outcome'])}</span>"
+    primary = "<b>primary</b> " if c["primary"] else ""
+    note = f" <span class='repeat'>(made from identical runs in {_e(repeat)}: counted once, there)</span>" \
+        if repeat else ""  # fmt: skip
+    return f"<li style='border-color:{color}'>{primary}{_e(head)} — {styled}{_e(tail)}{note}</li>"
 
 
 def _table(t: dict) -> str:
@@ -200,7 +259,7 @@ def _table(t: dict) -> str:
     return f"<table><caption>{_e(t['title'])}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _section(directory: Path, s: dict, anchor: str, budget: list[int]) -> str:
+def _section(directory: Path, s: dict, claims: list[tuple[dict, str]], anchor: str, budget: list[int]) -> str:
     quick = " · quick setting" if s["quick"] else ""
     runs = "?" if s["runs"] is None else str(s["runs"])
     parts = [
@@ -208,7 +267,7 @@ def _section(directory: Path, s: dict, anchor: str, budget: list[int]) -> str:
         f"<p class='meta'>droplab study {_e(s['study'])} · {len(s['seeds'])} seeds · "
         f"{_e(runs)} runs · {_e(format(s['train_seconds'], '.0f'))} s of training{quick}</p>",
         f"<p class='question'>{_e(s['question'])}</p>",
-        "<ul class='claims'>" + "".join(_claim(c) for c in s["claims"]) + "</ul>",
+        "<ul class='claims'>" + "".join(_claim(c, repeat) for c, repeat in claims) + "</ul>",
     ]
     parts += [_table(t) for t in s["tables"]]
     if s["notes"]:
@@ -217,40 +276,55 @@ def _section(directory: Path, s: dict, anchor: str, budget: list[int]) -> str:
     return "\n".join(parts)
 
 
-def render(directories: Iterable[Path], title: str = "droplab report") -> str:
-    """The HTML page for the study ``directories``.
+def _counts(outcomes: Iterable[str]) -> str:
+    """``"2 supported, 1 equivalent"``: the outcomes that occur, in the legend's order."""
+    outcomes = list(outcomes)
+    return ", ".join(f"{outcomes.count(o)} {o}" for o in OUTCOMES if o in outcomes) or "none"
 
-    Each ``study.json`` is untrusted input: it is read up to a size cap, checked against the
-    fields the page shows (:class:`ReportError` names the file and the field), and every string
-    is escaped. A figure is embedded only when it is a PNG file inside its study's directory,
-    under a size cap; otherwise the page says why it is not.
+
+LEGEND = (
+    "<p>Each claim states its margin δ, declared with the claim before any run, and a 95% interval of its "
+    "difference. A claim is <b style='color:#1a7f37'>supported</b> when the difference is shown on the claimed "
+    "side of 0; <b style='color:#cf222e'>contradicted</b> when it is shown on the other side (an equivalence "
+    "claim: shown beyond ±δ); <b style='color:#0969da'>equivalent</b> when it is shown within ±δ (two one-sided "
+    "tests, TOST); <b style='color:#9a6700'>inconclusive</b> otherwise. The adjusted p-values decide (Holm "
+    "within each study; Benjamini–Hochberg across a suite's primary claims, after Holm); the interval shown "
+    "is unadjusted. MDE: the smallest effect the design detects at 80% power.</p>"
+)
+
+
+def render(directories: Iterable[Path], title: str = "droplab report", suites: Iterable[Path] = ()) -> str:
+    """The HTML page for the study ``directories`` (with the outcomes of the ``suites``' ``suite.json``).
+
+    Each ``study.json`` and ``suite.json`` is untrusted input: it is read up to a size cap, checked
+    against the fields the page shows (:class:`ReportError` names the file and the field), and
+    every string is escaped. A figure is embedded only when it is a PNG file inside its study's
+    directory, under a size cap; otherwise the page says why it is not.
     """
     studies = [(Path(d), _load(Path(d))) for d in directories]
+    suite = [_read(Path(p), "the suite's JSON file", validate_suite) for p in suites]
+    shown, tally = _distinct(studies, suite)
     taken: set[str] = set()
     anchors = [_anchor(s["study"], taken) for _, s in studies]
-    counts: dict[str, int] = {}
-    for _, s in studies:
-        for c in s["claims"]:
-            counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
     rows = "".join(
         f"<tr><td><a href='#{_e(a)}'>{_e(s['study'])}</a></td><td>{_e(s['title'])}</td>"
-        f"<td>{sum(c['verdict'] == 'supported' for c in s['claims'])} / {len(s['claims'])}</td></tr>"
-        for a, (_, s) in zip(anchors, studies)
+        f"<td>{_e(_counts(c['outcome'] for c, _ in claims))}</td></tr>"
+        for a, (_, s), claims in zip(anchors, studies, shown)
     )
-    tally = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+    distinct = sum(tally["outcomes"].values())
+    counted = (f"{distinct} distinct claims ({tally['repeated']} repeated from identical runs, counted once): "
+               + (", ".join(f"{n} {o}" for o, n in tally["outcomes"].items() if n) or "none"))  # fmt: skip
+    across = (f"{tally['suite']} primary claims with the suite's outcomes (suite.json)" if tally["suite"] else
+              "each outcome its study's own (no suite.json: primary claims not corrected across studies)")  # fmt: skip
     budget = [FIGURES_TOTAL_CAP]
-    sections = "".join(_section(d, s, a, budget) for a, (d, s) in zip(anchors, studies))
+    sections = "".join(_section(d, s, c, a, budget) for a, (d, s), c in zip(anchors, studies, shown))
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{_e(title)}</title><style>{STYLE}</style></head><body><main>"
         f"<h1>{_e(title)}</h1><p class='meta'>droplab {_e(__version__)} · {time.strftime('%Y-%m-%d %H:%M')} · "
-        f"{len(studies)} studies · claims: {_e(tally)}</p>"
-        "<p>Every figure is a mean over seeds with a 95% t interval; comparisons are paired by seed. A claim is "
-        "<b style='color:#1a7f37'>supported</b> when its interval lies on the claimed side of 0, "
-        "<b style='color:#cf222e'>not supported</b> when it lies on the other, "
-        "<b style='color:#9a6700'>inconclusive</b> when it straddles 0.</p>"
-        f"<table class='summary'><thead><tr><th>study</th><th>question</th><th>claims supported</th></tr></thead>"
+        f"{len(studies)} studies · {_e(counted)} · {_e(across)}</p>{LEGEND}"
+        f"<table class='summary'><thead><tr><th>study</th><th>question</th><th>outcomes</th></tr></thead>"
         f"<tbody>{rows}</tbody></table>{sections}</main></body></html>\n"
     )
 
@@ -266,10 +340,11 @@ def write_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> 
     if (st := _stat(parent)) is None or not stat.S_ISDIR(st.st_mode):
         raise ReportError(out, f"{parent} is not an existing directory; expected {expected}")
     studies = find_studies(paths)
+    suites = find_suites(paths)
     inputs = {(d / "study.json").resolve() for d in studies} | {p.resolve() for d in studies for p in d.glob("*.png")}
-    if out.resolve() in inputs:
+    if out.resolve() in inputs | {p.resolve() for p in suites}:
         raise ReportError(out, f"is one of the studies' own files; expected {expected} elsewhere")
-    page = render(studies)
+    page = render(studies, suites=suites)
     try:
         return atomic.write_text(out, page)
     except OSError as err:

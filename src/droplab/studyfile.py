@@ -2,14 +2,20 @@
 
 A study directory may come from anyone, so its ``study.json`` is untrusted input: :func:`validate`
 checks every field the report shows (types, finite numbers, valid Unicode) and says which field is
-wrong and why; the other fields are not looked at.
+wrong and why; the other fields are not looked at. Each claim is checked whole, with every field
+the issue's study.json section lists (:func:`claim`), as is a suite's ``suite.json``
+(:func:`validate_suite`: the distinct claims of ``droplab study all``).
 """
 
 from __future__ import annotations
 
 import math
+import re
 
-__all__ = ["FieldError", "validate"]
+__all__ = ["FieldError", "OUTCOMES", "validate", "validate_suite", "claim"]
+
+OUTCOMES = ("supported", "contradicted", "equivalent", "inconclusive")  # as droplab.stats.OUTCOMES
+KINDS = ("superiority", "equivalence")
 
 _JSON_TYPES = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
                list: "an array", dict: "an object"}  # fmt: skip
@@ -126,13 +132,7 @@ def validate(raw) -> dict:
         raise FieldError("quick", "a boolean", study["quick"])
     if study["runs"] is not None and study["runs"] < 0:
         raise ValueError(f"runs: {study['runs']}; expected an integer >= 0")
-    expected = "an object with 'line' and 'verdict' strings"
-    for i, c in enumerate(_list(s["claims"], "claims", "objects")):
-        c = _object(c, f"claims[{i}]", expected)
-        study["claims"].append({
-            key: _string(_get(c, key, f"claims[{i}].{key}", "a string"), f"claims[{i}].{key}")
-            for key in ("line", "verdict")
-        })  # fmt: skip
+    study["claims"] = [claim(c, f"claims[{i}]") for i, c in enumerate(_list(s["claims"], "claims", "objects"))]
     expected = "an object with 'title', 'headers' and 'rows'"
     for i, t in enumerate(_list(s["tables"], "tables", "objects")):
         f = f"tables[{i}]"
@@ -149,3 +149,103 @@ def validate(raw) -> dict:
             ],
         })  # fmt: skip
     return study
+
+
+def _choice(value, field: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise FieldError(field, " or ".join(repr(c) for c in choices), value)
+    return value
+
+
+def _boolean(value, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise FieldError(field, "a boolean", value)
+    return value
+
+
+def _optional(value, field: str, minimum: float | None = None, maximum: float | None = None) -> float | None:
+    """A finite number in [minimum, maximum], or null (a figure that could not be computed)."""
+    if value is None:
+        return None
+    number = _finite(value, field, minimum)
+    if maximum is not None and number > maximum:
+        raise ValueError(f"{field}: {value!r:.40}; expected a number from {minimum:g} to {maximum:g} or null")
+    return number
+
+
+def claim(raw, field: str) -> dict:
+    """A claim record (:meth:`droplab.verdicts.Claim.record`) checked: every field of the issue's
+    list, its line stating its outcome, as many per-seed values as seeds.
+
+    Examples::
+
+        >>> claim({"text": "t"}, "claims[0]")
+        Traceback (most recent call last):
+        ...
+        droplab.studyfile.FieldError: claims[0].primary: missing; expected a boolean
+    """
+    c = _object(raw, field, "an object (a claim)")
+    if "verdict" in c and "outcome" not in c:  # droplab before its claims had four outcomes
+        raise FieldError(f"{field}.outcome", "one of four outcomes (this claim has an earlier droplab's 'verdict': "
+                         "run its study again)", missing=True)  # fmt: skip
+    get = lambda key, expected: _get(c, key, f"{field}.{key}", expected)  # noqa: E731
+    f = lambda key: f"{field}.{key}"  # noqa: E731
+    out = {
+        "text": _string(get("text", "a string"), f("text")),
+        "primary": _boolean(get("primary", "a boolean"), f("primary")),
+        "kind": _choice(get("kind", "a kind"), f("kind"), KINDS),
+        "margin": _finite(get("margin", "a number"), f("margin"), minimum=0),
+        "estimate": _finite(get("estimate", "a number"), f("estimate")),
+        "p": _optional(get("p", "a p-value"), f("p"), 0, 1),
+        "p_adjusted": _optional(get("p_adjusted", "a p-value"), f("p_adjusted"), 0, 1),
+        "mde": _optional(get("mde", "a number"), f("mde"), 0),
+        "outcome": _choice(get("outcome", "an outcome"), f("outcome"), OUTCOMES),
+        "regime": _string(get("regime", "a string"), f("regime")),
+        "seeds": _integer(get("seeds", "an integer"), f("seeds")),
+        "line": _string(get("line", "a string"), f("line")),
+        "identity": _string(get("identity", "a string"), f("identity")),
+    }
+    bounds = _list(get("interval", "an array"), f("interval"), "two numbers or nulls")
+    if len(bounds) != 2:
+        raise ValueError(f"{f('interval')}: {len(bounds)} values; expected [low, high]")
+    out["interval"] = [_optional(v, f"{f('interval')}[{j}]") for j, v in enumerate(bounds)]
+    per_seed = _list(get("per_seed", "an array"), f("per_seed"), "numbers")
+    out["per_seed"] = [_finite(v, f"{f('per_seed')}[{j}]") for j, v in enumerate(per_seed)]
+    if out["margin"] == 0:
+        raise ValueError(f"{f('margin')}: 0; expected a finite number > 0")
+    if out["seeds"] < 1 or len(per_seed) != out["seeds"]:
+        raise ValueError(f"{f('seeds')}: {out['seeds']} with {len(per_seed)} per-seed values; expected an integer "
+                         ">= 1, the number of per-seed values")  # fmt: skip
+    if None not in out["interval"] and out["interval"][0] > out["interval"][1]:
+        raise ValueError(f"{f('interval')}: {out['interval']}; expected [low, high] with low <= high")
+    if not re.fullmatch(r"[0-9a-f]{16}", out["identity"]):
+        raise ValueError(f"{f('identity')}: {out['identity']!r:.40}; expected 16 hexadecimal digits")
+    if f" — {out['outcome']}" not in out["line"]:
+        raise ValueError(f"{f('line')}: does not state the claim's outcome ({out['outcome']}); "
+                         f"expected a line ending in ' — {out['outcome']}' and its regime")  # fmt: skip
+    return out
+
+
+def validate_suite(raw) -> dict:
+    """A parsed ``suite.json`` checked: its studies, and its distinct claims, each a :func:`claim`
+    with the ``study`` that made it and the studies that repeat it (``also_in``).
+
+    Examples::
+
+        >>> validate_suite({"studies": ["headline"], "claims": []})
+        {'studies': ['headline'], 'claims': []}
+        >>> validate_suite({"studies": "headline", "claims": []})
+        Traceback (most recent call last):
+        ...
+        droplab.studyfile.FieldError: studies: got a string; expected an array of strings
+    """
+    s = _object(raw, "the top level", "an object (a droplab suite)")
+    studies = _list(_get(s, "studies", "studies", "an array of strings"), "studies", "strings")
+    out = {"studies": [_string(v, f"studies[{i}]") for i, v in enumerate(studies)], "claims": []}
+    for i, c in enumerate(_list(_get(s, "claims", "claims", "an array of objects"), "claims", "objects")):
+        record = claim(c, f"claims[{i}]")
+        record["study"] = _string(_get(c, "study", f"claims[{i}].study", "a string"), f"claims[{i}].study")
+        also = _list(_get(c, "also_in", f"claims[{i}].also_in", "an array"), f"claims[{i}].also_in", "strings")
+        record["also_in"] = [_string(v, f"claims[{i}].also_in[{j}]") for j, v in enumerate(also)]
+        out["claims"].append(record)
+    return out
