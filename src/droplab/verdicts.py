@@ -183,8 +183,9 @@ class Claim:
 
     @property
     def identity(self) -> str:
-        """The same runs and the same statistic: the same claim (16 hex digits)."""
-        text = "\n".join([*self.runs, self.statistic])
+        """The same runs, the same statistic and the same form of claim: the same claim (16 hex digits)."""
+        h = self.hypothesis
+        text = "\n".join([*self.runs, self.statistic, h.kind, "positive" if h.expect_positive else "negative"])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @classmethod
