@@ -63,3 +63,27 @@ def _isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, _kernel_cache:
     monkeypatch.delenv("DROPLAB_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setenv("DROPLAB_CACHE_DIR", str(_kernel_cache))
+
+
+@pytest.fixture(scope="session")
+def quick_study(tmp_path_factory: pytest.TempPathFactory):
+    """``quick_study(name)``: the study.json of a quick run of study ``name`` on tiny data (3 seeds;
+    once per session; one store, so that runs the studies share train once)."""
+    import json
+
+    from droplab.studies import STUDIES, run_study
+
+    root, done = tmp_path_factory.mktemp("quick-studies"), {}
+    data = write_dataset(root / "tiny", n_test=200)
+
+    def get(name: str) -> dict:
+        if name not in done:
+            with pytest.MonkeyPatch.context() as mp:
+                mp.delenv("DROPLAB_DATA", raising=False)
+                mp.setenv("XDG_CACHE_HOME", str(root / "xdg-cache"))
+                run_study(STUDIES[name], data, root / name, store=root / "runs", seeds=3, quick=True, verify=False,
+                          val_size=100, log=lambda line: None)  # fmt: skip
+            done[name] = json.loads((root / name / "study.json").read_text())
+        return done[name]
+
+    return get

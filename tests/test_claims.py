@@ -16,14 +16,13 @@ read from them.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
 
 import numpy as np
 import pytest
-from conftest import write_dataset
+from test_claims_b import RECOMPUTE_B
 
 from droplab.stats import (
     Estimate,
@@ -34,7 +33,7 @@ from droplab.stats import (
     paired_estimate,
     two_way_estimate,
 )
-from droplab.studies import STUDIES, registry, run_study
+from droplab.studies import STUDIES, registry
 from droplab.studies.records import pack_correct, unpack_correct
 from droplab.studies.results import Results
 from droplab.verdicts import Claim, Hypothesis, adjust
@@ -47,29 +46,7 @@ GENERIC = re.compile(r"(?P<key>[\w.]+): (?P<a>.+) − (?P<b>.+)")
 
 # (study, hypothesis text) -> the claim's per-seed values, computed from the study.json dict.
 # Each study's owner appends one block for the custom claims (Results.measure) of the study.
-RECOMPUTE: dict[tuple[str, str], Callable[[dict], list[float]]] = {}
-
-
-_RUNS: dict[str, dict] = {}
-
-
-@pytest.fixture(scope="module")
-def quick_study(tmp_path_factory):
-    """``quick_study(name)``: the study.json of a quick run of study ``name`` (run once per module)."""
-    root = tmp_path_factory.mktemp("claims")
-    data = write_dataset(root / "tiny", n_test=N_TEST)
-
-    def get(name: str) -> dict:
-        if name not in _RUNS:
-            with pytest.MonkeyPatch.context() as mp:
-                mp.delenv("DROPLAB_DATA", raising=False)
-                mp.setenv("XDG_CACHE_HOME", str(root / "xdg-cache"))
-                run_study(STUDIES[name], data, root / name, store=root / "runs", **QUICK)
-            _RUNS[name] = json.loads((root / name / "study.json").read_text())
-        return _RUNS[name]
-
-    yield get
-    _RUNS.clear()
+RECOMPUTE: dict[tuple[str, str], Callable[[dict], list[float]]] = {**RECOMPUTE_B}
 
 
 def generic(study: dict, claim: dict) -> tuple[str, str, str] | None:

@@ -8,20 +8,16 @@ contrasts of test accuracy over several variants); :data:`PAIRS_B` the two varia
 claim (``Results.claim``, a − b in test accuracy) must compare, written from its hypothesis.
 """
 
-import json
 import math
 import re
 
 import numpy as np
 import pytest
-from conftest import write_dataset
 
-from droplab.studies import STUDIES, run_study
-from droplab.train import TrainConfig
+from droplab.studies import STUDIES
 
 QUICK = {"seeds": 3, "quick": True, "verify": False, "val_size": 100, "log": lambda line: None}
 STUDIES_B = ("layer-rates", "weight-decay", "dropconnect", "noise", "normalization", "regularizers", "data-size")
-NEEDS = {"layer-rates": "input_dropout", "noise": "activation"}  # TrainConfig fields from the branch i13-train2
 GENERIC = re.compile(r"(?P<key>[\w.]+): (?P<a>.+) − (?P<b>.+)")
 
 
@@ -126,26 +122,9 @@ def _pair(study: dict, name: str, text: str) -> tuple[str, str]:
     return a, b
 
 
-@pytest.fixture(scope="module")
-def quick_b(tmp_path_factory):
-    """``quick_b(name)``: study.json of a quick run of study ``name`` (one store: shared runs train once)."""
-    root, done = tmp_path_factory.mktemp("claims-b"), {}
-    data = write_dataset(root / "tiny")
-
-    def get(name: str) -> dict:
-        if name not in done:
-            run_study(STUDIES[name], data, root / name, store=root / "runs", **QUICK)
-            done[name] = json.loads((root / name / "study.json").read_text())
-        return done[name]
-
-    return get
-
-
 @pytest.mark.parametrize("name", STUDIES_B)
-def test_every_claim_is_recomputed_from_the_stored_runs(name, quick_b):
-    if name in NEEDS and NEEDS[name] not in TrainConfig.__dataclass_fields__:
-        pytest.skip(f"study {name} needs TrainConfig.{NEEDS[name]} (branch i13-train2)")
-    study = quick_b(name)
+def test_every_claim_is_recomputed_from_the_stored_runs(name, quick_study):
+    study = quick_study(name)
     assert [c["text"] for c in study["claims"]] == [h.text for h in STUDIES[name].hypotheses]
     assert sum(c["primary"] for c in study["claims"]) == 1
     for c in study["claims"]:
@@ -159,12 +138,10 @@ def test_every_claim_is_recomputed_from_the_stored_runs(name, quick_b):
         assert math.isclose(c["estimate"], float(np.mean(expected)), rel_tol=1e-9, abs_tol=1e-9), c["text"]
 
 
-def test_layer_rates_confirms_the_cell_best_on_the_tuning_seeds(quick_b):
+def test_layer_rates_confirms_the_cell_best_on_the_tuning_seeds(quick_study):
     """The best cell is the one with the highest tuning score (the ★ cells of the tuning table), not
     the best on the confirmation runs: its claim is that cell − no dropout."""
-    if "input_dropout" not in TrainConfig.__dataclass_fields__:
-        pytest.skip("study layer-rates needs TrainConfig.input_dropout (branch i13-train2)")
-    study = quick_b("layer-rates")
+    study = quick_study("layer-rates")
     tuning = next(t for t in study["tables"] if t["title"].startswith("tuning"))
     starred = {row[0]: float(next(c for c in row[1:] if "★" in c).strip("* ★")) for row in tuning["rows"]}
     del starred["input 0, hidden (0, 0)"]
