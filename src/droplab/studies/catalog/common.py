@@ -20,7 +20,8 @@ from ...verdicts import Table, format_interval
 from ..registry import Analysis, Study, Variant, register
 from ..results import Results
 
-BASE = {"model": "mlp", "hidden": (256, 256), "eval_train_size": 10_000}
+BASE = {"model": "mlp", "hidden": (256, 256), "eval_train_size": 2_000}
+BASE_10K = {**BASE, "train_size": 10_000}  # the cheap studies' base: 10,000 training images, seconds a run
 COLUMNS = [  # (summary key, heading, scale, digits)
     ("val_acc", "val acc %", 100.0, 2),
     ("test_acc", "test acc %", 100.0, 2),
