@@ -3,9 +3,10 @@ no-rescale and best-recipe, recomputed from what their quick runs stored in ``st
 
 A claim stores its per-seed values; these tests compute them again, independently of the
 analyses, from the runs' summaries, histories and probes: a claim computed as b − a instead of
-a − b, on the wrong variant or the wrong epoch, fails here. :data:`RECOMPUTE_A` holds the
-studies' own statistics (``Results.measure``); a difference of two variants on a summary key
-(``Results.claim``) is recomputed from its statistic, ``"key: a − b"``.
+a − b, on the wrong variant or the wrong epoch, fails here. :data:`RECOMPUTE_A` holds every
+claim: the studies' own statistics and the differences of two variants (``Results.claim``),
+each in the order of the variants its text claims (the stored statistic names an order too,
+but a swapped claim would name the swapped one).
 """
 
 import base64
@@ -62,18 +63,29 @@ def _lead(study: dict, key: str) -> list[float]:
     return _minus(_last(study, "d2l dropout", key), _last(study, "d2l plain", key), 100)
 
 
-# (study, the start of the hypothesis's text) -> per-seed values from study.json
+def _diff(a: str, b: str, key: str = "test_acc"):
+    """Per seed, ``key`` of variant ``a`` − of ``b`` from the summaries (accuracies in pp)."""
+    scale = 100.0 if key.endswith("acc") else 1.0
+    return lambda s: _minus([r["summary"][key] for r in _runs(s, a)], [r["summary"][key] for r in _runs(s, b)], scale)
+
+
+# (study, the start of the hypothesis's text) -> per-seed values from study.json; every claim has one
 RECOMPUTE_A = {
+    # --- headline
+    ("headline", "dropout raises test accuracy"): _diff("dropout 0.5", "plain"),
+    ("headline", "dropout shrinks the gap"): _diff("dropout 0.5", "plain", "gap"),
     # --- long-training
     ("long-training", "with dropout, validation loss rises less"):
         lambda s: _minus(_slopes(s, "dropout 0.5"), _slopes(s, "plain")),
     ("long-training", "the plain net overfits"): lambda s: _slopes(s, "plain"),
+    ("long-training", "with a budget of 100 epochs, dropout raises"): _diff("dropout 0.5", "plain"),
     # --- activation-variance: log(dropout / plain) at the last evaluated epoch
     **{("activation-variance", start): (lambda key: lambda s: [
         math.log(d / p) for d, p in zip(_last(s, "dropout 0.5", key), _last(s, "plain", key))])(key)
        for start, key in (("in training, what follows hidden layer 1", "act_var_train_1"),
                           ("in training, what follows hidden layer 2", "act_var_train_2"),
-                          ("hidden layer 1's activations", "act_var_1"), ("hidden layer 2's activations", "act_var_2"))},
+                          ("hidden layer 1's activations", "act_var_1"),
+                          ("hidden layer 2's activations", "act_var_2"))},
     # --- ensemble
     ("ensemble", "weight scaling matches the average of 100 thinned networks in test accuracy (converged"):
         lambda s: _minus(_bits_mean(s, CONV, "scaled_correct"), _bits_mean(s, CONV, "mc_correct"), 100),
@@ -94,22 +106,24 @@ RECOMPUTE_A = {
     ("lecture-replay", "before the last step, d2l's dropout lead"): lambda s: _lead(s, "val_acc_before_last"),
     ("lecture-replay", "the final partial step costs d2l's plain net"):
         lambda s: _minus(_last(s, "d2l plain", "val_acc"), _last(s, "d2l plain", "val_acc_before_last"), 100),
+    ("lecture-replay", "in d2l's setting dropout beats"): _diff("d2l dropout", "d2l plain"),
+    ("lecture-replay", "the lecture's literal comparison"): _diff("d2l dropout", "d2l 1-layer plain"),
+    ("lecture-replay", "a second hidden layer"): _diff("d2l plain", "d2l 1-layer plain"),
+    ("lecture-replay", "on droplab's split"): _diff("droplab dropout", "droplab plain"),
+    # --- no-rescale
+    ("no-rescale", "without the 1/(1-p) scale"): _diff("no rescale", "inverted"),
+    ("no-rescale", "scaling activations by (1-p)"): _diff("no rescale, test-time scaling", "no rescale"),
+    ("no-rescale", "with test-time scaling, no rescale matches"): _diff("no rescale, test-time scaling", "inverted"),
+    # --- best-recipe
+    ("best-recipe", "dropout adds to the best recipe"): _diff("best recipe", "best recipe, p = 0"),
 }  # fmt: skip
-
-
-def _difference(study: dict, statistic: str) -> list[float]:
-    """The per-seed values of a ``Results.claim``: ``"key: a − b"`` on the summaries (accuracies in pp)."""
-    key, pair = statistic.split(": ", 1)
-    a, b = pair.split(" − ")
-    scale = 100.0 if key.endswith("acc") else 1.0
-    return _minus([r["summary"][key] for r in _runs(study, a)], [r["summary"][key] for r in _runs(study, b)], scale)
 
 
 def recompute(name: str, study: dict, claim: dict) -> list[float]:
     """A claim's per-seed values, computed again from ``study`` (study.json)."""
     own = [f for (s, start), f in RECOMPUTE_A.items() if s == name and claim["text"].startswith(start)]
-    assert len(own) <= 1, claim["text"]
-    return own[0](study) if own else _difference(study, claim["statistic"])
+    assert len(own) == 1, f"{name}: {claim['text']!r} has {len(own)} recomputations"
+    return own[0](study)
 
 
 @pytest.fixture(scope="module")
