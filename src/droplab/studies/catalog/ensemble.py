@@ -152,10 +152,10 @@ def _claims(r: Results) -> list[Claim]:
     out = []
     for h, variant in ((MATCHES, CONVERGED), (MATCHES_10, TEN)):
         diff = 100 * (bits(r, variant, "scaled_correct") - bits(r, variant, "mc_correct"))
-        out.append(r.measure(h, two_way_estimate(diff), [variant], f"test images right, {variant}: weight scaling "
+        out.append(r.measure(h, _over_images(diff), [variant], f"test images right, {variant}: weight scaling "
                              f"− MC k={TOP} (seeds x images)", diff.mean(axis=1)))  # fmt: skip
     differ = 100 * (1 - bits(r, CONVERGED, "mc_agree"))
-    out.append(r.measure(AGREE, two_way_estimate(differ), [CONVERGED], f"test images where MC k={TOP} and weight "
+    out.append(r.measure(AGREE, _over_images(differ), [CONVERGED], f"test images where MC k={TOP} and weight "
                          f"scaling predict different classes, % (seeds x images), {CONVERGED}", differ.mean(axis=1)))
     kl = _v(r, CONVERGED, f"mc{TOP}_kl")
     out.append(r.measure(KL, mean_estimate(kl), [CONVERGED], f"mean KL(MC k={TOP} ‖ weight scaling), nats", kl))
@@ -165,6 +165,11 @@ def _claims(r: Results) -> list[Claim]:
         out.append(r.measure(h, paired_estimate(xs, ys), [CONVERGED], f"{a} − {b}, {CONVERGED}",
                              [x - y for x, y in zip(xs, ys)]))  # fmt: skip
     return out
+
+
+def _over_images(x: np.ndarray):
+    """The mean of ``x`` (seeds, test images) over seeds and test images (one seed: over seeds, NaN se)."""
+    return two_way_estimate(x) if len(x) >= 2 else mean_estimate(list(x.mean(axis=1)))
 
 
 def _coverage(r: Results, name: str) -> list[list[str]]:
