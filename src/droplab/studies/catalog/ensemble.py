@@ -194,7 +194,7 @@ def _figures(r: Results, ks: list[int]) -> dict:
         "mc_accuracy": plots.xy_intervals(
             ks,
             {b: [_v(r, b, f"mc{k}_acc", 100) for k in ks] for b in BUDGETS},
-            f"test accuracy: MC average of k thinned networks (dotted: weight scaling, {CONVERGED})",
+            "test accuracy, MC average of k nets (dotted: scaled, converged)",
             "k",
             "accuracy %",
             logx=True,
@@ -203,7 +203,7 @@ def _figures(r: Results, ks: list[int]) -> dict:
         "mc_nll": plots.xy_intervals(
             ks,
             {b: [_v(r, b, f"mc{k}_nll") for k in ks] for b in BUDGETS},
-            f"test NLL (dotted: weight scaling, {CONVERGED})",
+            "test NLL (dotted: weight scaling, converged)",
             "k",
             "NLL",
             logx=True,
