@@ -33,6 +33,8 @@ __all__ = [
     "expected_calibration_error",
     "reliability",
     "accuracy_vs_confidence",
+    "agreement",
+    "kl_divergence",
     "MC_KS",
 ]
 
@@ -86,6 +88,32 @@ def accuracy_nll(probs: Tensor, y: Tensor) -> tuple[float, float]:
     acc = (probs.argmax(dim=1) == y).double().mean().item()
     nll = -torch.log(probs.gather(1, y[:, None]).clamp_min(1e-12)).double().mean().item()
     return acc, nll
+
+
+def agreement(p: Tensor, q: Tensor) -> Tensor:
+    """Per example, whether class probabilities ``p`` and ``q`` predict the same class (their argmax).
+
+    Examples::
+
+        >>> agreement(torch.tensor([[0.7, 0.3], [0.4, 0.6]]), torch.tensor([[0.6, 0.4], [0.8, 0.2]])).tolist()
+        [True, False]
+    """
+    return p.argmax(dim=1) == q.argmax(dim=1)
+
+
+def kl_divergence(p: Tensor, q: Tensor) -> Tensor:
+    r"""Per example, :math:`\mathrm{KL}(p \,\|\, q) = \sum_c p_c \log(p_c / q_c)` in nats, in float64
+    (a class with :math:`p_c = 0` adds 0; :math:`q_c` is clamped at 1e-12).
+
+    Examples::
+
+        >>> kl = kl_divergence(torch.tensor([[0.5, 0.5], [1.0, 0.0]]), torch.tensor([[0.5, 0.5], [0.5, 0.5]]))
+        >>> [round(v, 6) for v in kl.tolist()]  # 0, and 1 * log(1 / 0.5) = log 2
+        [0.0, 0.693147]
+    """
+    p64, q64 = p.double(), q.double().clamp_min(1e-12)
+    terms = torch.where(p64 > 0, p64 * (p64.clamp_min(1e-300).log() - q64.log()), torch.zeros_like(p64))
+    return terms.sum(dim=1)
 
 
 def reliability(probs: Tensor, y: Tensor, bins: int = 15) -> list[dict]:
