@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from test_claims_a import RECOMPUTE_A
 from test_claims_b import RECOMPUTE_B
 
 from droplab.stats import (
@@ -46,7 +47,10 @@ GENERIC = re.compile(r"(?P<key>[\w.]+): (?P<a>.+) − (?P<b>.+)")
 
 # (study, hypothesis text) -> the claim's per-seed values, computed from the study.json dict.
 # Each study's owner appends one block for the custom claims (Results.measure) of the study.
-RECOMPUTE: dict[tuple[str, str], Callable[[dict], list[float]]] = {**RECOMPUTE_B}
+RECOMPUTE: dict[tuple[str, str], Callable[[dict], list[float]]] = {
+    **RECOMPUTE_B,
+    **{(s, h.text): f for (s, start), f in RECOMPUTE_A.items() for h in STUDIES[s].hypotheses if h.text.startswith(start)},
+}
 
 
 def generic(study: dict, claim: dict) -> tuple[str, str, str] | None:

@@ -126,23 +126,14 @@ def recompute(name: str, study: dict, claim: dict) -> list[float]:
     return own[0](study)
 
 
-@pytest.fixture(scope="module")
-def studies(tmp_path_factory) -> dict:
-    from conftest import write_dataset
-
-    root = tmp_path_factory.mktemp("claims-a")
-    data, store = write_dataset(root / "data"), root / "runs"
-    return {n: run_study(STUDIES[n], data, root / n, store=store, **QUICK) for n in STUDIES_A}
-
-
 def test_the_custom_statistics_are_each_declared_by_their_study():
     for name, start in RECOMPUTE_A:
         assert [h for h in STUDIES[name].hypotheses if h.text.startswith(start)], (name, start)
 
 
 @pytest.mark.parametrize("name", STUDIES_A)
-def test_every_claim_is_recomputed_from_study_json(name, studies):
-    study = json.loads(json.dumps(studies[name]))  # as a reader of study.json sees it
+def test_every_claim_is_recomputed_from_study_json(name, quick_study):
+    study = quick_study(name)  # as a reader of study.json sees it
     assert study["claims"]
     for claim in study["claims"]:
         expected = recompute(name, study, claim)

@@ -321,10 +321,11 @@ def test_bad_study_and_report_arguments_exit_2(args, message, capsys):
 
 def test_the_catalog_registers_its_studies_in_order():
     assert list(STUDIES) == [
-        "headline", "layer-rates", "long-training", "activation-variance", "ensemble", "weight-decay",
-        "dropconnect", "noise", "data-size", "normalization", "regularizers", "no-rescale",
+        "headline", "lecture-replay", "layer-rates", "long-training", "activation-variance", "ensemble",
+        "weight-decay", "dropconnect", "noise", "data-size", "normalization", "regularizers", "no-rescale",
+        "best-recipe",
     ]  # fmt: skip
-    assert [s.order for s in STUDIES.values()] == list(range(10, 130, 10))  # each catalog study says its place
+    assert [s.order for s in STUDIES.values()] == [10, 15, *range(20, 140, 10)]  # each catalog study says its place
     assert "mc" in PROBES
     assert PROBES["mc"].run.__module__ == "droplab.studies.catalog.ensemble"  # the probe lives with its study
     from droplab.studies import engine
@@ -338,7 +339,7 @@ from droplab.studies.registry import Analysis, study
 from droplab.studies.catalog.common import BASE, fixed, plain
 
 
-@study(name="planted", order=15, title="A planted study", question="Is one new file enough?",
+@study(name="planted", order=17, title="A planted study", question="Is one new file enough?",
        variants=fixed(plain()), base=BASE)
 def analyze(r):
     return Analysis([], [], {})
@@ -353,7 +354,7 @@ def test_a_new_module_in_the_catalog_is_a_new_study_in_its_place(tmp_path, monke
     monkeypatch.setattr(catalog, "__path__", [*catalog.__path__, str(tmp_path)])
     try:
         assert "planted" in catalog.discover() and "common" not in catalog.discover()
-        assert list(STUDIES)[:3] == ["headline", "planted", "layer-rates"]  # order 15: between 10 and 20
+        assert list(STUDIES)[1:4] == ["lecture-replay", "planted", "layer-rates"]  # order 17: between 15 and 20
     finally:
         STUDIES.pop("planted", None)
         sys.modules.pop("droplab.studies.catalog.planted", None)
