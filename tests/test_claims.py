@@ -49,7 +49,8 @@ GENERIC = re.compile(r"(?P<key>[\w.]+): (?P<a>.+) − (?P<b>.+)")
 # Each study's owner appends one block for the custom claims (Results.measure) of the study.
 RECOMPUTE: dict[tuple[str, str], Callable[[dict], list[float]]] = {
     **RECOMPUTE_B,
-    **{(s, h.text): f for (s, start), f in RECOMPUTE_A.items() for h in STUDIES[s].hypotheses if h.text.startswith(start)},
+    **{(s, h.text): f for (s, start), f in RECOMPUTE_A.items()
+       for h in STUDIES[s].hypotheses if h.text.startswith(start)},  # fmt: skip
 }
 
 

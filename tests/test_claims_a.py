@@ -10,13 +10,12 @@ but a swapped claim would name the swapped one).
 """
 
 import base64
-import json
 import math
 
 import numpy as np
 import pytest
 
-from droplab.studies import STUDIES, run_study
+from droplab.studies import STUDIES
 
 QUICK = {"seeds": 3, "quick": True, "verify": False, "val_size": 100, "log": lambda line: None}
 STUDIES_A = ("headline", "lecture-replay", "long-training", "activation-variance", "ensemble", "no-rescale",
