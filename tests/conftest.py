@@ -86,4 +86,5 @@ def quick_study(tmp_path_factory: pytest.TempPathFactory):
             done[name] = json.loads((root / name / "study.json").read_text())
         return done[name]
 
+    get.data, get.store = data, root / "runs"
     return get

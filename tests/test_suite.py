@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -115,3 +116,26 @@ def test_a_study_declares_at_most_one_primary_and_each_hypothesis_once():
         _tiny_study(None, (H1, Hypothesis("another", primary=True)))
     with pytest.raises(ValueError, match="declared twice"):
         _tiny_study(None, (H1, H1))
+
+
+def test_study_all_prints_each_distinct_claim_once_with_the_suite_s_verdicts(quick_study, tmp_path, capsys):
+    """``droplab study all --quick``, its runs served by the store the quick runs of every study left."""
+    from droplab.studies import STUDIES
+
+    suite_names = [n for n, s in STUDIES.items() if s.in_all]
+    reports = [quick_study(n) for n in suite_names]
+    args = ["study", "all", "--quick", "--seeds", "3", "--data-dir", str(quick_study.data), "--no-verify",
+            "--val-size", "100", "--store", str(quick_study.store), "--out", str(tmp_path / "all")]  # fmt: skip
+    code, out, _ = run_cli(args, capsys)
+    assert code == 0 and "best-recipe" not in out.split("the suite:")[1]
+    s = json.loads((tmp_path / "all" / "suite.json").read_text())
+    lines = [c["line"] for c in s["claims"]]
+    assert len(set(c["identity"] for c in s["claims"])) == len(lines)  # distinct
+    made = sum(len(r["claims"]) for r in reports)
+    assert len(lines) + s["repeated"] == made and s["repeated"] >= 1  # dropout vs plain at 10,000 images, repeated
+    for line in lines:
+        assert out.count(line) == 1  # printed once (the studies' own claim lines are not printed in `all`)
+    primaries = [c for c in s["claims"] if c["primary"]]
+    assert len(primaries) == s["primaries"] == len(suite_names) and all(c["family_suite"] == len(primaries)
+                                                                         for c in primaries)  # fmt: skip
+    assert all(json.loads((tmp_path / "all" / n / "study.json").read_text())["runs_trained"] == 0 for n in suite_names)

@@ -60,9 +60,10 @@ def cmd_study(args: argparse.Namespace, console: Console) -> int:
 
     if args.name == "list":
         for name, st in STUDIES.items():
-            console.print(f"{name:20s} {st.title}", markup=False, soft_wrap=True)
+            alone = "" if st.in_all else "  (not in 'all': run it by name)"
+            console.print(f"{name:20s} {st.title}{alone}", markup=False, soft_wrap=True)
         return 0
-    names = list(STUDIES) if args.name == "all" else [args.name]
+    names = [n for n, s in STUDIES.items() if s.in_all] if args.name == "all" else [args.name]
     if names[0] not in STUDIES:
         raise UsageError(f"study {args.name!r}: unknown, expected one of all, list, {', '.join(STUDIES)}")
     # --seeds, --epochs and --jobs: run_study checks them (StudyArgumentError, below), before any work

@@ -94,6 +94,8 @@ class Study:
         lr_grid: the learning rates each variant is tuned over under the fair protocol.
         protocol: the only protocol the study runs under (``"lecture"`` for a replay of the
             lecture's own code), whatever is asked; ``None``: the one asked.
+        in_all: whether ``droplab study all`` runs it (a study too long for the suite's budget
+            runs on its own, by name).
     """
 
     name: str
@@ -110,6 +112,7 @@ class Study:
     seeds: int = 10
     lr_grid: tuple[float, ...] = (0.03, 0.1, 0.3)
     protocol: str | None = None
+    in_all: bool = True
 
     def __post_init__(self) -> None:
         texts = [h.text for h in self.hypotheses]
