@@ -210,12 +210,16 @@ table(
 # %% [markdown]
 # ## 5. The lecture's expectations, measured: the headline study
 #
-# droplab's `headline` study trains the plain network and the network with dropout 0.5 on
-# several seeds, pairs them by seed, and turns each expectation into a claim with a 95%
-# interval of the paired difference. The verdict is *supported* when the interval lies on
-# the claimed side of zero, *not supported* when it lies on the other side, and
-# *inconclusive* when it contains zero. Here it runs in its quick setting (2 epochs on at
-# most 2,000 training images), so its verdicts are about that setting only.
+# droplab's `headline` study gives each network its best learning rate first (tuned on
+# validation, on seeds of its own), then trains the plain network and the network with
+# dropout 0.5 on fresh seeds, keeps each run's best epoch on validation, and scores it once
+# on the test set. Each expectation was declared before the runs, with a margin δ: the
+# smallest difference that matters. The outcome is *supported* or *contradicted* when the
+# difference is shown on the claimed side of zero or on the other, *equivalent* when it is
+# shown to lie within ±δ, and *inconclusive* otherwise; its uncertainty counts the seeds and
+# the test images, and its p-values are adjusted for the study's number of claims
+# (docs/statistics.md). Here it runs in its quick setting (2 epochs on at most 2,000 training
+# images), so its outcomes are about that setting only.
 
 # %%
 headline = STUDIES["headline"]
@@ -241,18 +245,20 @@ for figure in figures:
 # %%
 def difference(claim):
     """The claim's mean paired difference: accuracies in percentage points, losses as they are."""
-    return f"{claim['mean']:+.2f} pp" if claim["unit"] == "pp" else f"{claim['mean']:+.4f}"
+    return f"{claim['estimate']:+.2f} pp" if claim["unit"] == "pp" else f"{claim['estimate']:+.4f}"
 
 
 Markdown("\n".join(
-    f"- *{c['text']}*: **{c['verdict']}** (mean difference {difference(c)} over {c['n']} seeds)"
+    f"- *{c['text']}*: **{c['outcome']}** (mean difference {difference(c)} over {c['seeds']} seeds, "
+    f"margin ±{c['margin']:g})"
     for c in report["claims"]
 ))
 
 # %% [markdown]
-# A verdict holds for the setting it was measured in: these seeds, these epochs, this much
-# data. *Inconclusive* is a result too: with these seeds, the difference cannot be told apart
-# from the spread between seeds. The study in the lecture's setting is `droplab study
-# headline` (10 epochs on all 55,000 training images, 5 seeds); `droplab study list` names
+# An outcome holds for the setting it was measured in: these seeds, these epochs, this much
+# data (each line ends with it). *Inconclusive* is a result too: with these seeds, the
+# difference can be told apart neither from zero nor from the margin; the line's MDE says
+# which difference the design could have resolved. The full study is `droplab study
+# headline` (up to 20 epochs on all 55,000 training images, 10 seeds); `droplab study list` names
 # the others (rates per layer, longer training, weight decay, DropConnect, other kinds of
 # noise, ...), which put the rest of the lecture's claims to the same kind of test.

@@ -29,14 +29,17 @@ from droplab.checkpoint import load as load_checkpoint
 LAUNCHER = """
 import sys
 from droplab.studies import STUDIES, Analysis, Study, Variant
+from droplab.verdicts import Hypothesis
+
+BEATS = Hypothesis("dropout beats plain", primary=True)
 
 def analyze(r):
-    return Analysis([r.claim("dropout beats plain", "dropout", "plain")], [], {})
+    return Analysis([r.claim(BEATS, "dropout", "plain")], [], {})
 
 STUDIES["tiny"] = Study(
     "tiny", "A tiny study", "Does anything survive a signal?",
     lambda quick: [Variant("plain", {"dropout": (0.0, 0.0)}), Variant("dropout", {"dropout": (0.5, 0.5)})],
-    analyze, epochs=40, base={"model": "mlp", "hidden": (32, 16), "batch_size": 50},
+    analyze, epochs=40, base={"model": "mlp", "hidden": (32, 16), "batch_size": 50}, hypotheses=(BEATS,),
 )
 from droplab.cli import main
 sys.exit(main(sys.argv[1:]))
@@ -45,7 +48,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def study_cmd(data: Path, out: Path, jobs: int) -> list[str]:
-    return [sys.executable, "-c", LAUNCHER, "study", "tiny", "--seeds", "3", "--jobs", str(jobs),
+    return [sys.executable, "-c", LAUNCHER, "study", "tiny", "--protocol", "lecture", "--seeds", "3",
+            "--jobs", str(jobs),
             "--data-dir", str(data), "--no-verify", "--val-size", "100", "--out", str(out)]  # fmt: skip
 
 

@@ -11,8 +11,10 @@ from conftest import write_dataset
 
 from droplab.studies import STUDIES, run_study
 from droplab.studies.plan import MAX_RUNS, PlanError, check_size
+from droplab.studies.protocol import Protocol
 
-ONE = {"seeds": 1, "quick": True, "verify": False, "val_size": 100}
+# the lecture's protocol: one run per (variant, seed), no tuning runs (the store is what is tested here)
+ONE = {"seeds": 1, "quick": True, "verify": False, "val_size": 100, "protocol": Protocol("lecture")}
 
 
 def study(data_dir, out, store, lines=None):
@@ -103,7 +105,7 @@ def test_absurd_plans_are_refused_at_once():
 def test_the_plan_is_printed_before_the_runs(tiny_dir, tmp_path):
     lines = []
     study(tiny_dir, tmp_path / "s", tmp_path / "store", lines)
-    assert lines[0].startswith("headline: 2 configurations x 1 seeds = 2 runs (0 already in")
+    assert lines[0].startswith("headline (runs): 2 configurations x 1 seeds = 2 runs (0 already in")
     assert "of training to go (a rough figure from this machine's matrix-product rate" in lines[0]
     assert lines[1].startswith("  [1/2]")
     lines.clear()
@@ -119,7 +121,8 @@ def test_a_million_seeds_exit_2_in_seconds(tiny_dir, tmp_path):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
-    assert "--seeds 1000000: 2,000,000 runs (2 configurations x 1,000,000 seeds) is over the limit of 10,000" \
+    assert "--seeds 1000000: 2,000,004 runs (2 configurations x 1,000,000 seeds, and 4 tuning runs) is over the " \
+           "limit of 10,000" \
         in proc.stderr and "--max-runs" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "s").exists()
     assert time.monotonic() - start < 60  # not minutes of planning (a generous bound for a loaded machine)

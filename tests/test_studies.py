@@ -23,7 +23,8 @@ QUICK = {"seeds": 2, "quick": True, "verify": False, "val_size": 100, "log": lam
 P = r"(n/a|< 0\.001|\d\.\d{3})"
 LINE = re.compile(r"^claim: .+ — [+-]\d+\.\d+( pp)? \[(n/a|[+-]\d+\.\d+, [+-]\d+\.\d+)\] "
                   r"\((δ|≈ within) ±[\d.e+-]+( pp)?; p " + P + ", adjusted " + P
-                  + r"; MDE (n/a|\d+\.\d+)(; underpowered)?\)"
+                  + r"; MDE (n/a|\d+\.\d+)(; underpowered: (about \d+ seeds would resolve ±δ|more seeds alone "
+                    r"would not resolve ±δ))?\)"
                   r" — (supported|contradicted|equivalent|inconclusive) \(.+\)$")  # fmt: skip
 HEADLINE_RUNS = 2 * (2 * 1 + 2)  # two variants, each tuned at the quick grid's two rates on one seed, then two seeds
 
@@ -226,7 +227,7 @@ def test_claim_lines_and_outcomes():
     up, gap = Hypothesis("x", margin=0.3), Hypothesis("y", margin=0.01, expect_positive=False, unit="")
     c = Claim(up, Estimate(1.2, 0.2, 4.0, 5), regime="lecture budget")
     assert c.line() == ("claim: x — +1.20 pp [+0.64, +1.76] (δ ±0.3 pp; p 0.004, adjusted 0.004; MDE 0.74; "
-                        "underpowered) — supported (lecture budget)")  # fmt: skip
+                        "underpowered: about 12 seeds would resolve ±δ) — supported (lecture budget)")  # fmt: skip
     assert LINE.match(c.line())
     assert Claim(up, Estimate(-1.2, 0.2, 4.0, 5)).outcome == "contradicted"
     assert Claim(gap, Estimate(-0.05, 0.005, 4.0, 5)).outcome == "supported"

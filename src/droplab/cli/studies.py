@@ -87,7 +87,8 @@ def cmd_study(args: argparse.Namespace, console: Console) -> int:
         except StudyArgumentError as err:  # the library's check of its arguments, in the options' words
             raise UsageError(f"{flag(err.name)} {err.value}: invalid, expected {err.expected}") from None
         except PlanError as err:
-            raise UsageError(f"{err}; ask for fewer --seeds or --tune-seeds, or raise --max-runs if you mean it")
+            raise UsageError(f"--seeds {err.seeds}: {err}; ask for fewer seeds (or --tune-seeds), or raise --max-runs "
+                             "if you mean it")  # fmt: skip
         reports.append(report)
         if args.plan:
             continue

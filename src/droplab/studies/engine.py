@@ -103,7 +103,7 @@ def run_study(
     _check_arguments(seeds=seeds, epochs=epochs, jobs=jobs)
     variants = study.variants(quick)
     grid, tune_seeds = protocol.grid(study, quick), protocol.tuning_seeds(quick)
-    check_size(len(variants), seeds + len(grid) * len(tune_seeds), max_runs)
+    check_size(len(variants), seeds, max_runs, len(variants) * len(grid) * len(tune_seeds))
     out = Path(out)
     data = load_fashion_mnist(data_dir, val_size=val_size, verify=verify)
     if plan_only:
@@ -133,6 +133,7 @@ def run_study(
         analysis = study.analyze(results)
         analysis.claims = adjust(_declared(study, analysis.claims), "holm")
         analysis.tables[:0] = tables
+        analysis.notes += _grid_edges({v.name: chosen[v.name] for v in confirm}, grid) if protocol.fair else []
         report = _report(study, protocol, regime, chosen, quick, seed_list, confirm, done, stage, wall, analysis)
         report["picked"] = picked
         _write(out, report, analysis)
@@ -194,6 +195,15 @@ def _tune(stage: _Stage, variants: list[Variant], grid: tuple[float, ...], seeds
     scores = {v.name: {lr: [_score(done[tuning[v.name, lr].name, s]) for s in seeds] for lr in grid}
               for v in variants}  # fmt: skip
     return scores, choose_lr(scores)
+
+
+def _grid_edges(chosen: dict[str, float], grid: tuple[float, ...]) -> list[str]:
+    """Notes on the variants whose chosen rate is at an end of the grid: a better one may lie beyond it."""
+    if len(grid) < 2:
+        return []
+    ends = {min(grid): "smallest", max(grid): "largest"}
+    return [f"{name}: its chosen learning rate, {lr:g}, is the grid's {ends[lr]}; a rate beyond it was not tried"
+            for name, lr in chosen.items() if lr in ends]
 
 
 def _score(record: dict) -> float | None:

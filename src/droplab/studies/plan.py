@@ -30,33 +30,34 @@ STEP_SECONDS = 2e-4  # fixed cost of one optimizer step (Python, autograd, the o
 
 
 class PlanError(ValueError):
-    """A plan of ``configurations`` x ``seeds`` runs, over the ``limit`` of runs for one study."""
+    """A plan of ``configurations`` x ``seeds`` runs (and ``tuning`` runs), over the ``limit`` of runs for one study."""
 
-    def __init__(self, configurations: int, seeds: int, limit: int) -> None:
-        super().__init__(configurations, seeds, limit)
-        self.configurations, self.seeds, self.limit = configurations, seeds, limit
-        self.runs = configurations * seeds
+    def __init__(self, configurations: int, seeds: int, limit: int, tuning: int = 0) -> None:
+        super().__init__(configurations, seeds, limit, tuning)
+        self.configurations, self.seeds, self.limit, self.tuning = configurations, seeds, limit, tuning
+        self.runs = configurations * seeds + tuning
 
     def __str__(self) -> str:
-        return (f"{self.runs:,} runs ({self.configurations} configurations x {self.seeds:,} seeds) is over the "
-                f"limit of {self.limit:,} runs for one study")
+        tuning = f", and {self.tuning:,} tuning runs" if self.tuning else ""
+        return (f"{self.runs:,} runs ({self.configurations} configurations x {self.seeds:,} seeds{tuning}) is over "
+                f"the limit of {self.limit:,} runs for one study")
 
 
-def check_size(configurations: int, seeds: int, limit: int = MAX_RUNS) -> int:
-    """The number of runs of a plan; :class:`PlanError` when it is over ``limit``.
+def check_size(configurations: int, seeds: int, limit: int = MAX_RUNS, tuning: int = 0) -> int:
+    """The number of runs of a plan, ``tuning`` runs included; :class:`PlanError` when it is over ``limit``.
 
     Examples::
 
-        >>> check_size(2, 5)
-        10
+        >>> check_size(2, 5, tuning=12)
+        22
         >>> check_size(2, 1_000_000)
         Traceback (most recent call last):
         ...
         droplab.studies.plan.PlanError: 2,000,000 runs (2 configurations x 1,000,000 seeds) is over the limit ...
     """
-    runs = configurations * seeds
+    runs = configurations * seeds + tuning
     if runs > limit:
-        raise PlanError(configurations, seeds, limit)
+        raise PlanError(configurations, seeds, limit, tuning)
     return runs
 
 

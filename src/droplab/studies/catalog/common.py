@@ -133,7 +133,7 @@ def contrast(r: Results, weights: Mapping[str, float]) -> tuple[Estimate, list[f
     per_seed = [sum(w * x for w, x in zip(weights.values(), xs)) for xs in
                 zip(*(r.values(name, "test_acc", 100.0) for name in weights))]  # fmt: skip
     matrices = [r.correct(name) for name in weights]
-    if any(m is None for m in matrices):
+    if any(m is None for m in matrices) or len(per_seed) < 2:  # one seed: no interval at all
         return mean_estimate(per_seed), per_seed
     x = 100.0 * sum(w * m.astype(np.float64) for w, m in zip(weights.values(), matrices))
     return two_way_estimate(x), [float(v) for v in x.mean(axis=1)]
