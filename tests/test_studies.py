@@ -226,8 +226,8 @@ def test_a_worker_pool_gives_the_same_numbers_as_one_process_with_the_same_threa
 def test_claim_lines_and_outcomes():
     up, gap = Hypothesis("x", margin=0.3), Hypothesis("y", margin=0.01, expect_positive=False, unit="")
     c = Claim(up, Estimate(1.2, 0.2, 4.0, 5), regime="lecture budget")
-    assert c.line() == ("claim: x — +1.20 pp [+0.64, +1.76] (δ ±0.3 pp; p 0.004, adjusted 0.004; MDE 0.74; "
-                        "underpowered: about 12 seeds would resolve ±δ) — supported (lecture budget)")  # fmt: skip
+    assert c.line() == ("claim: x — +1.20 pp [+0.64, +1.76] (δ ±0.3 pp; p 0.004, adjusted 0.004; MDE 0.75; "
+                        "underpowered: about 21 seeds would resolve ±δ) — supported (lecture budget)")  # fmt: skip
     assert LINE.match(c.line())
     assert Claim(up, Estimate(-1.2, 0.2, 4.0, 5)).outcome == "contradicted"
     assert Claim(gap, Estimate(-0.05, 0.005, 4.0, 5)).outcome == "supported"
