@@ -25,7 +25,7 @@ from ..train.config import evaluation_count
 __all__ = ["MAX_RUNS", "PlanError", "check_size", "run_flops", "estimate_seconds", "format_seconds"]
 
 MAX_RUNS = 10_000  # more runs than this in one study call is refused unless the caller raises the limit
-OVERHEAD = 1.5  # the trainer's time over its matrix products' (issue 13: the headline study's 32 runs took half the estimate at 3.0)
+OVERHEAD = 1.5  # the trainer's time over its matrix products' (the headline study's runs: half the estimate at 3.0)
 STEP_SECONDS = 2e-4  # fixed cost of one optimizer step (Python, autograd, the optimizer)
 
 
