@@ -133,11 +133,11 @@ def test_every_claim_is_recomputed_from_study_json(name, quick_study):
 @pytest.mark.parametrize("name", list(STUDIES))
 def test_every_outcome_follows_from_the_holm_adjusted_p_values(name, quick_study):
     claims = quick_study(name)["claims"]
-    ps = holm_by_hand([nan(c["p"]) for c in claims])
-    others = holm_by_hand([nan(c["p_other"]) for c in claims])
+    both = holm_by_hand([nan(c["p"]) for c in claims] + [nan(c["p_other"]) for c in claims])  # one family: 2m tests
+    ps, others = both[: len(claims)], both[len(claims) :]
     for c, p, q in zip(claims, ps, others):
         assert close(p, c["p_adjusted"]) and close(q, c["p_other_adjusted"]), c["text"]
-        assert c["family"] == len(claims)
+        assert c["family"] == 2 * len(claims)
         e = Estimate(c["estimate"], nan(c["se"]), nan(c["df"]), c["seeds"], nan(c["image_se"]))
         p_diff, p_equiv = (q, p) if c["kind"] == "equivalence" else (p, q)
         assert outcome(e, c["kind"], c["margin"], c["expect_positive"], p_diff, p_equiv) == c["outcome"], c["text"]
@@ -221,18 +221,19 @@ def test_the_four_outcomes(hypothesis, estimate, expected):
 
 def test_holm_within_a_study_on_hand_computed_p_values():
     """Three superiority claims with z = 3.0, 2.4, 0.5 on (nearly) normal estimates: raw two-sided
-    p 0.0027, 0.0164, 0.617; Holm: 3 x 0.0027 = 0.0081, max(0.0081, 2 x 0.0164) = 0.0328, 0.617."""
+    p 0.0027, 0.0164, 0.617, and their equivalence tests (margin 0.01) p about 1; one family of six
+    tests. Holm: 6 x 0.0027 = 0.0162, max(0.0162, 5 x 0.0164) = 0.0820, min(1, 4 x 0.617) = 1."""
     df = 1e9  # t at this df is the normal
     claims = [Claim(Hypothesis(f"h{i}", margin=0.01), Estimate(z, 1.0, df, 10**9)) for i, z in enumerate((3, 2.4, .5))]
     raw = [c.p for c in claims]
     assert np.allclose(raw, [0.0026998, 0.0163951, 0.6170751], atol=1e-6)
     adjusted = adjust(claims, "holm")
-    assert np.allclose([c.p_adjusted for c in adjusted], [0.0080994, 0.0327902, 0.6170751], atol=1e-6)
-    assert [c.outcome for c in adjusted] == ["supported", "supported", "inconclusive"]
-    # the second survives alone (p 0.016) and among three, not among five where Holm multiplies it by 4
+    assert np.allclose([c.p_adjusted for c in adjusted], [0.0161988, 0.0819755, 1.0], atol=1e-6)
+    assert [c.outcome for c in adjusted] == ["supported", "inconclusive", "inconclusive"]
+    # the second survives alone (two tests: 2 x 0.0164), not among three claims (six tests)
     assert adjust([claims[1]], "holm")[0].outcome == "supported"
     weak = [Claim(Hypothesis(f"w{i}", margin=0.01), Estimate(0.1, 1.0, df, 10**9)) for i in range(2)]
     five = adjust([*claims, *weak], "holm")
-    assert five[0].p_adjusted == pytest.approx(5 * raw[0], abs=1e-6) and five[0].outcome == "supported"
-    assert five[1].p_adjusted == pytest.approx(4 * raw[1], abs=1e-6) and five[1].outcome == "inconclusive"
-    assert all(c.family == 5 for c in five) and all(c.record()["p"] == c.p for c in five)
+    assert five[0].p_adjusted == pytest.approx(10 * raw[0], abs=1e-6) and five[0].outcome == "supported"
+    assert five[1].p_adjusted == pytest.approx(9 * raw[1], abs=1e-6) and five[1].outcome == "inconclusive"
+    assert all(c.family == 10 for c in five) and all(c.record()["p"] == c.p for c in five)

@@ -235,12 +235,14 @@ class Claim:
 
 
 def adjust(claims: list[Claim], method: str = "holm", family: int | None = None) -> list[Claim]:
-    """``claims`` with each of their two tests' p-values adjusted over the family they form:
-    ``"holm"`` (family-wise error) or ``"bh"`` (Benjamini–Hochberg, false discovery rate).
-    Adjusted again, a claim's adjusted p-values are what is adjusted (so a primary claim
-    adjusted within its study, then across a suite, must survive both).
+    """``claims`` with the p-values of both their tests adjusted over one family, all 2m tests of
+    the m claims together: ``"holm"`` (family-wise error) or ``"bh"`` (Benjamini–Hochberg, false
+    discovery rate). A claim's two tests can each give a wrong outcome (a false supported or
+    contradicted, a false equivalent), so both belong to the family. Adjusted again, a claim's
+    adjusted p-values are what is adjusted (so a primary claim adjusted within its study, then
+    across a suite, must survive both).
 
-    ``family``: the family's size recorded for each claim's MDE (default: ``len(claims)``).
+    ``family``: the family's size recorded for each claim's MDE (default: the 2m tests).
 
     Examples::
 
@@ -248,17 +250,18 @@ def adjust(claims: list[Claim], method: str = "holm", family: int | None = None)
         >>> hs = [Hypothesis(f"h{i}") for i in range(3)]
         >>> cs = adjust([Claim(h, Estimate(m, 1.0, 30.0, 31)) for h, m in zip(hs, (3.5, 2.2, 0.1))])
         >>> [c.outcome for c in cs], [c.family for c in cs]
-        (['supported', 'inconclusive', 'inconclusive'], [3, 3, 3])
+        (['supported', 'inconclusive', 'inconclusive'], [6, 6, 6])
     """
     if method not in ("holm", "bh"):
         raise ValueError(f"method = {method!r} is invalid: expected 'holm' or 'bh'")
     if not claims:
         return []
     f = holm if method == "holm" else benjamini_hochberg
-    ps = f([c.p if c.p_adjusted is None else c.p_adjusted for c in claims])
-    qs = f([c.p_other if c.p_other_adjusted is None else c.p_other_adjusted for c in claims])
-    n = len(claims) if family is None else family
-    return [c.adjusted(p, q, n) for c, p, q in zip(claims, ps, qs)]
+    both = f([c.p if c.p_adjusted is None else c.p_adjusted for c in claims]
+             + [c.p_other if c.p_other_adjusted is None else c.p_other_adjusted for c in claims])  # fmt: skip
+    m = len(claims)
+    n = 2 * m if family is None else family
+    return [c.adjusted(p, q, n) for c, p, q in zip(claims, both[:m], both[m:])]
 
 
 def _json(v: float) -> float | None:

@@ -3,13 +3,15 @@
 Studies share runs (one store), so two studies can make the same claim from identical runs: the
 same runs and the same statistic (:attr:`~droplab.verdicts.Claim.identity`). The suite keeps
 its first making, in the studies' order, and names the others. Each study has corrected its
-claims' p-values for their number (Holm); the suite's primary claims, one per study, are
-corrected again across the suite (Benjamini–Hochberg on the studies' adjusted p-values: a
-primary claim must survive both), and their outcomes read from that.
+claims' p-values for their number (Holm, both tests of every claim in one family); the suite's
+primary claims, one per study, are corrected again across the suite (Benjamini–Hochberg on the
+studies' adjusted p-values of both their tests: a primary claim must survive both), and their
+outcomes read from that. A primary's MDE stays its study's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,10 +37,12 @@ def suite(reports: Sequence[dict]) -> dict:
                 first[rec["identity"]] = {**rec, "study": rep["study"], "also_in": []}
     records = list(first.values())
     primaries = [i for i, r in enumerate(records) if r["primary"]]
-    corrected = adjust([Claim.from_record(records[i]) for i in primaries], "bh")
+    # the MDE keeps the study's family: the suite's correction is of the false discovery rate
+    corrected = adjust([Claim.from_record(records[i]) for i in primaries], "bh", family=0)
     for i, c in zip(primaries, corrected):
+        c = dataclasses.replace(c, family=records[i]["family"])
         records[i] = {**c.record(), "study": records[i]["study"], "also_in": records[i]["also_in"],
-                      "family_suite": len(primaries), "family": records[i]["family"]}  # fmt: skip
+                      "family_suite": len(primaries)}  # fmt: skip
     outcomes: dict[str, int] = {}
     for r in records:
         outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
