@@ -9,12 +9,14 @@ keeps its validation-best epoch out of about 10 evaluations. Every update is a f
 moved validation accuracy by up to 30 points, noise that is about batch size, not data size.
 
 Pre-registered shape (the paper's Figure 10): little or no gain at the smallest sizes, most
-in the middle, less on the full set: an inverted-U trend contrast over the gains g ordered
-(1k, 2k, 10k, 55k), (−g1k + g2k + g10k − g55k) / 2, expected positive. The lecture's claim,
-"dropout shines when capacity exceeds the data", is the primary one: the gain at 10,000
-images exceeds the gain at 55,000. Margins: 0.3 pp (the smallest difference between two nets
-worth a reader's attention on Fashion-MNIST; each contrast here is a difference of two such
-differences, or half the sum of two, on the same scale).
+in the middle, less on the full set. An inverted U is its two sides, each a claim: the gain
+rises from 1,000 to 2,000 images, and falls from 10,000 to 55,000 (the latter is the lecture's
+claim, "dropout shines when capacity exceeds the data", the primary one); both supported is the
+inverted U. (A single weighted contrast, (−g1k + g2k + g10k − g55k) / 2, would also come out
+positive for gains that merely fall as data grows: a review caught that, and it is not used.)
+Margins: 0.5 pp for a gain at one size (the smallest difference between two nets worth a
+reader's attention that 10,000 test images can resolve); 1.0 pp for a difference of two gains,
+four nets whose seed and image variances add.
 
 In the quick setting (tests) the sizes shrink to 100, 200 and 300 images (and all); the claims
 keep the full setting's words.
@@ -35,12 +37,12 @@ NARROW = (64, 64)  # the capacity axis, at the third size (10,000)
 UPDATES = 5 * (55_000 // 256)
 EVALUATIONS = 10  # about this many evaluations a run, however many epochs it has
 
-MORE_AT_10K = Hypothesis("dropout gains more with 10,000 training images than with all 55,000", margin=0.3,
+MORE_AT_10K = Hypothesis("dropout gains more with 10,000 training images than with all 55,000", margin=1.0,
                          primary=True)  # fmt: skip
-SHAPE = Hypothesis("dropout's gain follows the paper's inverted U over 1k, 2k, 10k, 55k images: "
-                   "(−g1k + g2k + g10k − g55k) / 2 > 0", margin=0.3)  # fmt: skip
-WIDTH = Hypothesis("dropout gains more in the 256-wide net than in the 64-wide one at 10,000 images", margin=0.3)
-GAINS = {n: Hypothesis(f"dropout raises test accuracy with {n or 55_000:,} training images", margin=0.3)
+RISES = Hypothesis("dropout gains more with 2,000 training images than with 1,000 (the inverted U's rising side)",
+                   margin=1.0)  # fmt: skip
+WIDTH = Hypothesis("dropout gains more in the 256-wide net than in the 64-wide one at 10,000 images", margin=1.0)
+GAINS = {n: Hypothesis(f"dropout raises test accuracy with {n or 55_000:,} training images", margin=0.5)
          for n in SIZES}  # fmt: skip
 
 
@@ -83,7 +85,7 @@ def variants(quick: bool) -> list[Variant]:
     variants=variants,
     base=BASE,
     order=90,
-    hypotheses=[MORE_AT_10K, SHAPE, WIDTH, *GAINS.values()],
+    hypotheses=[MORE_AT_10K, RISES, WIDTH, *GAINS.values()],
     seeds=16,  # 20 would cost about 820 s (cost model): over the suite's share; the lines print their MDE
     regime=f"{UPDATES:,} full-batch updates per run, best of about {EVALUATIONS} evaluations on val",
 )
@@ -96,8 +98,7 @@ def analyze(r: Results) -> Analysis:
 
     claims = [
         contrast_claim(r, MORE_AT_10K, gain(sizes[2]) | gain(sizes[3], w=-1.0)),
-        contrast_claim(r, SHAPE, gain(sizes[0], w=-0.5) | gain(sizes[1], w=0.5) | gain(sizes[2], w=0.5)
-                       | gain(sizes[3], w=-0.5)),  # fmt: skip
+        contrast_claim(r, RISES, gain(sizes[1]) | gain(sizes[0], w=-1.0)),
         contrast_claim(r, WIDTH, gain(narrow) | gain(narrow, NARROW, -1.0)),
         *(r.claim(GAINS[full], _name(n, "dropout"), _name(n, "plain")) for n, full in zip(sizes, SIZES)),
     ]

@@ -8,7 +8,7 @@ has stopped overfitting scores about 0.
 
 Margins: 0.0005 of loss per epoch for slopes, i.e. a rise of 0.01 over the 20-epoch window,
 the headline's margin for the val − train loss gap (about a tenth of the plain net's gap at 10
-epochs): a rise below it is too small to call overfitting. 0.3 pp of test accuracy as
+epochs): a rise below it is too small to call overfitting. 0.5 pp of test accuracy as
 elsewhere (the smallest gain worth a reader's attention on Fashion-MNIST).
 """
 
@@ -35,7 +35,7 @@ PLAIN_OVERFITS = Hypothesis(
     f"the plain net overfits: its validation loss rises over the last {WINDOW} of 100 epochs (slope)",
     margin=SLOPE_MARGIN, unit="",
 )  # fmt: skip
-RAISES = Hypothesis("with a budget of 100 epochs, dropout raises test accuracy", margin=0.3)
+RAISES = Hypothesis("with a budget of 100 epochs, dropout raises test accuracy", margin=0.5)
 
 
 def slopes(r: Results, variant: str) -> list[float]:

@@ -8,8 +8,10 @@ steps: barely active). The table prints each cell's shrink factor at its chosen 
 and epoch.
 
 "Additive" is claimed as equivalence: the interaction (both − dropout − decay + plain), a
-difference of differences of test accuracy, within ±0.3 pp, the smallest difference between
-two nets worth a reader's attention on Fashion-MNIST. The other margins are 0.3 pp too.
+difference of differences of test accuracy, within ±1 pp: four nets, whose seed and image
+variances add, so that 10,000 test images cannot resolve a smaller margin for it. The other
+margins are 0.5 pp, the smallest difference between two nets worth a reader's attention that
+the test set can resolve.
 """
 
 from __future__ import annotations
@@ -46,10 +48,10 @@ def _both(wd: float) -> str:
 
 
 ADDITIVE = Hypothesis("dropout and weight decay 5e-3 add up: their interaction (both − dropout − decay + plain) is "
-                      "within ±0.3 pp", kind="equivalence", margin=0.3, primary=True)  # fmt: skip
-ADDITIVE_MILD = Hypothesis("dropout and weight decay 1e-3 add up: their interaction is within ±0.3 pp",
-                           kind="equivalence", margin=0.3)  # fmt: skip
-DECAY_RAISES = Hypothesis("weight decay 5e-3 raises test accuracy over the plain net", margin=0.3)
+                      "within ±1 pp", kind="equivalence", margin=1.0, primary=True)  # fmt: skip
+ADDITIVE_MILD = Hypothesis("dropout and weight decay 1e-3 add up: their interaction is within ±1 pp",
+                           kind="equivalence", margin=1.0)  # fmt: skip
+DECAY_RAISES = Hypothesis("weight decay 5e-3 raises test accuracy over the plain net", margin=0.5)
 
 
 @study(
