@@ -23,8 +23,9 @@ QUICK = {"seeds": 2, "quick": True, "verify": False, "val_size": 100, "log": lam
 P = r"(n/a|< 0\.001|\d\.\d{3})"
 LINE = re.compile(r"^claim: .+ — [+-]\d+\.\d+( pp)? \[(n/a|[+-]\d+\.\d+, [+-]\d+\.\d+)\] "
                   r"\((δ|≈ within) ±[\d.e+-]+( pp)?; p " + P + ", adjusted " + P
-                  + r"; MDE (n/a|\d+\.\d+)(; underpowered: (about \d+ seeds would resolve ±δ|more seeds alone "
-                    r"would not resolve ±δ))?\)"
+                  + r"; MDE (n/a|\d+\.\d+)(; underpowered: (about \d+ seeds would resolve ±δ|no number of seeds "
+                    r"would resolve ±δ \(the test images alone hold the MDE above \d+\.\d+\)|more than 1,000 seeds "
+                    r"would be needed to resolve ±δ))?\)"
                   r" — (supported|contradicted|equivalent|inconclusive) \(.+\)$")  # fmt: skip
 HEADLINE_RUNS = 2 * (2 * 1 + 2)  # two variants, each tuned at the quick grid's two rates on one seed, then two seeds
 

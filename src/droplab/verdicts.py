@@ -181,6 +181,16 @@ class Claim:
         seed_var = max(e.se**2 - e.image_se**2, 0.0) * e.n
         return seeds_for(self.hypothesis.margin, math.sqrt(seed_var), e.image_se**2, ALPHA, 0.8, self.family)
 
+    def _more_seeds(self) -> str:
+        """What more seeds would do for an underpowered claim, in words."""
+        if self.seeds_needed is not None:
+            return f"about {self.seeds_needed} seeds would resolve ±δ"
+        e = self.estimate
+        floor = mde(e.image_se, math.inf, ALPHA, 0.8, self.family) if e.image_se > 0 else 0.0
+        if floor > self.hypothesis.margin:
+            return f"no number of seeds would resolve ±δ (the test images alone hold the MDE above {floor:.2f})"
+        return "more than 1,000 seeds would be needed to resolve ±δ"
+
     @property
     def identity(self) -> str:
         """The same runs, the same statistic and the same form of claim: the same claim (16 hex digits)."""
@@ -208,9 +218,7 @@ class Claim:
         form = "≈ within" if h.kind == "equivalence" else "δ"
         power = ""
         if not math.isnan(self.mde) and self.mde > h.margin:
-            enough = self.seeds_needed
-            power = "; underpowered" + (f": about {enough} seeds would resolve ±δ" if enough else
-                                        ": more seeds alone would not resolve ±δ")  # fmt: skip
+            power = "; underpowered: " + self._more_seeds()
         stats = (f"{form} ±{h.margin:.{digits}g}{unit}; p {_p(self.p)}, adjusted {_p(p_adj)}; "
                  f"MDE {_figure(self.mde, digits)}{power}")  # fmt: skip
         regime = f" ({self.regime})" if self.regime else ""
