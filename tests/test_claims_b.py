@@ -75,7 +75,7 @@ RECOMPUTE_B = {
 # (study, hypothesis text) -> (a, b) of the claims made as a − b in test accuracy (Results.claim): written
 # here from the hypotheses' meaning, so that a study that declares one the wrong way round fails
 _BEST = "the best dropout cell, chosen on the tuning seeds' validation, beats no dropout on fresh seeds"
-_NOISE = ", at its tuned strength, matches tuned dropout within ±0.5 pp of test accuracy"
+_NOISE = ", at its tuned strength, does as well as tuned dropout: no more than 0.5 pp below it in test accuracy"
 PAIRS_B = {
     ("layer-rates", "input dropout 0.2 adds to hidden dropout (0.5, 0.5)"):
         ("input 0.2, hidden (0.5, 0.5)", "input 0, hidden (0.5, 0.5)"),
@@ -92,9 +92,9 @@ PAIRS_B = {
     ("noise", "alpha dropout in a SELU net" + _NOISE): ("alpha", "dropout"),
     ("noise", "tuned dropout raises test accuracy over the plain net"): ("dropout", "plain"),
     ("noise", "alpha dropout, at its tuned strength, raises the SELU net's test accuracy"): ("alpha", "selu plain"),
-    ("normalization", "BatchNorm replaces dropout: its test accuracy is within ±0.5 pp of dropout's"):
+    ("normalization", "BatchNorm replaces dropout: its test accuracy is no more than 0.5 pp below dropout's"):
         ("batchnorm", "dropout 0.5"),
-    ("normalization", "LayerNorm replaces dropout: its test accuracy is within ±0.5 pp of dropout's"):
+    ("normalization", "LayerNorm replaces dropout: its test accuracy is no more than 0.5 pp below dropout's"):
         ("layernorm", "dropout 0.5"),
     ("normalization", "dropout adds to BatchNorm: BatchNorm + dropout beats BatchNorm alone"):
         ("batchnorm + dropout", "batchnorm"),

@@ -297,3 +297,18 @@ def test_seeds_for_is_the_smallest_with_power():
     for kwargs, match in [({"margin": 0.0}, "margin"), ({"sd_seed": -1.0}, "sd_seed"), ({"n_max": 1}, "n_max")]:
         with pytest.raises(ValueError, match=match):
             seeds_for(**{"margin": 0.5, "sd_seed": 1.0, **kwargs})
+
+
+def test_noninferiority_supports_a_win_and_contradicts_a_loss_beyond_the_margin():
+    """A non-inferiority claim (a - b no worse than -0.5): one-sided tests at the margin, by hand
+    at infinite df (the normal): +0.6 +- 0.2 -> z = (0.6 + 0.5) / 0.2 = 5.5, p ~ 2e-8: supported;
+    -1.5 +- 0.2 -> z = -5, inferiority p ~ 3e-7: contradicted; -0.2 +- 0.2 -> z = 1.5, p 0.0668: neither."""
+    from droplab.stats import p_inferiority, p_noninferiority
+
+    win, loss, near = (Estimate(m, 0.2, math.inf, 10) for m in (0.6, -1.5, -0.2))
+    assert p_noninferiority(near, 0.5) == pytest.approx(0.0668072, abs=1e-6)
+    assert p_inferiority(near, 0.5) == pytest.approx(1 - 0.0668072, abs=1e-6)
+    decide = lambda e: outcome(e, "noninferiority", 0.5, True, p_noninferiority(e, 0.5), p_inferiority(e, 0.5))  # noqa: E731
+    assert [decide(e) for e in (win, loss, near)] == ["supported", "contradicted", "inconclusive"]
+    # the claimed side flipped: "a - b no more than +0.5" for a figure where lower is better
+    assert p_noninferiority(Estimate(-0.6, 0.2, math.inf, 10), 0.5, expect_positive=False) < 1e-6

@@ -22,7 +22,7 @@ from droplab.verdicts import Claim, Hypothesis
 QUICK = {"seeds": 2, "quick": True, "verify": False, "val_size": 100, "log": lambda line: None}
 P = r"(n/a|< 0\.001|\d\.\d{3})"
 LINE = re.compile(r"^claim: .+ — [+-]\d+\.\d+( pp)? \[(n/a|[+-]\d+\.\d+, [+-]\d+\.\d+)\] "
-                  r"\((δ|≈ within) ±[\d.e+-]+( pp)?; p " + P + ", adjusted " + P
+                  r"\((δ ±|≈ within ±|no worse than [−+])[\d.e+-]+( pp)?; p " + P + ", adjusted " + P
                   + r"; MDE (n/a|\d+\.\d+)(; underpowered: (about \d+ seeds would resolve ±δ|no number of seeds "
                     r"would resolve ±δ \(the test images alone hold the MDE above \d+\.\d+\)|more than 1,000 seeds "
                     r"would be needed to resolve ±δ))?\)"

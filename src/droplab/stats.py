@@ -28,8 +28,8 @@ import numpy as np
 __all__ = [
     "ALPHA", "OUTCOMES", "t_cdf", "t_quantile", "t_quantile_975", "mean_std", "Interval", "mean_interval",
     "paired_interval", "verdict", "Estimate", "mean_estimate", "paired_estimate", "two_way_estimate",
-    "p_difference", "p_equivalence", "p_nonequivalence", "holm", "benjamini_hochberg", "outcome", "mde",
-    "seeds_for",
+    "p_difference", "p_equivalence", "p_nonequivalence", "p_noninferiority", "p_inferiority", "holm",
+    "benjamini_hochberg", "outcome", "mde", "seeds_for",
 ]
 
 ALPHA = 0.05
@@ -346,6 +346,28 @@ def p_nonequivalence(e: Estimate, margin: float) -> float:
     return _upper_p(_t_stat(abs(e.mean) - margin, e.se), e.df)
 
 
+def p_noninferiority(e: Estimate, margin: float, expect_positive: bool = True) -> float:
+    """One-sided p-value that the mean is no worse than the margin on the claimed side:
+    H0: mean <= -margin (``expect_positive``; else H0: mean >= +margin). Small: non-inferiority
+    shown (the claim "a does at least as well as b, within the margin")."""
+    _check_margin(margin)
+    if math.isnan(e.se) or math.isnan(e.mean):
+        return math.nan
+    side = e.mean if expect_positive else -e.mean
+    return _upper_p(_t_stat(side + margin, e.se), e.df)
+
+
+def p_inferiority(e: Estimate, margin: float, expect_positive: bool = True) -> float:
+    """One-sided p-value that the mean is worse than the margin on the claimed side:
+    H0: mean >= -margin (``expect_positive``). Small: inferiority beyond the margin shown,
+    which contradicts a non-inferiority claim."""
+    _check_margin(margin)
+    if math.isnan(e.se) or math.isnan(e.mean):
+        return math.nan
+    side = e.mean if expect_positive else -e.mean
+    return _upper_p(_t_stat(-(side + margin), e.se), e.df)
+
+
 # --- Multiplicity -------------------------------------------------------------------------------
 
 def _ranked(ps: Sequence[float]) -> tuple[list[float], list[int]]:
@@ -403,6 +425,9 @@ def outcome(e: Estimate, kind: str, margin: float, expect_positive: bool, p_diff
     :func:`p_difference`) ``supported`` when the mean lies on the claimed side
     (``expect_positive``), ``contradicted`` otherwise; for kind ``equivalence`` (``p_diff_adj``
     from :func:`p_nonequivalence`) ``contradicted``; else ``inconclusive`` (also for any NaN).
+    For kind ``noninferiority``, ``p_diff_adj`` is :func:`p_noninferiority`'s and ``p_equiv_adj``
+    :func:`p_inferiority`'s: ``supported`` (no worse than the margin), else ``contradicted``
+    (worse beyond it), else ``inconclusive``.
 
     Examples::
 
@@ -410,12 +435,14 @@ def outcome(e: Estimate, kind: str, margin: float, expect_positive: bool, p_diff
         >>> outcome(e, "superiority", 0.3, True, p_difference(e), p_equivalence(e, 0.3))
         'supported'
     """
-    if kind not in ("superiority", "equivalence"):
-        raise ValueError(f"a claim's kind is 'superiority' or 'equivalence', got {kind!r}")
+    if kind not in ("superiority", "equivalence", "noninferiority"):
+        raise ValueError(f"a claim's kind is 'superiority', 'equivalence' or 'noninferiority', got {kind!r}")
     _check_margin(margin)
     _check_level(alpha, "alpha")
     if any(math.isnan(v) for v in (e.mean, p_diff_adj, p_equiv_adj)):
         return "inconclusive"
+    if kind == "noninferiority":
+        return "supported" if p_diff_adj < alpha else "contradicted" if p_equiv_adj < alpha else "inconclusive"
     if p_equiv_adj < alpha:
         return "equivalent"
     if p_diff_adj < alpha:

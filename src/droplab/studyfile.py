@@ -15,7 +15,7 @@ import re
 __all__ = ["FieldError", "OUTCOMES", "validate", "validate_suite", "claim"]
 
 OUTCOMES = ("supported", "contradicted", "equivalent", "inconclusive")  # as droplab.stats.OUTCOMES
-KINDS = ("superiority", "equivalence")
+KINDS = ("superiority", "equivalence", "noninferiority")
 
 _JSON_TYPES = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
                list: "an array", dict: "an object"}  # fmt: skip

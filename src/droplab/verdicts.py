@@ -35,13 +35,15 @@ from .stats import (
     outcome,
     p_difference,
     p_equivalence,
+    p_inferiority,
     p_nonequivalence,
+    p_noninferiority,
     seeds_for,
 )
 
 __all__ = ["KINDS", "Hypothesis", "Claim", "Table", "adjust", "format_interval", "HypothesisError"]
 
-KINDS = ("superiority", "equivalence")
+KINDS = ("superiority", "equivalence", "noninferiority")
 
 
 class HypothesisError(ValueError):
@@ -61,8 +63,9 @@ class Hypothesis:
 
     Args:
         text: what is claimed, e.g. ``"dropout raises test accuracy"``.
-        kind: ``"superiority"`` (a difference on the claimed side of 0) or ``"equivalence"``
-            (no difference beyond ±``margin``).
+        kind: ``"superiority"`` (a difference on the claimed side of 0), ``"equivalence"`` (no
+            difference beyond ±``margin``) or ``"noninferiority"`` (not worse than ``margin`` on
+            the claimed side: "as good as or better").
         margin: δ > 0, in the claim's unit: the smallest difference that matters.
         primary: whether it is its study's primary claim (the one the suite's correction counts).
         expect_positive: a superiority claim holds when the difference is above 0 (else below).
@@ -75,7 +78,7 @@ class Hypothesis:
         >>> Hypothesis("x", kind="better")
         Traceback (most recent call last):
         ...
-        droplab.verdicts.HypothesisError: hypothesis 'x': kind = 'better' is invalid: expected superiority or ...
+        droplab.verdicts.HypothesisError: hypothesis 'x': kind = 'better' is invalid: expected superiority, ...
     """
 
     text: str
@@ -87,7 +90,7 @@ class Hypothesis:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise HypothesisError(self.text, "kind", self.kind, " or ".join(KINDS))
+            raise HypothesisError(self.text, "kind", self.kind, ", ".join(KINDS[:-1]) + " or " + KINDS[-1])
         if not isinstance(self.margin, (int, float)) or not math.isfinite(self.margin) or self.margin <= 0:
             raise HypothesisError(self.text, "margin", self.margin, "a finite number > 0")
         if self.unit not in ("pp", ""):
@@ -142,16 +145,22 @@ class Claim:
     def p(self) -> float:
         """The raw p-value of the claim's own test: a difference from 0 (two-sided) for a
         superiority claim, TOST within ±δ for an equivalence claim."""
-        if self.hypothesis.kind == "equivalence":
-            return p_equivalence(self.estimate, self.hypothesis.margin)
+        h = self.hypothesis
+        if h.kind == "equivalence":
+            return p_equivalence(self.estimate, h.margin)
+        if h.kind == "noninferiority":
+            return p_noninferiority(self.estimate, h.margin, h.expect_positive)
         return p_difference(self.estimate)
 
     @property
     def p_other(self) -> float:
         """The raw p-value of the other test: TOST (superiority claim), beyond δ (equivalence claim)."""
-        if self.hypothesis.kind == "equivalence":
-            return p_nonequivalence(self.estimate, self.hypothesis.margin)
-        return p_equivalence(self.estimate, self.hypothesis.margin)
+        h = self.hypothesis
+        if h.kind == "equivalence":
+            return p_nonequivalence(self.estimate, h.margin)
+        if h.kind == "noninferiority":
+            return p_inferiority(self.estimate, h.margin, h.expect_positive)
+        return p_equivalence(self.estimate, h.margin)
 
     def adjusted(self, p: float, p_other: float, family: int) -> Claim:
         """This claim with adjusted p-values, from a family of ``family`` tests."""
@@ -215,11 +224,12 @@ class Claim:
         i = e.interval()
         bounds = "n/a" if math.isnan(i.low) else f"{i.low:+.{digits}f}, {i.high:+.{digits}f}"
         p_adj = self.p if self.p_adjusted is None else self.p_adjusted
-        form = "≈ within" if h.kind == "equivalence" else "δ"
+        sign = "−" if h.expect_positive else "+"
+        form = {"equivalence": "≈ within ±", "noninferiority": f"no worse than {sign}"}.get(h.kind, "δ ±")
         power = ""
         if not math.isnan(self.mde) and self.mde > h.margin:
             power = "; underpowered: " + self._more_seeds()
-        stats = (f"{form} ±{h.margin:.{digits}g}{unit}; p {_p(self.p)}, adjusted {_p(p_adj)}; "
+        stats = (f"{form}{h.margin:.{digits}g}{unit}; p {_p(self.p)}, adjusted {_p(p_adj)}; "
                  f"MDE {_figure(self.mde, digits)}{power}")  # fmt: skip
         regime = f" ({self.regime})" if self.regime else ""
         return f"claim: {h.text} — {e.mean:+.{digits}f}{unit} [{bounds}] ({stats}) — {self.outcome}{regime}"
