@@ -30,7 +30,9 @@ from droplab.stats import (
     outcome,
     p_difference,
     p_equivalence,
+    p_inferiority,
     p_nonequivalence,
+    p_noninferiority,
     paired_estimate,
     two_way_estimate,
 )
@@ -125,6 +127,9 @@ def test_every_claim_is_recomputed_from_study_json(name, quick_study):
         assert close(i.low, c["interval"][0]) and close(i.high, c["interval"][1]), c["text"]
         if c["kind"] == "equivalence":
             p, p_other = p_equivalence(e, c["margin"]), p_nonequivalence(e, c["margin"])
+        elif c["kind"] == "noninferiority":
+            side = c["expect_positive"]
+            p, p_other = p_noninferiority(e, c["margin"], side), p_inferiority(e, c["margin"], side)
         else:
             p, p_other = p_difference(e), p_equivalence(e, c["margin"])
         assert close(p, c["p"]) and close(p_other, c["p_other"]), c["text"]

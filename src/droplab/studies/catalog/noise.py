@@ -50,7 +50,8 @@ def _kind(kind: str) -> list[Variant]:
 
 
 def _as_good(words: str, primary: bool = False) -> Hypothesis:
-    return Hypothesis(f"{words}, at its tuned strength, matches tuned dropout within ±0.5 pp of test accuracy",
+    return Hypothesis(f"{words}, at its tuned strength, does as well as tuned dropout: no more than 0.5 pp below "
+                      "it in test accuracy",
                       kind="noninferiority", margin=0.5, primary=primary)  # fmt: skip
 
 
