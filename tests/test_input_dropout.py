@@ -121,18 +121,9 @@ def test_the_written_out_step_and_the_fused_layers_step_aside():
 @pytest.mark.parametrize("extra", [{"input_dropout": 0.2}, {"activation": "selu", "noise": "alpha"},
                                    {"activation": "selu", "input_dropout": 0.1}])  # fmt: skip
 def test_fast_and_stock_paths_train_the_same_numbers(tiny, monkeypatch, extra):
-    from droplab import fused
-    from droplab.train import loop
+    from test_train import assert_fast_paths_match_the_stock_ones
 
-    fast = fit(small(**extra), tiny)
-    with monkeypatch.context() as m:
-        m.setattr(loop, "written_out", lambda *args: None)
-        m.setattr(fused, "fusable", lambda *args: False)
-        m.setattr(loop, "_plain_sgd", lambda group: False)
-        stock = fit(small(**extra), tiny)
-    assert fast.history == stock.history
-    for (k, va), (_, vb) in zip(fast.model.state_dict().items(), stock.model.state_dict().items()):
-        assert torch.equal(va, vb), k
+    assert_fast_paths_match_the_stock_ones(small(**extra), tiny, monkeypatch)
 
 
 @pytest.mark.parametrize("extra", [{"input_dropout": 0.2}, {"activation": "selu", "noise": "alpha"},

@@ -296,15 +296,21 @@ def test_fast_paths_train_bit_for_bit_as_the_stock_ones(tiny, monkeypatch, extra
     """The step written out (droplab.train.step), the fused hidden layers (droplab.fused) and the
     plain SGD update in one call give the numbers of autograd, of the composed layers and of
     ``torch.optim.SGD.step``."""
+    assert_fast_paths_match_the_stock_ones(small(**extra), tiny, monkeypatch)
+
+
+def assert_fast_paths_match_the_stock_ones(cfg, data, monkeypatch) -> None:
+    """``cfg`` trained on ``data`` with droplab's fast paths and with all of them off: the same
+    history and the same weights, bit for bit."""
     from droplab import fused
     from droplab.train import loop
 
-    fast = fit(small(**extra), tiny)
+    fast = fit(cfg, data)
     with monkeypatch.context() as m:
         m.setattr(loop, "written_out", lambda *args: None)
         m.setattr(fused, "fusable", lambda *args: False)
         m.setattr(loop, "_plain_sgd", lambda group: False)
-        stock = fit(small(**extra), tiny)
+        stock = fit(cfg, data)
     assert fast.history == stock.history
     for (k, va), (_, vb) in zip(fast.model.state_dict().items(), stock.model.state_dict().items()):
         assert torch.equal(va, vb), k
