@@ -4,11 +4,12 @@ the lecture's, checked from what a quick study stored."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from conftest import write_dataset
 
-from droplab.studies import STUDIES, registry, run_study
+from droplab.studies import STUDIES, engine, registry, run_study
 from droplab.studies.catalog.common import BASE, dropout, fixed, plain
 from droplab.studies.jobs import config_key
 from droplab.studies.protocol import TUNE_SEED_BASE, Protocol, ProtocolError, choose_lr, pick_groups
@@ -135,7 +136,8 @@ def test_a_study_that_fixes_the_lecture_protocol_ignores_the_fair_one(tiny_dir, 
 
 def test_protocol_arguments_are_checked():
     for kw, field in (({"name": "tuned"}, "protocol"), ({"tune_seeds": 0}, "tune_seeds"),
-                      ({"lr_grid": (0.1, 0.1)}, "lr_grid"), ({"lr_grid": ()}, "lr_grid")):  # fmt: skip
+                      ({"lr_grid": (0.1, 0.1)}, "lr_grid"), ({"lr_grid": ()}, "lr_grid"),
+                      ({"widen": -1}, "widen"), ({"widen": True}, "widen")):  # fmt: skip
         with pytest.raises(ProtocolError) as err:
             Protocol(**kw)
         assert err.value.field == field and "--" not in str(err.value)
@@ -143,3 +145,80 @@ def test_protocol_arguments_are_checked():
     assert Protocol().grid(STUDIES["headline"], quick=True) == (0.03, 0.3)
     assert Protocol(lr_grid=(0.05,)).grid(STUDIES["headline"]) == (0.05,)
 
+
+
+class _Tuning:
+    """A stand-in for the engine's stage: each tuning run's best validation accuracy falls with the
+    distance, in log rate, from its variant's ``peak``; runs above ``diverge_above`` diverge."""
+
+    def __init__(self, widen: int = 2, quick: bool = False, diverge_above: float = 1e9) -> None:
+        self.protocol, self.quick, self.diverge_above, self.asked = Protocol(widen=widen), quick, diverge_above, []
+
+    def run(self, what, variants, seeds):
+        self.asked.append(sorted(v.overrides["lr"] for v in variants))
+        out = {}
+        for v in variants:
+            lr, peak = v.overrides["lr"], v.overrides["peak"]
+            for s in seeds:
+                acc = 0.9 - abs(math.log(lr / peak)) / 100 + s * 1e-6
+                out[v.name, s] = {"diverged": {"what": "loss nan"}} if lr > self.diverge_above else \
+                    {"summary": {"val_acc": acc}}  # fmt: skip
+        return out
+
+
+def _tune(stage, **peaks):
+    variants = [registry.Variant(name, {"peak": peak}) for name, peak in peaks.items()]
+    return engine._tune(stage, variants, (0.03, 0.1, 0.3), [10000, 10001])
+
+
+def test_the_grid_widens_past_a_winning_end_until_the_best_rate_is_inside():
+    stage = _Tuning()
+    scores, chosen = _tune(stage, inside=0.1, high=0.8, low=0.012, far=50.0)
+    assert chosen == {"inside": 0.1, "high": 1.0, "low": 0.01, "far": 3.0}
+    assert sorted(scores["inside"]) == [0.03, 0.1, 0.3]  # an inner best: the grid only
+    assert sorted(scores["high"]) == [0.03, 0.1, 0.3, 1.0, 3.0]  # 1 won at the end, 3 lost: stop
+    assert sorted(scores["low"]) == [0.003, 0.01, 0.03, 0.1, 0.3]  # the 1-3-10 series, downwards
+    assert sorted(scores["far"]) == [0.03, 0.1, 0.3, 1.0, 3.0]  # two steps at most
+    assert stage.asked == [[0.03] * 4 + [0.1] * 4 + [0.3] * 4, [0.01, 1.0, 1.0], [0.003, 3.0, 3.0]]
+    notes = engine._grid_edges(chosen, scores, (0.03, 0.1, 0.3))
+    assert notes == ["high: its grid was widened to 1, 3 (a chosen end)",
+                     "low: its grid was widened to 0.003, 0.01 (a chosen end)",
+                     "far: its grid was widened to 1, 3 (a chosen end)",
+                     "far: its chosen learning rate, 3, is the largest tried; none beyond it was tried"]  # fmt: skip
+
+
+def test_a_diverged_rate_past_the_end_stops_the_widening():
+    scores, chosen = _tune(_Tuning(diverge_above=0.5), high=5.0)
+    assert chosen == {"high": 0.3} and sorted(scores["high"]) == [0.03, 0.1, 0.3, 1.0]
+    assert scores["high"][1.0] == [None, None]
+    assert engine._grid_edges(chosen, scores, (0.03, 0.1, 0.3)) == ["high: its grid was widened to 1 (a chosen end)"]
+
+
+def test_no_widening_when_asked_none_or_in_the_quick_setting():
+    for stage in (_Tuning(widen=0), _Tuning(quick=True)):
+        scores, chosen = _tune(stage, high=5.0)
+        assert chosen == {"high": 0.3} and sorted(scores["high"]) == [0.03, 0.1, 0.3] and len(stage.asked) == 1
+
+
+class _Best:
+    """A stand-in for Results: each variant's validation-best epoch on each seed, of ``epochs``."""
+
+    def __init__(self, epochs: int, select: str = "best_val", **best: list[int]) -> None:
+        self.variants = [registry.Variant(name) for name in best]
+        self.seeds, self.best, self.epochs, self.select = list(range(len(next(iter(best.values()))))), best, epochs, \
+            select  # fmt: skip
+
+    def get(self, name, seed):
+        return {"job": {"train": {"epochs": self.epochs, "select": self.select}}}
+
+    def values(self, name, key):
+        return self.best[name]
+
+
+def test_a_note_when_most_seeds_were_best_in_the_last_tenth_of_their_epochs():
+    notes = engine._late_best(_Best(20, early=[12, 19, 20, 8], late=[19, 20, 18, 20], half=[19, 20, 3, 4]))
+    assert notes == ["'late': its best epoch on validation was in the last 2 of 20 epochs in 3 of 4 seeds: "
+                     "it may still have been improving"]  # fmt: skip
+    assert engine._late_best(_Best(10, late=[10, 10, 9])) == [
+        "'late': its best epoch on validation was in the last epoch in 2 of 3 seeds: it may still have been improving"]
+    assert engine._late_best(_Best(20, "last", late=[20, 20])) == []  # the last epoch kept: no choice to read

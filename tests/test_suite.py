@@ -67,6 +67,7 @@ from test_cli import run_cli  # noqa: E402
         (["--lr-grid", "0.1,fast"], "--lr-grid '0.1,fast': invalid, expected learning rates separated by commas"),
         (["--lr-grid", "0.1,-1"], "--lr-grid (0.1, -1.0): invalid, expected distinct learning rates > 0"),
         (["--lr-grid", "0.1,0.1"], "--lr-grid (0.1, 0.1): invalid, expected distinct learning rates > 0"),
+        (["--widen", "-1"], "--widen -1: invalid, expected an integer from 0 to 10"),
         (["--tune-seeds", "0"], "--tune-seeds 0: invalid, expected an integer from 1 to 10000"),
     ],
 )
@@ -82,6 +83,7 @@ def test_plan_prints_the_runs_and_trains_nothing(tiny_dir, tmp_path, capsys):
     code, out, _ = run_cli(args, capsys)
     # 2 variants x (2 rates x 3 tuning seeds + 4 confirmation seeds)
     assert code == 0 and "headline: 20 runs" in out and "nothing was trained" in out
+    assert "up to 12 more tuning runs if the grid widens" in out  # 2 variants x 2 steps x 3 tuning seeds
     assert not (tmp_path / "o").exists()
 
 

@@ -32,6 +32,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     study.add_argument("--lr-grid", default=None, metavar="LR,LR,...",
                        help="learning rates tuned over under the fair protocol (default: the study's, "
                             "e.g. 0.03,0.1,0.3)")
+    study.add_argument("--widen", type=int, default=2,
+                       help="under the fair protocol, at most this many rates tried past an end of the grid that "
+                            "won, one step of the grid's own ratio at a time (default: 2; 0: the grid only)")
     study.add_argument("--quick", action="store_true", help="a tiny setting (2 epochs, 2,000 images) for tests and CI")
     study.add_argument("--jobs", type=int, default=1,
                        help="worker processes, one torch thread each (default: 1, this process with torch's "
@@ -113,7 +116,7 @@ def cmd_study(args: argparse.Namespace, console: Console) -> int:
 
 
 def _protocol(args: argparse.Namespace):
-    """The protocol the options ask for; UsageError for a bad --tune-seeds or --lr-grid."""
+    """The protocol the options ask for; UsageError for a bad --tune-seeds, --lr-grid or --widen."""
     from ..studies.protocol import Protocol, ProtocolError
 
     grid = None
@@ -124,7 +127,7 @@ def _protocol(args: argparse.Namespace):
             raise UsageError(f"--lr-grid {args.lr_grid!r}: invalid, expected learning rates separated by commas, "
                              "e.g. 0.03,0.1,0.3") from None  # fmt: skip
     try:
-        return Protocol(args.protocol, args.tune_seeds, grid)
+        return Protocol(args.protocol, args.tune_seeds, grid, args.widen)
     except ProtocolError as err:
         raise UsageError(f"{flag(err.field)} {err.value}: invalid, expected {err.expected}") from None
 

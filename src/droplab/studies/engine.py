@@ -38,7 +38,7 @@ from ..verdicts import Claim, adjust
 from .backends import run_here, run_pool
 from .jobs import config_key, job_config
 from .plan import MAX_RUNS, check_size, estimate_seconds, format_seconds
-from .protocol import Protocol, choose_lr, pick_groups, tuning_table
+from .protocol import Protocol, beyond, choose_lr, pick_groups, tuning_table
 from .registry import Analysis, Study, Variant
 from .results import Results
 from .store import Recorder, collect, open_store
@@ -133,7 +133,10 @@ def run_study(
         analysis = study.analyze(results)
         analysis.claims = adjust(_declared(study, analysis.claims), "holm")
         analysis.tables[:0] = tables
-        analysis.notes += _grid_edges({v.name: chosen[v.name] for v in confirm}, grid) if protocol.fair else []
+        if protocol.fair:
+            tried = {v.name: scores[picked.get(v.name, v.name)] for v in confirm}
+            analysis.notes += _grid_edges({v.name: chosen[v.name] for v in confirm}, tried, grid)
+        analysis.notes += _late_best(results)
         report = _report(study, protocol, regime, chosen, quick, seed_list, confirm, done, stage, wall, analysis)
         report["picked"] = picked
         _write(out, report, analysis)
@@ -182,28 +185,65 @@ def _estimate(study, protocol, variants, grid, tune_seeds, seeds, epochs, quick,
     plan |= stage.plan([protocol.confirmed(v, middle) for v in confirmed], list(range(seeds)))
     seconds, basis = estimate_seconds((job for _, job in plan.values()), [], len(data.train_x), len(data.val_x),
                                       len(data.test_x))  # fmt: skip
+    wider = protocol.widen * len(variants) * len(tune_seeds) if protocol.fair and not quick and len(grid) > 1 else 0
+    more = f", and up to {wider} more tuning runs if the grid widens" if wider else ""
     log(f"{study.name}: {len(plan)} runs ({len(variants)} configurations; {protocol.regime(study, seeds, quick)}); "
-        f"about {format_seconds(seconds)} of training ({basis})")  # fmt: skip
+        f"about {format_seconds(seconds)} of training ({basis}){more}")  # fmt: skip
     return {"study": study.name, "runs": len(plan), "seconds": seconds}
 
 
 def _tune(stage: _Stage, variants: list[Variant], grid: tuple[float, ...], seeds: list[int]) -> tuple[dict, dict]:
-    """The tuning runs: every variant at every rate of ``grid`` on the tuning ``seeds``; their
-    scores ``{variant: {lr: [best val accuracy per seed]}}`` and the rate chosen per variant."""
-    tuning = {(v.name, lr): stage.protocol.tuned(v, lr) for v in variants for lr in grid}
-    done = stage.run("tuning", list(tuning.values()), seeds)
-    scores = {v.name: {lr: [_score(done[tuning[v.name, lr].name, s]) for s in seeds] for lr in grid}
-              for v in variants}  # fmt: skip
-    return scores, choose_lr(scores)
+    """The tuning runs: every variant at every rate of ``grid`` on the tuning ``seeds``, then, for a
+    variant whose best rate is an end of what it tried, the rate beyond (:func:`.protocol.beyond`),
+    up to ``protocol.widen`` times; their scores ``{variant: {lr: [best val accuracy per seed]}}``
+    and the rate chosen per variant."""
+    scores: dict[str, dict[float, list]] = {v.name: {} for v in variants}
+    chosen: dict[str, float] = {}
+    todo = {v.name: list(grid) for v in variants}
+    for step in range(1 + (0 if stage.quick else stage.protocol.widen)):
+        tuning = {(v.name, lr): stage.protocol.tuned(v, lr) for v in variants for lr in todo.get(v.name, [])}
+        if not tuning:
+            break
+        done = stage.run("tuning" if step == 0 else f"tuning, grid widened ({step})", list(tuning.values()), seeds)
+        for (name, lr), variant in tuning.items():
+            scores[name][lr] = [_score(done[variant.name, s]) for s in seeds]
+        chosen = choose_lr(scores)
+        todo = {name: [lr] for name, lr in ((n, beyond(chosen[n], list(scores[n]), grid)) for n in scores) if lr}
+    return {name: dict(sorted(by_lr.items())) for name, by_lr in scores.items()}, chosen
 
 
-def _grid_edges(chosen: dict[str, float], grid: tuple[float, ...]) -> list[str]:
-    """Notes on the variants whose chosen rate is at an end of the grid: a better one may lie beyond it."""
-    if len(grid) < 2:
-        return []
-    ends = {min(grid): "smallest", max(grid): "largest"}
-    return [f"{name}: its chosen learning rate, {lr:g}, is the grid's {ends[lr]}; a rate beyond it was not tried"
-            for name, lr in chosen.items() if lr in ends]
+def _grid_edges(chosen: dict[str, float], scores: dict[str, dict[float, list]], grid: tuple[float, ...]) -> list[str]:
+    """Notes on the variants whose grid was widened, and on those whose chosen rate is still an end
+    of the rates they tried: a better one may lie beyond."""
+    notes = []
+    for name, lr in chosen.items():
+        tried = sorted(scores.get(name, grid))
+        if len(tried) < 2:
+            continue
+        if extra := [x for x in tried if x not in grid]:
+            notes.append(f"{name}: its grid was widened to {', '.join(f'{x:g}' for x in extra)} (a chosen end)")
+        if lr in (tried[0], tried[-1]):
+            end = "smallest" if lr == tried[0] else "largest"
+            notes.append(f"{name}: its chosen learning rate, {lr:g}, is the {end} tried; none beyond it was tried")
+    return notes
+
+
+def _late_best(r: Results) -> list[str]:
+    """Notes on the variants whose validation-best epoch lay in the last tenth of their epochs (the
+    last one, under 20) in most seeds: they may still have been improving, so a comparison "at
+    their best" may not hold for them."""
+    notes = []
+    for v in r.variants:
+        job = r.get(v.name, r.seeds[0])["job"]["train"]
+        if job.get("select") != "best_val":
+            continue
+        epochs = job["epochs"]
+        late = [e > epochs - max(1, epochs // 10) for e in r.values(v.name, "best_epoch")]
+        if sum(late) > len(late) / 2:
+            last = "the last epoch" if epochs < 20 else f"the last {epochs // 10} of {epochs} epochs"
+            notes.append(f"'{v.name}': its best epoch on validation was in {last} in {sum(late)} of {len(late)} "
+                         "seeds: it may still have been improving")  # fmt: skip
+    return notes
 
 
 def _score(record: dict) -> float | None:

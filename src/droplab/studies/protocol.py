@@ -6,7 +6,10 @@ would ask:
 1. *tuning*: each variant trains at every learning rate of the study's grid, on tuning seeds
    (``TUNE_SEED_BASE + k``); each run keeps the weights of its best epoch on validation, as early
    stopping would (``select="best_val"``); the learning rate with the highest mean best validation
-   accuracy is the variant's;
+   accuracy is the variant's. When that rate is an end of the grid, the grid is widened past it,
+   one step of the grid's own ratio at a time (``widen`` steps at most), until the rate chosen
+   is not an end, the next rate diverges, or the steps run out: a best rate at the edge of what
+   was tried says only that a better one may lie beyond;
 2. *confirmation*: fresh seeds, disjoint from the tuning seeds (``0 .. n-1``), train each variant
    at its learning rate, again keeping the validation-best epoch; each run is scored once on the
    test set, at that epoch. The test set chooses nothing.
@@ -25,7 +28,8 @@ from dataclasses import dataclass
 from ..verdicts import Table
 from .registry import Study, Variant
 
-__all__ = ["PROTOCOLS", "TUNE_SEED_BASE", "Protocol", "ProtocolError", "choose_lr", "pick_groups", "tuning_table"]
+__all__ = ["PROTOCOLS", "TUNE_SEED_BASE", "Protocol", "ProtocolError", "beyond", "choose_lr", "pick_groups",
+           "tuning_table"]
 
 PROTOCOLS = ("fair", "lecture")
 TUNE_SEED_BASE = 10_000  # tuning seeds start here; confirmation seeds are 0 .. n-1 (a study has at most MAX_RUNS)
@@ -50,6 +54,8 @@ class Protocol:
         name: ``"fair"`` or ``"lecture"``.
         tune_seeds: tuning seeds per (variant, learning rate) (fair protocol).
         lr_grid: the learning rates tried; ``None``: the study's own grid.
+        widen: at most this many rates tried past an end of the grid that was chosen (0: none;
+            never in the quick setting).
 
     Examples::
 
@@ -66,6 +72,7 @@ class Protocol:
     name: str = "fair"
     tune_seeds: int = 2
     lr_grid: tuple[float, ...] | None = None
+    widen: int = 2
 
     def __post_init__(self) -> None:
         if self.name not in PROTOCOLS:
@@ -79,6 +86,8 @@ class Protocol:
             or not all(isinstance(x, (int, float)) and math.isfinite(x) and 0 < x <= 100 for x in grid)
         ):  # fmt: skip
             raise ProtocolError("lr_grid", grid, "distinct learning rates > 0")
+        if not isinstance(self.widen, int) or isinstance(self.widen, bool) or not 0 <= self.widen <= 10:
+            raise ProtocolError("widen", self.widen, "an integer from 0 to 10")
 
     @property
     def fair(self) -> bool:
@@ -109,7 +118,8 @@ class Protocol:
             span = "2"
         if self.fair:
             grid = ", ".join(f"{x:g}" for x in self.grid(study, quick))
-            words = (f"lr tuned over {{{grid}}} on {len(self.tuning_seeds(quick))} seed(s), ≤ {span} epochs, "
+            wider = f", widened up to {self.widen} step(s) past a chosen end" if self.widen and not quick else ""
+            words = (f"lr tuned over {{{grid}}}{wider} on {len(self.tuning_seeds(quick))} seed(s), ≤ {span} epochs, "
                      f"best epoch on val, {seeds} fresh seeds, test set")  # fmt: skip
         else:
             lr = study.base.get("lr", 0.1)
@@ -148,6 +158,38 @@ def choose_lr(scores: Mapping[str, Mapping[float, Sequence[float | None]]]) -> d
         best = max(usable.values())
         out[name] = min(lr for lr, m in usable.items() if m == best)
     return out
+
+
+def beyond(chosen: float, tried: Sequence[float], grid: Sequence[float]) -> float | None:
+    """The next rate to try past ``chosen`` when it is an end of the rates ``tried``: the next of
+    the 1-3-10 series when the grid lies on it, otherwise one step of the grid's own ratio at that
+    end (to 2 significant digits); None when ``chosen`` lies inside what was tried, the grid has
+    one rate, or the next rate leaves (1e-6, 100].
+
+    Examples::
+
+        >>> beyond(0.3, [0.03, 0.1, 0.3], [0.03, 0.1, 0.3]), beyond(0.03, [0.03, 0.1, 0.3], [0.03, 0.1, 0.3])
+        (1.0, 0.01)
+        >>> beyond(0.4, [0.1, 0.2, 0.4], [0.1, 0.2, 0.4])  # not on the series: the grid's ratio, 2
+        0.8
+        >>> beyond(0.3, [0.03, 0.1, 0.3, 1.0], [0.03, 0.1, 0.3]) is None  # 1 was tried (it lost or diverged)
+        True
+    """
+    grid = sorted(grid)
+    if len(grid) < 2 or chosen not in (min(tried), max(tried)):
+        return None
+    up = chosen == max(tried)
+    if all(_mantissa(x) in (1, 3) for x in grid):
+        step = (3.0 if _mantissa(chosen) == 1 else 10 / 3) if up else (1 / 3 if _mantissa(chosen) == 3 else 0.3)
+    else:
+        step = grid[-1] / grid[-2] if up else grid[0] / grid[1]
+    nxt = float(f"{chosen * step:.2g}")
+    return nxt if 1e-6 < nxt <= 100 and nxt not in tried else None
+
+
+def _mantissa(x: float) -> float:
+    """``x``'s leading digits, in [1, 10), to 6 significant digits: 0.03 -> 3.0."""
+    return float(f"{x / 10 ** math.floor(math.log10(x)):.6g}")
 
 
 def pick_groups(variants: Sequence[Variant], scores: Mapping[str, Mapping[float, Sequence[float | None]]],

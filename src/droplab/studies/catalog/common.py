@@ -120,19 +120,6 @@ def leaderboard(results: Results, title: str) -> tuple[Table, object]:
     return table, fig
 
 
-def unconverged(r: Results) -> list[str]:
-    """Notes on variants whose validation-chosen epoch was the last one in most seeds: they may
-    still have been improving, so a comparison "at convergence" does not hold for them."""
-    notes = []
-    for v in r.variants:
-        job = r.get(v.name, r.seeds[0])["job"]["train"]
-        last = [e == job["epochs"] for e in r.values(v.name, "best_epoch")]
-        if job.get("select") == "best_val" and sum(last) > len(last) / 2:
-            notes.append(f"'{v.name}': the last epoch was the best on validation in {sum(last)} of {len(last)} "
-                         "seeds: it may not have converged")  # fmt: skip
-    return notes
-
-
 def contrast(r: Results, weights: Mapping[str, float]) -> tuple[Estimate, list[float]]:
     """The contrast ``sum_v weights[v] * test accuracy of v`` in pp, paired by seed: its estimate
     over seeds and test images (:func:`~droplab.stats.two_way_estimate` on the per-image contrast;
@@ -191,7 +178,7 @@ def versus(pairs: Sequence[tuple[Hypothesis, str, str]]) -> Callable[[Results], 
     def analyze(r: Results) -> Analysis:
         claims = [r.claim(h, a, b) for h, a, b in pairs]
         table, fig = leaderboard(r, "leaderboard by test accuracy (each run at its val-chosen epoch)")
-        return Analysis(claims, [table], {"leaderboard": fig}, identical(r) + unconverged(r))
+        return Analysis(claims, [table], {"leaderboard": fig}, identical(r))
 
     return analyze
 

@@ -29,7 +29,7 @@ from ...stats import mean_interval
 from ...verdicts import Hypothesis, Table, format_interval
 from ..registry import Analysis, Variant, study
 from ..results import Results
-from .common import BASE, contrast_claim, unconverged
+from .common import BASE, contrast_claim
 
 SIZES = (1000, 2000, 10_000, 0)  # 0: all 55,000
 QUICK_SIZES = (100, 200, 300, 0)
@@ -104,7 +104,7 @@ def analyze(r: Results) -> Analysis:
     ]
     gains = {n: [a - b for a, b in zip(r.values(_name(n, "dropout"), "test_acc", 100),
                                        r.values(_name(n, "plain"), "test_acc", 100))] for n in sizes}  # fmt: skip
-    return Analysis(claims, [_table(r, sizes, narrow)], _figures(r, sizes, gains), unconverged(r))
+    return Analysis(claims, [_table(r, sizes, narrow)], _figures(r, sizes, gains))
 
 
 def _table(r: Results, sizes: list[int], narrow: int) -> Table:

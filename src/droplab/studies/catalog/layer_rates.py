@@ -24,7 +24,7 @@ from ... import plots
 from ...verdicts import Claim, Hypothesis, Table, format_interval
 from ..registry import Analysis, Variant, study
 from ..results import Results
-from .common import STUDY_10K, chosen_lr, contrast_claim, unconverged
+from .common import STUDY_10K, chosen_lr, contrast_claim
 
 INPUT = (0.0, 0.2)
 HIDDEN = ((0.0, 0.0), (0.2, 0.5), (0.5, 0.2), (0.5, 0.5))
@@ -66,7 +66,7 @@ def analyze(r: Results) -> Analysis:
     figs = {"heatmap": plots.heatmap(means, list(INPUT), [f"({p1:g}, {p2:g})" for p1, p2 in HIDDEN],
                                      "mean test accuracy % (val-chosen epoch)", "input dropout",
                                      "hidden rates (p1, p2)")}  # fmt: skip
-    return Analysis(claims, [_table(r)], figs, [note, *unconverged(r)])
+    return Analysis(claims, [_table(r)], figs, [note])
 
 
 def _best(r: Results) -> tuple[Claim, str]:
