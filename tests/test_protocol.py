@@ -181,9 +181,9 @@ def test_the_grid_widens_past_a_winning_end_until_the_best_rate_is_inside():
     assert sorted(scores["far"]) == [0.03, 0.1, 0.3, 1.0, 3.0]  # two steps at most
     assert stage.asked == [[0.03] * 4 + [0.1] * 4 + [0.3] * 4, [0.01, 1.0, 1.0], [0.003, 3.0, 3.0]]
     notes = engine._grid_edges(chosen, scores, (0.03, 0.1, 0.3))
-    assert notes == ["high: its grid was widened to 1, 3 (a chosen end)",
-                     "low: its grid was widened to 0.003, 0.01 (a chosen end)",
-                     "far: its grid was widened to 1, 3 (a chosen end)",
+    widened = "the grid's end won its tuning, so it was widened past it to"
+    assert notes == [f"high: {widened} 1, 3; chosen: 1", f"low: {widened} 0.003, 0.01; chosen: 0.01",
+                     f"far: {widened} 1, 3; chosen: 3",
                      "far: its chosen learning rate, 3, is the largest tried; none beyond it was tried"]  # fmt: skip
 
 
@@ -191,7 +191,31 @@ def test_a_diverged_rate_past_the_end_stops_the_widening():
     scores, chosen = _tune(_Tuning(diverge_above=0.5), high=5.0)
     assert chosen == {"high": 0.3} and sorted(scores["high"]) == [0.03, 0.1, 0.3, 1.0]
     assert scores["high"][1.0] == [None, None]
-    assert engine._grid_edges(chosen, scores, (0.03, 0.1, 0.3)) == ["high: its grid was widened to 1 (a chosen end)"]
+    assert engine._grid_edges(chosen, scores, (0.03, 0.1, 0.3)) == [
+        "high: the grid's end won its tuning, so it was widened past it to 1; chosen: 0.3"]
+
+
+def test_a_rate_past_the_end_that_only_ties_it_is_not_chosen_and_stops_the_widening():
+    class Flat(_Tuning):  # every rate scores alike: the grid's smallest wins the tie, and 0.01 only ties it
+        def run(self, what, variants, seeds):
+            out = super().run(what, variants, seeds)
+            return {key: {"summary": {"val_acc": 0.85}} for key in out}
+
+    stage = Flat()
+    scores, chosen = _tune(stage, flat=1.0)
+    assert chosen == {"flat": 0.03} and sorted(scores["flat"]) == [0.01, 0.03, 0.1, 0.3] and len(stage.asked) == 2
+
+
+def test_beyond_steps_strictly_outwards_within_bounds():
+    from droplab.studies.protocol import beyond
+
+    assert beyond(0.1, [0.1, 0.2, 0.4], [0.1, 0.2, 0.4]) == 0.05  # off the series, downwards: the grid's ratio
+    assert beyond(0.4, [0.1, 0.2, 0.4], [0.1, 0.2, 0.4]) == 0.8
+    assert beyond(30.0, [1.0, 3.0, 10.0, 30.0], [1.0, 3.0, 10.0]) == 100.0  # the largest accepted
+    assert beyond(100.0, [10.0, 30.0, 100.0], [10.0, 30.0, 100.0]) is None  # 300 would leave (1e-6, 100]
+    assert beyond(3e-6, [3e-6, 1e-5], [3e-6, 1e-5]) is None  # 1e-6 would leave it too
+    assert beyond(0.1015, [0.101, 0.1015], [0.101, 0.1015]) is None  # rounds to 0.1: not past the end
+    assert beyond(0.5, [0.5], [0.5]) is None  # one rate: nothing to widen
 
 
 def test_no_widening_when_asked_none_or_in_the_quick_setting():
@@ -222,3 +246,5 @@ def test_a_note_when_most_seeds_were_best_in_the_last_tenth_of_their_epochs():
     assert engine._late_best(_Best(10, late=[10, 10, 9])) == [
         "'late': its best epoch on validation was in the last epoch in 2 of 3 seeds: it may still have been improving"]
     assert engine._late_best(_Best(20, "last", late=[20, 20])) == []  # the last epoch kept: no choice to read
+    assert engine._late_best(_Best(5, late=[5, 5, 4])) == [  # under 10 epochs, still the last one
+        "'late': its best epoch on validation was in the last epoch in 2 of 3 seeds: it may still have been improving"]

@@ -103,7 +103,8 @@ def run_study(
     _check_arguments(seeds=seeds, epochs=epochs, jobs=jobs)
     variants = study.variants(quick)
     grid, tune_seeds = protocol.grid(study, quick), protocol.tuning_seeds(quick)
-    check_size(len(variants), seeds, max_runs, len(variants) * len(grid) * len(tune_seeds))
+    tuning = len(variants) * len(grid) * len(tune_seeds) + protocol.widened_runs(len(variants), grid, quick)
+    check_size(len(variants), seeds, max_runs, tuning)
     out = Path(out)
     data = load_fashion_mnist(data_dir, val_size=val_size, verify=verify)
     if plan_only:
@@ -185,7 +186,7 @@ def _estimate(study, protocol, variants, grid, tune_seeds, seeds, epochs, quick,
     plan |= stage.plan([protocol.confirmed(v, middle) for v in confirmed], list(range(seeds)))
     seconds, basis = estimate_seconds((job for _, job in plan.values()), [], len(data.train_x), len(data.val_x),
                                       len(data.test_x))  # fmt: skip
-    wider = protocol.widen * len(variants) * len(tune_seeds) if protocol.fair and not quick and len(grid) > 1 else 0
+    wider = protocol.widened_runs(len(variants), grid, quick)
     more = f", and up to {wider} more tuning runs if the grid widens" if wider else ""
     log(f"{study.name}: {len(plan)} runs ({len(variants)} configurations; {protocol.regime(study, seeds, quick)}); "
         f"about {format_seconds(seconds)} of training ({basis}){more}")  # fmt: skip
@@ -195,9 +196,11 @@ def _estimate(study, protocol, variants, grid, tune_seeds, seeds, epochs, quick,
 def _tune(stage: _Stage, variants: list[Variant], grid: tuple[float, ...], seeds: list[int]) -> tuple[dict, dict]:
     """The tuning runs: every variant at every rate of ``grid`` on the tuning ``seeds``, then, for a
     variant whose best rate is an end of what it tried, the rate beyond (:func:`.protocol.beyond`),
-    up to ``protocol.widen`` times; their scores ``{variant: {lr: [best val accuracy per seed]}}``
-    and the rate chosen per variant."""
+    up to ``protocol.widen`` times; a rate beyond is chosen only if it strictly beats the end it
+    widened (a tie keeps the end, in either direction). Returns the scores ``{variant: {lr: [best
+    val accuracy per seed]}}`` of every rate tried, and the rate chosen per variant."""
     scores: dict[str, dict[float, list]] = {v.name: {} for v in variants}
+    eligible: dict[str, dict[float, list]] = {v.name: {} for v in variants}  # what choose_lr may pick
     chosen: dict[str, float] = {}
     todo = {v.name: list(grid) for v in variants}
     for step in range(1 + (0 if stage.quick else stage.protocol.widen)):
@@ -207,9 +210,16 @@ def _tune(stage: _Stage, variants: list[Variant], grid: tuple[float, ...], seeds
         done = stage.run("tuning" if step == 0 else f"tuning, grid widened ({step})", list(tuning.values()), seeds)
         for (name, lr), variant in tuning.items():
             scores[name][lr] = [_score(done[variant.name, s]) for s in seeds]
-        chosen = choose_lr(scores)
+            if step == 0 or _mean(scores[name][lr]) > _mean(scores[name][chosen[name]]):
+                eligible[name][lr] = scores[name][lr]
+        chosen = choose_lr(eligible)
         todo = {name: [lr] for name, lr in ((n, beyond(chosen[n], list(scores[n]), grid)) for n in scores) if lr}
     return {name: dict(sorted(by_lr.items())) for name, by_lr in scores.items()}, chosen
+
+
+def _mean(values: list[float | None]) -> float:
+    """A rate's mean tuning score; -inf when a run at it diverged (it can beat nothing)."""
+    return float("-inf") if any(x is None for x in values) else sum(values) / len(values)
 
 
 def _grid_edges(chosen: dict[str, float], scores: dict[str, dict[float, list]], grid: tuple[float, ...]) -> list[str]:
@@ -221,7 +231,8 @@ def _grid_edges(chosen: dict[str, float], scores: dict[str, dict[float, list]], 
         if len(tried) < 2:
             continue
         if extra := [x for x in tried if x not in grid]:
-            notes.append(f"{name}: its grid was widened to {', '.join(f'{x:g}' for x in extra)} (a chosen end)")
+            notes.append(f"{name}: the grid's end won its tuning, so it was widened past it to "
+                         f"{', '.join(f'{x:g}' for x in extra)}; chosen: {lr:g}")  # fmt: skip
         if lr in (tried[0], tried[-1]):
             end = "smallest" if lr == tried[0] else "largest"
             notes.append(f"{name}: its chosen learning rate, {lr:g}, is the {end} tried; none beyond it was tried")
@@ -229,9 +240,10 @@ def _grid_edges(chosen: dict[str, float], scores: dict[str, dict[float, list]], 
 
 
 def _late_best(r: Results) -> list[str]:
-    """Notes on the variants whose validation-best epoch lay in the last tenth of their epochs (the
-    last one, under 20) in most seeds: they may still have been improving, so a comparison "at
-    their best" may not hold for them."""
+    """Notes on the variants whose validation-best epoch lay in the last tenth of their epochs
+    (rounded down; the last epoch, under 20) in most seeds: they may still have been improving,
+    so a comparison "at their best" may not hold for them. (A study that evaluates every k-th
+    epoch, as data-size does, has fewer evaluations than epochs in that window.)"""
     notes = []
     for v in r.variants:
         job = r.get(v.name, r.seeds[0])["job"]["train"]

@@ -104,6 +104,12 @@ class Protocol:
         grid = tuple(self.lr_grid or study.lr_grid)
         return (grid[0], grid[-1]) if quick and len(grid) > 2 else grid
 
+    def widened_runs(self, variants: int, grid: Sequence[float], quick: bool = False) -> int:
+        """The most tuning runs widening can add: ``widen`` steps per variant, one rate each."""
+        if not self.fair or quick or len(grid) < 2:
+            return 0
+        return self.widen * variants * len(self.tuning_seeds(quick))
+
     def epochs(self, study: Study, variant: Variant) -> int:
         """The epochs a variant's runs train (the fair protocol's longest, or the lecture's)."""
         if variant.epochs is not None:
@@ -118,7 +124,8 @@ class Protocol:
             span = "2"
         if self.fair:
             grid = ", ".join(f"{x:g}" for x in self.grid(study, quick))
-            wider = f", widened up to {self.widen} step(s) past a chosen end" if self.widen and not quick else ""
+            wide = self.widen and not quick and len(self.grid(study)) > 1
+            wider = f", widened up to {self.widen} step(s) past a chosen end" if wide else ""
             words = (f"lr tuned over {{{grid}}}{wider} on {len(self.tuning_seeds(quick))} seed(s), ≤ {span} epochs, "
                      f"best epoch on val, {seeds} fresh seeds, test set")  # fmt: skip
         else:
@@ -162,29 +169,31 @@ def choose_lr(scores: Mapping[str, Mapping[float, Sequence[float | None]]]) -> d
 
 def beyond(chosen: float, tried: Sequence[float], grid: Sequence[float]) -> float | None:
     """The next rate to try past ``chosen`` when it is an end of the rates ``tried``: the next of
-    the 1-3-10 series when the grid lies on it, otherwise one step of the grid's own ratio at that
-    end (to 2 significant digits); None when ``chosen`` lies inside what was tried, the grid has
-    one rate, or the next rate leaves (1e-6, 100].
+    the 1-3-10 series when the grid is on it (its rates' leading digits are 1 and 3), otherwise
+    one step of the grid's own ratio at that end (to 2 significant digits); None when ``chosen``
+    lies inside what was tried, the grid has one rate, or the next rate is not strictly past
+    every rate tried or leaves (1e-6, 100].
 
     Examples::
 
         >>> beyond(0.3, [0.03, 0.1, 0.3], [0.03, 0.1, 0.3]), beyond(0.03, [0.03, 0.1, 0.3], [0.03, 0.1, 0.3])
         (1.0, 0.01)
-        >>> beyond(0.4, [0.1, 0.2, 0.4], [0.1, 0.2, 0.4])  # not on the series: the grid's ratio, 2
-        0.8
-        >>> beyond(0.3, [0.03, 0.1, 0.3, 1.0], [0.03, 0.1, 0.3]) is None  # 1 was tried (it lost or diverged)
+        >>> beyond(0.4, [0.1, 0.2, 0.4], [0.1, 0.2, 0.4]), beyond(0.001, [0.001, 0.01, 0.1], [0.001, 0.01, 0.1])
+        (0.8, 0.0001)
+        >>> beyond(0.3, [0.03, 0.1, 0.3, 1.0], [0.03, 0.1, 0.3]) is None  # 0.3 is inside what was tried
         True
     """
     grid = sorted(grid)
     if len(grid) < 2 or chosen not in (min(tried), max(tried)):
         return None
     up = chosen == max(tried)
-    if all(_mantissa(x) in (1, 3) for x in grid):
+    if {_mantissa(x) for x in grid} == {1.0, 3.0}:
         step = (3.0 if _mantissa(chosen) == 1 else 10 / 3) if up else (1 / 3 if _mantissa(chosen) == 3 else 0.3)
     else:
         step = grid[-1] / grid[-2] if up else grid[0] / grid[1]
     nxt = float(f"{chosen * step:.2g}")
-    return nxt if 1e-6 < nxt <= 100 and nxt not in tried else None
+    past = nxt > max(tried) if up else nxt < min(tried)
+    return nxt if past and 1e-6 < nxt <= 100 else None
 
 
 def _mantissa(x: float) -> float:

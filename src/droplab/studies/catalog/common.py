@@ -173,7 +173,7 @@ def identical(r: Results) -> list[str]:
 def versus(pairs: Sequence[tuple[Hypothesis, str, str]]) -> Callable[[Results], Analysis]:
     """The analysis of a leaderboard study: for each ``(hypothesis, a, b)`` of ``pairs`` the
     claim measured as ``a − b`` in test accuracy, the leaderboard, and notes on settings that
-    never acted or may not have converged."""
+    never acted (the engine adds the notes on convergence)."""
 
     def analyze(r: Results) -> Analysis:
         claims = [r.claim(h, a, b) for h, a, b in pairs]
