@@ -49,9 +49,12 @@ def test_the_primaries_are_corrected_across_the_suite_by_benjamini_hochberg():
 def test_a_secondary_claim_keeps_its_study_s_correction(tmp_path):
     primary = _claim("the primary", 3.0, 1.0, ("a",), primary=True)
     secondary = _claim("a secondary", 2.2, 1.0, ("b",))
-    s = write_suite(tmp_path, [{"study": "x", "claims": [primary, secondary]}], 12.0)
+    report = {"study": "x", "claims": [primary, secondary], "runs": 7, "runs_trained": 3}
+    s = write_suite(tmp_path, [report, {"study": "y", "claims": [], "runs": 5, "runs_trained": 0}], 12.0)
     assert s["claims"][1]["p_adjusted"] == secondary["p_adjusted"]
-    assert (tmp_path / "suite.json").exists() and "Wall time 0.2 min" in (tmp_path / "suite.md").read_text()
+    assert (tmp_path / "suite.json").exists()
+    assert "Wall time of the call that wrote this file: 0.2 min; it trained 3 runs, and its studies read 12 " \
+        "(the rest came from the store)." in (tmp_path / "suite.md").read_text()  # fmt: skip
     assert not math.isnan(s["claims"][0]["p_adjusted"])
 
 

@@ -50,12 +50,16 @@ def suite(reports: Sequence[dict]) -> dict:
     return {"claims": records, "primaries": len(primaries), "repeated": repeated, "outcomes": outcomes}
 
 
-def suite_markdown(s: dict, seconds: float | None = None) -> str:
-    """``suite.md``: the distinct claims, by study, with the suite's verdicts."""
+def suite_markdown(s: dict, seconds: float | None = None, trained: int | None = None, read: int | None = None) -> str:
+    """``suite.md``: the distinct claims, by study, with the suite's verdicts; ``seconds`` the wall
+    time of the call that wrote it, which trained ``trained`` of the ``read`` runs its studies read."""
     lines = ["# The suite's claims, each made once", ""]
+    wall = f" Wall time of the call that wrote this file: {seconds / 60:.1f} min" if seconds else ""
+    if wall and trained is not None:
+        wall += f"; it trained {trained} runs, and its studies read {read} (the rest came from the store)"
     lines += [f"{len(s['claims'])} distinct claims ({s['repeated']} repeated by other studies from identical runs, "
               f"counted once); {s['primaries']} primary claims, corrected across the suite (Benjamini–Hochberg "
-              "after Holm within each study)." + (f" Wall time {seconds / 60:.1f} min." if seconds else ""), ""]
+              "after Holm within each study)." + (wall + "." if wall else ""), ""]
     lines += ["Outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(s["outcomes"].items())), ""]
     study = None
     for r in s["claims"]:
@@ -71,5 +75,6 @@ def write_suite(root: Path, reports: Sequence[dict], seconds: float | None = Non
     """Write ``root/suite.json`` and ``root/suite.md`` (atomically) and return the suite."""
     s = suite(reports)
     atomic.write_json(Path(root) / "suite.json", {**s, "studies": [r["study"] for r in reports], "seconds": seconds})
-    atomic.write_text(Path(root) / "suite.md", suite_markdown(s, seconds))
+    trained, read = (sum(r.get(k, 0) for r in reports) for k in ("runs_trained", "runs"))
+    atomic.write_text(Path(root) / "suite.md", suite_markdown(s, seconds, trained, read))
     return s
