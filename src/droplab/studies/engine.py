@@ -134,10 +134,7 @@ def run_study(
         analysis = study.analyze(results)
         analysis.claims = adjust(_declared(study, analysis.claims), "holm")
         analysis.tables[:0] = tables
-        if protocol.fair:
-            tried = {v.name: scores[picked.get(v.name, v.name)] for v in confirm}
-            analysis.notes += _grid_edges({v.name: chosen[v.name] for v in confirm}, tried, grid)
-        analysis.notes += _late_best(results)
+        analysis.notes += _tuning_notes(confirm, chosen, scores, picked, grid) + _late_best(results)
         report = _report(study, protocol, regime, chosen, quick, seed_list, confirm, done, stage, wall, analysis)
         report["picked"] = picked
         _write(out, report, analysis)
@@ -220,6 +217,14 @@ def _tune(stage: _Stage, variants: list[Variant], grid: tuple[float, ...], seeds
 def _mean(values: list[float | None]) -> float:
     """A rate's mean tuning score; -inf when a run at it diverged (it can beat nothing)."""
     return float("-inf") if any(x is None for x in values) else sum(values) / len(values)
+
+
+def _tuning_notes(confirm: list[Variant], chosen: dict, scores: dict, picked: dict, grid: tuple) -> list[str]:
+    """The grid's notes (:func:`_grid_edges`) on the confirmed variants; none without tuning."""
+    if not scores:
+        return []
+    tried = {v.name: scores[picked.get(v.name, v.name)] for v in confirm}
+    return _grid_edges({v.name: chosen[v.name] for v in confirm}, tried, grid)
 
 
 def _grid_edges(chosen: dict[str, float], scores: dict[str, dict[float, list]], grid: tuple[float, ...]) -> list[str]:
