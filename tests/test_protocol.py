@@ -248,3 +248,24 @@ def test_a_note_when_most_seeds_were_best_in_the_last_tenth_of_their_epochs():
     assert engine._late_best(_Best(20, "last", late=[20, 20])) == []  # the last epoch kept: no choice to read
     assert engine._late_best(_Best(5, late=[5, 5, 4])) == [  # under 10 epochs, still the last one
         "'late': its best epoch on validation was in the last epoch in 2 of 3 seeds: it may still have been improving"]
+
+
+def test_a_study_with_a_diverged_tuning_run_in_its_store_resumes(tiny_dir, tmp_path, monkeypatch):
+    from droplab.studies import jobs
+    from droplab.train import Diverged
+
+    real_fit = jobs.fit
+
+    def fit(config, *args, **kwargs):  # the grid's largest rate blows up, as lr 1 did in the noise study
+        if config.lr == 0.3:
+            raise Diverged(1, 3, "loss = nan", config.lr)
+        return real_fit(config, *args, **kwargs)
+
+    monkeypatch.setattr(jobs, "fit", fit)
+    first = run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **QUICK)
+    stored = [json.loads(p.read_text()) for p in (tmp_path / "h" / "runs").glob("*.json")]
+    assert sum("diverged" in r for r in stored) == 2 and set(first["lr_chosen"].values()) == {0.03}
+    said = []
+    again = run_study(STUDIES["headline"], tiny_dir, tmp_path / "h", **{**QUICK, "log": said.append})
+    assert again["runs_trained"] == 0 and again["claims"] == first["claims"]
+    assert any("from the 4 runs already in the store" in line for line in said)  # the diverged ones time nothing

@@ -94,8 +94,8 @@ def estimate_seconds(
 ) -> tuple[float, str]:
     """About how long training ``todo`` (jobs) takes, and what the figure rests on.
 
-    ``stored``: finished records in the store; where there are some, their seconds per unit of
-    work calibrate the estimate, else a timed matrix product does.
+    ``stored``: finished records in the store; where there are some that trained to the end (not
+    diverged), their seconds per unit of work calibrate the estimate, else a timed matrix product does.
     """
 
     def work(train: Mapping[str, Any], rate: float) -> float:
@@ -104,7 +104,8 @@ def estimate_seconds(
 
     rate = _matmul_rate()
     todo = list(todo)
-    ratios = [r["summary"]["seconds"] / work(r["job"]["train"], rate) for r in stored]
+    ratios = [r["summary"]["seconds"] / work(r["job"]["train"], rate) for r in stored
+              if "summary" in r]  # a diverged run stopped early: its time says nothing of a whole run's
     if ratios:
         scale, basis = statistics.median(ratios), f"from the {len(ratios)} runs already in the store"
     else:
