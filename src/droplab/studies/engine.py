@@ -38,7 +38,7 @@ from ..verdicts import Claim, adjust
 from .backends import run_here, run_pool
 from .jobs import config_key, job_config
 from .plan import MAX_RUNS, check_size, estimate_seconds, format_seconds
-from .protocol import Protocol, beyond, choose_lr, pick_groups, tuning_table
+from .protocol import Protocol, beyond, choose_lr, mean_score, pick_groups, tuning_table
 from .registry import Analysis, Study, Variant
 from .results import Results
 from .store import Recorder, collect, open_store
@@ -200,23 +200,18 @@ def _tune(stage: _Stage, variants: list[Variant], grid: tuple[float, ...], seeds
     eligible: dict[str, dict[float, list]] = {v.name: {} for v in variants}  # what choose_lr may pick
     chosen: dict[str, float] = {}
     todo = {v.name: list(grid) for v in variants}
-    for step in range(1 + (0 if stage.quick else stage.protocol.widen)):
+    for step in range(1 + stage.protocol.widen_steps(grid, stage.quick)):
         tuning = {(v.name, lr): stage.protocol.tuned(v, lr) for v in variants for lr in todo.get(v.name, [])}
         if not tuning:
             break
         done = stage.run("tuning" if step == 0 else f"tuning, grid widened ({step})", list(tuning.values()), seeds)
         for (name, lr), variant in tuning.items():
             scores[name][lr] = [_score(done[variant.name, s]) for s in seeds]
-            if step == 0 or _mean(scores[name][lr]) > _mean(scores[name][chosen[name]]):
+            if step == 0 or mean_score(scores[name][lr]) > mean_score(scores[name][chosen[name]]):
                 eligible[name][lr] = scores[name][lr]
         chosen = choose_lr(eligible)
         todo = {name: [lr] for name, lr in ((n, beyond(chosen[n], list(scores[n]), grid)) for n in scores) if lr}
     return {name: dict(sorted(by_lr.items())) for name, by_lr in scores.items()}, chosen
-
-
-def _mean(values: list[float | None]) -> float:
-    """A rate's mean tuning score; -inf when a run at it diverged (it can beat nothing)."""
-    return float("-inf") if any(x is None for x in values) else sum(values) / len(values)
 
 
 def _tuning_notes(confirm: list[Variant], chosen: dict, scores: dict, picked: dict, grid: tuple) -> list[str]:

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from ..verdicts import Table
 from .registry import Study, Variant
 
-__all__ = ["PROTOCOLS", "TUNE_SEED_BASE", "Protocol", "ProtocolError", "beyond", "choose_lr", "pick_groups",
-           "tuning_table"]
+__all__ = ["PROTOCOLS", "TUNE_SEED_BASE", "Protocol", "ProtocolError", "beyond", "choose_lr", "mean_score",
+           "pick_groups", "tuning_table"]
 
 PROTOCOLS = ("fair", "lecture")
 TUNE_SEED_BASE = 10_000  # tuning seeds start here; confirmation seeds are 0 .. n-1 (a study has at most MAX_RUNS)
@@ -104,11 +104,14 @@ class Protocol:
         grid = tuple(self.lr_grid or study.lr_grid)
         return (grid[0], grid[-1]) if quick and len(grid) > 2 else grid
 
+    def widen_steps(self, grid: Sequence[float], quick: bool = False) -> int:
+        """How many times the grid may widen: ``widen``; none in the quick setting, under the
+        lecture's protocol, or for a grid of one rate."""
+        return 0 if not self.fair or quick or len(grid) < 2 else self.widen
+
     def widened_runs(self, variants: int, grid: Sequence[float], quick: bool = False) -> int:
-        """The most tuning runs widening can add: ``widen`` steps per variant, one rate each."""
-        if not self.fair or quick or len(grid) < 2:
-            return 0
-        return self.widen * variants * len(self.tuning_seeds(quick))
+        """The most tuning runs widening can add: one rate per variant and step."""
+        return self.widen_steps(grid, quick) * variants * len(self.tuning_seeds(quick))
 
     def epochs(self, study: Study, variant: Variant) -> int:
         """The epochs a variant's runs train (the fair protocol's longest, or the lecture's)."""
@@ -124,8 +127,8 @@ class Protocol:
             span = "2"
         if self.fair:
             grid = ", ".join(f"{x:g}" for x in self.grid(study, quick))
-            wide = self.widen and not quick and len(self.grid(study)) > 1
-            wider = f", widened up to {self.widen} step(s) past a chosen end" if wide else ""
+            wider = f", widened up to {self.widen} step(s) past a chosen end" if self.widen_steps(
+                self.grid(study), quick) else ""  # fmt: skip
             words = (f"lr tuned over {{{grid}}}{wider} on {len(self.tuning_seeds(quick))} seed(s), ≤ {span} epochs, "
                      f"best epoch on val, {seeds} fresh seeds, test set")  # fmt: skip
         else:
@@ -159,12 +162,17 @@ def choose_lr(scores: Mapping[str, Mapping[float, Sequence[float | None]]]) -> d
     """
     out = {}
     for name, by_lr in scores.items():
-        usable = {lr: sum(v) / len(v) for lr, v in by_lr.items() if v and all(x is not None for x in v)}
+        usable = {lr: m for lr, v in by_lr.items() if (m := mean_score(v)) > -math.inf}
         if not usable:
             raise ProtocolError(f"learning rates of {name!r}", tuple(by_lr), "one at which no tuning run diverged")
         best = max(usable.values())
         out[name] = min(lr for lr, m in usable.items() if m == best)
     return out
+
+
+def mean_score(values: Sequence[float | None]) -> float:
+    """A rate's mean tuning score; -inf when a run at it diverged (``None``) or none ran: it can beat nothing."""
+    return -math.inf if not values or any(x is None for x in values) else sum(values) / len(values)
 
 
 def beyond(chosen: float, tried: Sequence[float], grid: Sequence[float]) -> float | None:
@@ -225,7 +233,7 @@ def pick_groups(variants: Sequence[Variant], scores: Mapping[str, Mapping[float,
         if v.group in picked:
             continue
         members = [w for w in variants if w.group == v.group]
-        mean = lambda w: sum(scores[w.name][chosen[w.name]]) / len(scores[w.name][chosen[w.name]])  # noqa: E731
+        mean = lambda w: mean_score(scores[w.name][chosen[w.name]])  # noqa: E731
         best = max(members, key=mean) if scores else members[0]  # max: the first on a tie
         picked[v.group] = best.name
         out.append(dataclasses.replace(best, name=v.group, group=None))
