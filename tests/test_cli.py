@@ -495,7 +495,7 @@ def test_study_shares_the_data_options_with_train():
 @pytest.mark.parametrize("option, value, message", [
     ("--seeds", "0", "--seeds 0: invalid, expected an integer >= 1"),  # run_study's own check, in flag words
     ("--epochs", "0", "--epochs 0: invalid, expected an integer >= 1"),
-    ("--jobs", "-2", "--jobs -2: invalid, expected an integer >= 1"),
+    ("--cpus-per-run", "-2", "--cpus-per-run -2: invalid, expected an integer >= 1"),
     ("--max-runs", "0", "--max-runs 0: invalid, expected an integer >= 1"),
     ("--val-size", "0", "--val-size 0: invalid, expected an integer >= 1"),  # TrainConfig.val_size's metadata
 ])  # fmt: skip

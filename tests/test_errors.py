@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import droplab
-from droplab.studies.backends import _portable
+from droplab.studies.backends import portable
 
 # Sample constructor arguments for every exception class in droplab, by "module.Class". A new
 # class needs a row here: test_the_table_names_every_exception_class says which is missing.
@@ -37,7 +37,10 @@ SAMPLES = {
     "droplab.rundir.NotADroplabDirectory": (Path("/x"), "run"),
     "droplab.rundir.RunFinished": (Path("/x"),),
     "droplab.rundir.NoSpace": (Path("/x"), 3 << 20, 40 << 20),
-    "droplab.studies.backends._RemoteTraceback": ("Traceback (most recent call last): ...",),
+    "droplab.studies.backends.RemoteTraceback": ("Traceback (most recent call last): ...",),
+    "droplab.studies.backends.BackendError": ("cpus_per_run", 0, "an integer >= 1"),
+    "droplab.studies.ray_backend.RayMissing": ("ModuleNotFoundError: No module named 'ray'",),
+    "droplab.studies.ray_backend.ClusterUnreachable": ("10.0.0.5:6379", "Connection refused"),
     "droplab.studies.engine.StudyError": ("a study that cannot run",),
     "droplab.studies.engine.StudyArgumentError": ("seeds", 0),
     "droplab.studies.plan.PlanError": (2, 1_000_000, 10_000),
@@ -79,7 +82,7 @@ def test_an_exception_pickles_with_its_type_message_and_data(name):
     back = pickle.loads(pickle.dumps(err))
     assert type(back) is type(err) and str(back) == str(err) and vars(back) == vars(err)
     assert back.args == err.args
-    assert _portable(err) is err  # a worker sends it as it is
+    assert portable(err) is err  # a worker sends it as it is
     if not name.startswith("droplab.cli."):  # the CLI's own messages name its options
         assert "--" not in str(err)
 
@@ -110,5 +113,5 @@ class Foreign(Exception):
 def test_a_foreign_exception_that_does_not_pickle_crosses_as_a_runtime_error():
     with pytest.raises(TypeError):
         pickle.loads(pickle.dumps(Foreign(3, "here")))
-    sent = _portable(Foreign(3, "here"))
+    sent = portable(Foreign(3, "here"))
     assert type(sent) is RuntimeError and str(sent) == "Foreign: code 3 here"

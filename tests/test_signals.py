@@ -1,13 +1,12 @@
 """Signals to a study however they arrive: to its whole process group (what a terminal sends on
-Ctrl-C), twice in a row, or to its parent alone; a worker killed outright.
+Ctrl-C), or twice in a row. (The Ray backend's stops: tests/test_ray.py.)
 
-Each step runs ``droplab study`` in a session of its own (its process group: the parent and
-its workers), signals it once a job is under way, and checks that it ends with 128 + the
+Each step runs ``droplab study`` in a session of its own (its process group), signals it once a
+job is under way, and checks that it ends with 128 + the
 signal, without a traceback, with every file of its store whole or absent. The same command
 runs again for the next step (it resumes, and is stopped again); the last run finishes, with
 the numbers of a study never interrupted. The study is a tiny one (two small MLPs, three seeds,
-40 epochs on 500 images), registered by the launcher below before the CLI runs;
-OMP_NUM_THREADS=1 gives ``--jobs 1`` and ``--jobs 2`` the same jobs (keys) and numbers.
+40 epochs on 500 images), registered by the launcher below before the CLI runs.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -47,9 +45,8 @@ sys.exit(main(sys.argv[1:]))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def study_cmd(data: Path, out: Path, jobs: int) -> list[str]:
+def study_cmd(data: Path, out: Path) -> list[str]:
     return [sys.executable, "-c", LAUNCHER, "study", "tiny", "--protocol", "lecture", "--seeds", "3",
-            "--jobs", str(jobs),
             "--data-dir", str(data), "--no-verify", "--val-size", "100", "--out", str(out)]  # fmt: skip
 
 
@@ -75,13 +72,13 @@ def setup(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("signals")
     data = write_dataset(root / "data")
-    done = run(study_cmd(data, root / "whole", 1))
+    done = run(study_cmd(data, root / "whole"))
     assert done.returncode == 0, done.stderr
     return data, numbers(root / "whole"), root
 
 
 def start(cmd) -> subprocess.Popen:
-    """In a session of its own: its process group is the study, parent and workers."""
+    """In a session of its own: its process group is the study."""
     return subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True
     )
@@ -135,36 +132,10 @@ def to_parent(*signals, gap: float = 0.1):
     return send
 
 
-def worker_pids(parent: int) -> list[int]:
-    """The parent's children that are workers (not multiprocessing's resource tracker)."""
-    pids = []
-    for task in Path(f"/proc/{parent}/task").iterdir():
-        pids += [int(p) for p in (task / "children").read_text().split()]
-    return [p for p in pids if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
-
-
-def kill_a_worker(proc):
-    os.kill(worker_pids(proc.pid)[0], signal.SIGKILL)  # what the out-of-memory killer does
-
-
-def starting(proc: subprocess.Popen, out: Path, before: set, timeout: float = 120.0) -> None:
-    """Until the workers exist, and a moment more: they are still importing torch, their own
-    handlers not yet installed (a signal must wait for them, not kill them)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(FileNotFoundError):  # a process that ended meanwhile
-            if worker_pids(proc.pid):
-                time.sleep(0.3)
-                return
-        assert proc.poll() is None, f"the study ended before it was signalled: {proc.communicate()}"
-        time.sleep(0.002)
-    raise TimeoutError("no worker started")
-
-
-def stop_and_resume(setup, jobs: int, steps) -> None:
+def stop_and_resume(setup, steps) -> None:
     data, whole, root = setup
-    out = root / f"jobs{jobs}"
-    cmd = study_cmd(data, out, jobs)
+    out = root / "stopped"
+    cmd = study_cmd(data, out)
     for what, when, send, code, said in steps:
         before = progress(out) if out.exists() else set()
         proc = start(cmd)
@@ -181,26 +152,9 @@ def stop_and_resume(setup, jobs: int, steps) -> None:
     assert list((out / "runs" / "partial").iterdir()) == []  # no job checkpoint left behind
 
 
-def test_a_pool_of_workers_stops_at_a_safe_point_however_signalled(setup):
-    """--jobs 2: Ctrl-C to the whole group while the workers start; Ctrl-C or SIGTERM to the
-    group under way (each worker gets it twice: directly and from the parent), twice in a row;
-    twice to the parent (the second abandons the jobs under way at once); SIGKILL to a worker
-    (its job is reported lost, the other one checkpoints)."""
-    stop_and_resume(setup, 2, [
-        ("Ctrl-C to the group, workers starting", starting, to_group(signal.SIGINT), 130, "interrupted by SIGINT"),
-        ("Ctrl-C to the group", wait_under_way, to_group(signal.SIGINT), 130, "interrupted by SIGINT"),
-        ("SIGTERM to the group", wait_under_way, to_group(signal.SIGTERM), 143, "interrupted by SIGTERM"),
-        ("SIGINT twice to the group", wait_under_way, to_group(signal.SIGINT, signal.SIGINT), 130,
-         "interrupted by SIGINT"),
-        ("SIGTERM twice to the parent", wait_under_way, to_parent(signal.SIGTERM, signal.SIGTERM), 143,
-         "interrupted by SIGTERM"),
-        ("SIGKILL to a worker", wait_under_way, kill_a_worker, 137, "a worker process was killed by SIGKILL"),
-    ])  # fmt: skip
-
-
 def test_one_process_stops_at_a_safe_point_however_signalled(setup):
-    """--jobs 1: SIGTERM to the group; then SIGINT twice (the second stops it at once)."""
-    stop_and_resume(setup, 1, [
+    """SIGTERM to the group; then SIGINT twice (the second stops it at once)."""
+    stop_and_resume(setup, [
         ("SIGTERM to the group", wait_under_way, to_group(signal.SIGTERM), 143, "interrupted by SIGTERM"),
         ("SIGINT twice to the group", wait_under_way, to_group(signal.SIGINT, signal.SIGINT, gap=0.1), 130,
          "interrupted by SIGINT"),
@@ -232,14 +186,12 @@ def test_a_second_signal_stops_a_single_process_at_once_and_later_ones_are_ignor
     assert signal.getsignal(signal.SIGINT) == signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
 
 
-def test_a_worker_only_records_however_many_signals(own_handlers):
-    from droplab.interrupt import StopRequest, signals_blocked
+def test_a_cluster_driver_only_records_however_many_signals(own_handlers):
+    from droplab.interrupt import StopRequest
 
     before = signal.getsignal(signal.SIGTERM)
     with StopRequest(at_once=False) as stop:
-        with signals_blocked():  # as a worker starts: held back, then delivered, not lost
-            signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # to this thread (blocked in it only)
-            assert stop.count == 0
+        os.kill(os.getpid(), signal.SIGINT)
         assert (stop.signum, stop.count) == (signal.SIGINT, 1)
         for _ in range(5):
             os.kill(os.getpid(), signal.SIGTERM)

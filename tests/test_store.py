@@ -171,15 +171,16 @@ def test_a_probe_record_must_hold_the_probes_figures():
     assert record_problem(record, job, canonical, PROBE_KEYS) is None
 
 
-def test_more_jobs_than_cores_are_capped_with_a_note(tiny_dir, tmp_path):
+def test_more_threads_per_run_than_cores_are_capped(tiny_dir, tmp_path):
+    from droplab.studies.backends import Local
     from droplab.threads import usable_cores
 
     lines = []
-    run_study(STUDIES["headline"], tiny_dir, tmp_path / "s", store=tmp_path / "store", log=lines.append,
-              jobs=64, **ONE)  # fmt: skip
+    report = run_study(STUDIES["headline"], tiny_dir, tmp_path / "s", store=tmp_path / "store", log=lines.append,
+                       backend=Local(64), **ONE)  # fmt: skip
     cores = usable_cores()
-    assert lines[0] == f"note: 64 worker processes asked for, capped at the {cores} cores available"
-    assert f"{min(cores, 2)} worker(s)" in lines[1]
+    assert f"on this process, {cores} thread(s)" in lines[0]
+    assert {r["summary"]["threads"] for v in report["variants"].values() for r in v["per_seed"]} == {cores}
 
 
 def test_an_unsound_partial_checkpoint_in_a_shared_store_makes_its_job_start_over(stored, tiny_dir, tmp_path):

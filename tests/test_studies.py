@@ -8,7 +8,6 @@ import shutil
 import subprocess
 
 import pytest
-import torch
 from test_cli import run_cli
 
 from droplab.report import OUTCOME_COLORS, NoStudyFound, ReportError, find_studies, render
@@ -122,10 +121,9 @@ def test_an_interrupted_job_goes_on_from_its_checkpoint_bit_for_bit(tiny_dir, tm
     assert run_job(job, data, path)["history"] == whole["history"]
 
 
-@pytest.mark.parametrize("jobs, sig, code", [("1", "SIGINT", 130), ("2", "SIGTERM", 143)])
-def test_study_stopped_by_a_signal_resumes_with_the_same_command(jobs, sig, code, tiny_dir, tmp_path):
-    """SIGINT in one process; SIGTERM to the parent of a worker pool, which passes it on to
-    the workers under way: they checkpoint their jobs. The same command then finishes the
+@pytest.mark.parametrize("sig, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_study_stopped_by_a_signal_resumes_with_the_same_command(sig, code, tiny_dir, tmp_path):
+    """SIGINT or SIGTERM: the job under way checkpoints. The same command then finishes the
     study, with the numbers of a study never interrupted."""
     import signal
     import sys
@@ -133,7 +131,7 @@ def test_study_stopped_by_a_signal_resumes_with_the_same_command(jobs, sig, code
 
     out = tmp_path / "h"
     cmd = [sys.executable, "-m", "droplab", "study", "long-training", "--quick", "--seeds", "2", "--epochs", "12",
-           "--jobs", jobs, "--data-dir", str(tiny_dir), "--no-verify", "--val-size", "100",
+           "--data-dir", str(tiny_dir), "--no-verify", "--val-size", "100",
            "--out", str(out)]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -196,7 +194,7 @@ def test_output_directory_of_another_study_or_not_a_study_is_refused(tiny_dir, t
 @pytest.mark.parametrize(
     "kw, message",
     [({"seeds": 0}, "seeds = 0 is invalid"), ({"epochs": 0}, "epochs = 0 is invalid"),
-     ({"jobs": 0}, "jobs = 0 is invalid"), ({"seeds": True}, "seeds = True is invalid")],
+     ({"seeds": True}, "seeds = True is invalid")],
 )
 def test_bad_study_options(kw, message, tiny_dir, tmp_path):
     with pytest.raises(StudyArgumentError, match=message) as err:
@@ -205,23 +203,6 @@ def test_bad_study_options(kw, message, tiny_dir, tmp_path):
     assert (err.value.name, err.value.value, err.value.expected) == (name, value, "an integer >= 1")
     assert "--" not in str(err.value)
     assert not (tmp_path / "h").exists()
-
-
-def test_a_worker_pool_gives_the_same_numbers_as_one_process_with_the_same_threads(tiny_dir, tmp_path):
-    pooled = run_study(STUDIES["headline"], tiny_dir, tmp_path / "pool", **{**QUICK, "jobs": 2})
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)  # the workers' thread count
-        inline = run_study(STUDIES["headline"], tiny_dir, tmp_path / "inline", **{**QUICK, "jobs": 1})
-    finally:
-        torch.set_num_threads(threads)
-    assert inline["runs_trained"] == HEADLINE_RUNS
-    for name, v in pooled["variants"].items():
-        for a, b in zip(v["per_seed"], inline["variants"][name]["per_seed"]):
-            assert a["key"] == b["key"] and a["history"] == b["history"]
-            assert {k: a["summary"][k] for k in ("val_acc", "test_acc", "gap")} == {
-                k: b["summary"][k] for k in ("val_acc", "test_acc", "gap")
-            }
 
 
 def test_claim_lines_and_outcomes():
@@ -308,7 +289,9 @@ def test_study_and_report_commands(tiny_dir, tmp_path, capsys):
     [
         (["study", "grid-search"], "study 'grid-search': unknown, expected one of all, list, headline"),
         (["study", "headline", "--seeds", "0"], "--seeds 0: invalid, expected an integer >= 1"),
-        (["study", "headline", "--jobs", "0"], "--jobs 0: invalid, expected an integer >= 1"),
+        (["study", "headline", "--cpus-per-run", "0"], "--cpus-per-run 0: invalid, expected an integer >= 1"),
+        (["study", "headline", "--jobs", "2"], "--jobs was retired: one process with all of torch's threads"),
+        (["study", "headline", "--address", "auto"], "--address goes with --backend ray only"),
         (["study", "headline", "--epochs", "-3"], "--epochs -3: invalid, expected an integer >= 1"),
         (["report", "/nonexistent/dir"], "/nonexistent/dir: not a directory"),
     ],

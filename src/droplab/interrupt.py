@@ -4,14 +4,12 @@ Inside ``with StopRequest() as stop:`` the first SIGINT or SIGTERM only records 
 the training loop looks at ``stop.signum`` between steps, writes a checkpoint and raises
 :class:`Interrupted`. What a second signal does depends on who holds the request:
 
-- ``StopRequest()`` — a process that does the work itself (``droplab train``, a study with
-  ``--jobs 1``): a second signal stops it at once, raising :class:`Interrupted` wherever it is
+- ``StopRequest()`` — a process that does the work itself (``droplab train``, a study on the
+  local backend): a second signal stops it at once, raising :class:`Interrupted` wherever it is
   (every write is atomic and removes its temporary file, so what is on disk stays whole).
-- ``StopRequest(at_once=False)`` — a worker of a study, or the parent coordinating workers:
-  every signal is only recorded (``count``). A worker must never die mid-job: a Ctrl-C at a
-  terminal reaches it directly *and* through its parent, and both only ask it to stop at its
-  next safe point. The parent decides itself what a second signal means (see
-  ``droplab.studies.engine``).
+- ``StopRequest(at_once=False)`` — the driver of a study on a cluster: every signal is only
+  recorded (``count``); the driver looks at it between results, cancels the jobs under way and
+  ends (see ``droplab.studies.ray_backend``).
 
 When a signal has ended the work (the block is left by :class:`Interrupted` or
 :class:`StudyInterrupted`), later SIGINT/SIGTERM are ignored: the process is on its way out.
@@ -21,12 +19,11 @@ The exit status is the shell's convention, 128 + the signal: 130 for SIGINT, 143
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import threading
 from pathlib import Path
 
-__all__ = ["StopRequest", "Interrupted", "StudyInterrupted", "WorkerLost", "exit_status", "signals_blocked", "SIGNALS"]
+__all__ = ["StopRequest", "Interrupted", "StudyInterrupted", "WorkerLost", "exit_status", "SIGNALS"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -101,23 +98,8 @@ class StopRequest:
         self._old.clear()
 
 
-@contextlib.contextmanager
-def signals_blocked():
-    """SIGINT/SIGTERM held back in this thread meanwhile (delivered on leaving, not lost; other
-    threads of this process still take them).
-
-    A process started in here (spawned or forked) begins with them blocked, so a signal
-    that reaches it before it has its own handlers waits instead of killing it; it unblocks
-    them once its :class:`StopRequest` is in place (``signal.pthread_sigmask``).
-    """
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
 class WorkerLost(StudyInterrupted):
-    """A worker process died (SIGKILL, out of memory, a crash): the study stops; the same command resumes.
+    """A worker died (SIGKILL, out of memory, a crash, its node lost) more often than a job may be
+    retried: the study stops; the same command resumes.
 
     ``signum`` is the signal that killed it (exit status 128 + it; SIGKILL, 137, when it exited by itself)."""

@@ -1,8 +1,10 @@
-"""A rich progress bar for training: epoch and batch, live loss, ETA; silent off a terminal."""
+"""Rich progress bars, silent off a terminal: a run's (epoch and batch, live loss, ETA) and a
+study's (one bar over all its jobs: finished, running, retried, ETA)."""
 
 from __future__ import annotations
 
 import sys
+import time
 
 from rich.console import Console
 from rich.progress import (
@@ -14,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-__all__ = ["TrainProgress"]
+__all__ = ["TrainProgress", "StudyProgress"]
 
 
 class TrainProgress:
@@ -66,3 +68,46 @@ class TrainProgress:
         )
         if m["epoch"] < self.epochs:
             self._progress.reset(self._epoch, description=f"epoch {m['epoch'] + 1}")
+
+
+class StudyProgress:
+    """Context manager; called with a study's tally (anything with ``total``, ``finished``,
+    ``trained``, ``running`` and ``retried``) whenever it changes: one bar over all the study's jobs.
+
+    The ETA is the time per job trained since the bar began (so runs found in the store do not
+    count as fast ones), times the jobs left. Off a terminal it prints nothing.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.console = Console(file=sys.stderr)
+        self.enabled = self.console.is_terminal
+        self.label, self.start = label, time.monotonic()
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[state]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            disable=not self.enabled,
+            transient=True,
+        )
+
+    def __enter__(self) -> StudyProgress:
+        self._progress.__enter__()
+        self._task = self._progress.add_task(self.label, total=None, state="")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.__exit__(*exc)
+
+    def __call__(self, tally) -> None:
+        if not self.enabled:
+            return
+        state = f"{tally.running} running"
+        if tally.retried:
+            state += f", {tally.retried} retried"
+        if tally.trained and tally.total > tally.finished:
+            left = (time.monotonic() - self.start) / tally.trained * (tally.total - tally.finished)
+            state += f", ETA {int(left // 3600)}:{int(left % 3600 // 60):02d}:{int(left % 60):02d}"
+        self._progress.update(self._task, total=tally.total, completed=tally.finished, state=state)

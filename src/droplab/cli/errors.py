@@ -16,6 +16,8 @@ from ..data import DataError, DataNotFound, SplitError
 from ..interrupt import Interrupted, StudyInterrupted, WorkerLost, exit_status
 from ..kernels.cpu import KernelChoiceError
 from ..rundir import DirectoryBusy, DirectoryNotEmpty, DirectoryOwned, RunDirError
+from ..studies.backends import BackendError
+from ..studies.ray_backend import ClusterUnreachable, RayMissing
 from ..train import CheckpointWriteError, ConfigError, Diverged
 
 __all__ = ["UsageError", "EXIT_USAGE", "EXIT_DIVERGED", "REPORTED", "describe", "flag", "option_message"]
@@ -29,8 +31,8 @@ class UsageError(Exception):
 
 
 # what ends a command with a message rather than a traceback
-REPORTED = (UsageError, KernelChoiceError, ConfigError, DataError, CheckpointError, OSError, Diverged, Interrupted,
-            StudyInterrupted, KeyboardInterrupt)  # fmt: skip
+REPORTED = (UsageError, KernelChoiceError, RayMissing, BackendError, ConfigError, DataError, CheckpointError, OSError,
+            Diverged, Interrupted, StudyInterrupted, KeyboardInterrupt)  # fmt: skip
 
 
 def flag(name: str) -> str:
@@ -66,6 +68,14 @@ def describe(err: BaseException, args: argparse.Namespace) -> tuple[int, str]:
         return EXIT_USAGE, f"error: {err}"
     if isinstance(err, RunDirError):
         return EXIT_USAGE, f"error: {err}{directory_hint(err, args)}"
+    if isinstance(err, RayMissing):
+        return EXIT_USAGE, f"error: --backend ray: {err}"
+    if isinstance(err, ClusterUnreachable):
+        where = f"--address {args.address}" if args.address else "--backend ray"
+        return EXIT_USAGE, (f"error: {where}: {err}; start a cluster with `ray start --head` on its head machine, "
+                            "or check the address and port that printed")  # fmt: skip
+    if isinstance(err, BackendError):  # found on connecting: no node has the CPUs asked for
+        return EXIT_USAGE, f"error: {flag(err.field)} {err.value}: invalid, expected {err.expected}"
     if isinstance(err, ConfigError):  # found by the library once the data is known (the memory a run needs)
         typed = args.command in ("train", "compare") and not getattr(args, "resume", None)  # the user's options
         return EXIT_USAGE, f"error: {option_message(err) if typed else err}"
@@ -86,6 +96,6 @@ def describe(err: BaseException, args: argparse.Namespace) -> tuple[int, str]:
     if isinstance(err, WorkerLost):  # not a stop asked for: the lost job goes on from its last checkpoint
         return exit_status(err.signum), f"{err}; finished runs are stored: the same command resumes"
     if isinstance(err, StudyInterrupted):
-        return exit_status(err.signum), (f"{err}; finished runs are stored and the runs under way checkpointed: "
-                                         "the same command resumes")  # fmt: skip
+        kept = "" if getattr(args, "backend", "local") == "ray" else " and the runs under way checkpointed"
+        return exit_status(err.signum), f"{err}; finished runs are stored{kept}: the same command resumes"
     return 130, "interrupted"  # KeyboardInterrupt

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ..progress import StudyProgress
+from .backend import add_backend_options, backend_from_args
 from .errors import UsageError, flag
 from .options import add_options, check_options
 
@@ -36,9 +38,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        help="under the fair protocol, at most this many rates tried past an end of the grid that "
                             "won, one step of the grid's own ratio at a time (default: 2; 0: the grid only)")
     study.add_argument("--quick", action="store_true", help="a tiny setting (2 epochs, 2,000 images) for tests and CI")
-    study.add_argument("--jobs", type=int, default=1,
-                       help="worker processes, one torch thread each (default: 1, this process with torch's "
-                            "threads, which is faster on a 2-core machine: see benchmarks/study_jobs.py)")
+    add_backend_options(study)  # --backend, --address, --cpus-per-run
     study.add_argument("--out", default=None,
                        help="output directory (default: results/NAME; for 'all': results/, one directory per study "
                             "and the runs they share in results/runs); an interrupted study resumes there")
@@ -58,8 +58,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_study(args: argparse.Namespace, console: Console) -> int:
-    from ..studies import STUDIES, StudyArgumentError, run_study
-    from ..studies.plan import PlanError
+    from ..studies import STUDIES
 
     if args.name == "list":
         for name, st in STUDIES.items():
@@ -69,42 +68,19 @@ def cmd_study(args: argparse.Namespace, console: Console) -> int:
     names = [n for n, s in STUDIES.items() if s.in_all] if args.name == "all" else [args.name]
     if names[0] not in STUDIES:
         raise UsageError(f"study {args.name!r}: unknown, expected one of all, list, {', '.join(STUDIES)}")
-    # --seeds, --epochs and --jobs: run_study checks them (StudyArgumentError, below), before any work
+    # --seeds and --epochs: run_study checks them (StudyArgumentError, below), before any work
     check_options(args)
     if args.max_runs < 1:
         raise UsageError(f"--max-runs {args.max_runs}: invalid, expected an integer >= 1")
     protocol = _protocol(args)
     root = Path(args.out) if args.out else Path("results") / ("" if args.name == "all" else args.name)
     total, reports = time.perf_counter(), []
-    for name in names:
-        out = root / name if args.name == "all" else root
-        store = args.store or (root / "runs" if args.name == "all" else None)
-        start = time.perf_counter()
-        try:
-            report = run_study(
-                STUDIES[name], args.data_dir, out, seeds=args.seeds, epochs=args.epochs, quick=args.quick,
-                jobs=args.jobs, store=store, verify=not args.no_verify, val_size=args.val_size, max_runs=args.max_runs,
-                log=lambda line: console.print(line, markup=False, soft_wrap=True), protocol=protocol,
-                plan_only=args.plan,
-            )  # fmt: skip
-        except StudyArgumentError as err:  # the library's check of its arguments, in the options' words
-            raise UsageError(f"{flag(err.name)} {err.value}: invalid, expected {err.expected}") from None
-        except PlanError as err:
-            raise UsageError(f"--seeds {err.seeds}: {err}; ask for fewer seeds (or --tune-seeds), or raise --max-runs "
-                             "if you mean it")  # fmt: skip
-        reports.append(report)
-        if args.plan:
-            continue
-        console.print(f"\n{report['title']}", markup=False, soft_wrap=True)
-        if len(names) == 1:
-            for claim in report["claims"]:
-                console.print(claim["line"], markup=False, soft_wrap=True)
-        else:  # each distinct claim is printed once, at the end, with the suite's correction
-            counts = Counter(c["outcome"] for c in report["claims"])
-            tally = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-            console.print(f"{len(report['claims'])} claims: {tally}", markup=False, soft_wrap=True)
-        console.print(f"{name}: {time.perf_counter() - start:.0f} s wall; results in {out}/ (study.json, summary.md, "
-                      f"{', '.join(report['figures'])})\n", markup=False, soft_wrap=True)  # fmt: skip
+    backend = backend_from_args(args, console)
+    try:
+        for name in names:
+            reports.append(_one_study(name, names, root, protocol, backend, args, console))
+    finally:
+        backend.close()
     if args.plan:
         from ..studies.plan import format_seconds
 
@@ -113,6 +89,43 @@ def cmd_study(args: argparse.Namespace, console: Console) -> int:
     elif len(names) > 1:
         _print_suite(root, reports, time.perf_counter() - total, console)
     return 0
+
+
+def _one_study(name: str, names: list[str], root: Path, protocol, backend, args: argparse.Namespace,
+               console: Console) -> dict:  # fmt: skip
+    """Run study ``name`` (one of ``names``) and print what it found; its report."""
+    from ..studies import STUDIES, StudyArgumentError, run_study
+    from ..studies.plan import PlanError
+
+    out = root / name if args.name == "all" else root
+    store = args.store or (root / "runs" if args.name == "all" else None)
+    start = time.perf_counter()
+    try:
+        with StudyProgress(name) as progress:
+            report = run_study(
+                STUDIES[name], args.data_dir, out, seeds=args.seeds, epochs=args.epochs, quick=args.quick,
+                backend=backend, store=store, verify=not args.no_verify, val_size=args.val_size,
+                max_runs=args.max_runs, log=lambda line: console.print(line, markup=False, soft_wrap=True),
+                protocol=protocol, plan_only=args.plan, progress=progress,
+            )  # fmt: skip
+    except StudyArgumentError as err:  # the library's check of its arguments, in the options' words
+        raise UsageError(f"{flag(err.name)} {err.value}: invalid, expected {err.expected}") from None
+    except PlanError as err:
+        raise UsageError(f"--seeds {err.seeds}: {err}; ask for fewer seeds (or --tune-seeds), or raise --max-runs "
+                         "if you mean it")  # fmt: skip
+    if args.plan:
+        return report
+    console.print(f"\n{report['title']}", markup=False, soft_wrap=True)
+    if len(names) == 1:
+        for claim in report["claims"]:
+            console.print(claim["line"], markup=False, soft_wrap=True)
+    else:  # each distinct claim is printed once, at the end, with the suite's correction
+        counts = Counter(c["outcome"] for c in report["claims"])
+        tally = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        console.print(f"{len(report['claims'])} claims: {tally}", markup=False, soft_wrap=True)
+    console.print(f"{name}: {time.perf_counter() - start:.0f} s wall; results in {out}/ (study.json, summary.md, "
+                  f"{', '.join(report['figures'])})\n", markup=False, soft_wrap=True)  # fmt: skip
+    return report
 
 
 def _protocol(args: argparse.Namespace):

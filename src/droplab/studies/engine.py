@@ -1,4 +1,4 @@
-"""Running a study: its protocol's runs over seeds, resumable, here or in a process pool.
+"""Running a study: its protocol's runs over seeds, resumable, here or on a Ray cluster.
 
 :func:`run_study` goes through its stages in order:
 
@@ -10,8 +10,8 @@
 4. confirm: every variant on fresh seeds (at its rate); each stage plans one job per (variant,
    seed) (:mod:`.jobs`), keyed by a hash of its full configuration and data, collects the jobs
    whose result is already in the store (so an interrupted study resumes, and studies run into
-   one store share identical runs), and trains the rest, here or on a pool of worker processes
-   (:mod:`.backends`), storing each result as it comes;
+   one store share identical runs), and trains the rest, in this process or on a Ray cluster
+   (the backend, :mod:`.backends`), storing each result as it comes;
 5. analyse the runs (the study's ``analyze``: each declared hypothesis measured once), adjust
    the claims' p-values for their number (Holm, within the study) and write ``study.json``,
    the plots and ``summary.md``.
@@ -33,9 +33,8 @@ from typing import Any
 from .. import __version__, atomic, rundir
 from ..data import FashionMNIST, load_fashion_mnist
 from ..interrupt import Interrupted, StopRequest, StudyInterrupted
-from ..threads import usable_cores, use_threads
 from ..verdicts import Claim, adjust
-from .backends import run_here, run_pool
+from .backends import Local, Tally
 from .jobs import config_key, job_config
 from .plan import MAX_RUNS, check_size, estimate_seconds, format_seconds
 from .protocol import Protocol, beyond, choose_lr, mean_score, pick_groups, tuning_table
@@ -68,7 +67,7 @@ def run_study(
     seeds: int | None = None,
     epochs: int | None = None,
     quick: bool = False,
-    jobs: int = 1,
+    backend=None,
     store: str | os.PathLike | None = None,
     verify: bool = True,
     val_size: int = 5000,
@@ -76,20 +75,21 @@ def run_study(
     max_runs: int = MAX_RUNS,
     protocol: Protocol | None = None,
     plan_only: bool = False,
+    progress: Callable[[Tally], None] | None = None,
 ) -> dict:
     """Run ``study`` under ``protocol`` (resuming what ``store`` already holds) and write its files to ``out``.
 
     ``seeds``: confirmation seeds per variant (None: the study's). ``protocol``: the fair protocol
-    by default (:mod:`.protocol`). ``jobs`` worker processes, each with one torch thread; with
-    ``jobs=1`` (the default) the jobs run in this process with torch's threads, which on a 2-core
-    machine is faster (``benchmarks/study_jobs.py`` measures both). ``store`` defaults to ``out/runs``.
+    by default (:mod:`.protocol`). ``backend``: where the jobs run (:mod:`.backends`; None: here),
+    the same results for the same threads per run. ``store`` defaults to ``out/runs``.
     ``plan_only``: log the plan and its estimated time, train nothing, write nothing.
+    ``progress``: called with the study's :class:`~.backends.Tally` as it changes.
 
     Returns:
         ``study.json``'s content (with ``plan_only``: ``{"study", "runs", "seconds"}``, the estimate).
 
     Raises:
-        StudyArgumentError: ``seeds``, ``epochs`` or ``jobs`` not an integer >= 1.
+        StudyArgumentError: ``seeds`` or ``epochs`` not an integer >= 1.
         PlanError: more than ``max_runs`` runs.
         droplab.rundir.RunDirError: ``out`` holds another study or other files, or is in use.
     """
@@ -100,11 +100,11 @@ def run_study(
             f"not the {protocol.name} one asked")
         protocol = dataclasses.replace(protocol, name=study.protocol)
     seeds = study.seeds if seeds is None else seeds
-    _check_arguments(seeds=seeds, epochs=epochs, jobs=jobs)
+    _check_arguments(seeds=seeds, epochs=epochs)
     variants = study.variants(quick)
     grid, tune_seeds = protocol.grid(study, quick), protocol.tuning_seeds(quick)
-    tuning = len(variants) * len(grid) * len(tune_seeds) + protocol.widened_runs(len(variants), grid, quick)
-    check_size(len(variants), seeds, max_runs, tuning)
+    tuning_grid = len(variants) * len(grid) * len(tune_seeds)
+    check_size(len(variants), seeds, max_runs, tuning_grid + protocol.widened_runs(len(variants), grid, quick))
     out = Path(out)
     data = load_fashion_mnist(data_dir, val_size=val_size, verify=verify)
     if plan_only:
@@ -112,8 +112,9 @@ def run_study(
     # 2. the study's directory, held until the study ends, and the store of runs
     with rundir.claimed(out, "study", study.name):
         store = open_store(Path(store) if store is not None else out / "runs")
-        jobs, threads = _workers(jobs, log)
-        stage = _Stage(study, protocol, epochs, quick, data, threads, val_size, verify, store, jobs, log)
+        stage = _Stage(study, protocol, epochs, quick, data, store, backend or Local(), log)
+        stage.tally.total, stage.tally.show = len(pick_groups(variants, {}, {})[0]) * seeds, progress
+        stage.tally.total += tuning_grid if protocol.fair else 0
         start = time.perf_counter()
         # 3. tuning (fair protocol): every variant at every learning rate of the grid, on the tuning seeds
         scores, chosen = _tune(stage, variants, grid, tune_seeds) if protocol.fair else ({}, {})
@@ -144,18 +145,20 @@ def run_study(
 class _Stage:
     """Plans, collects and trains one stage's jobs (tuning or confirmation) into the store."""
 
-    def __init__(self, study, protocol, epochs, quick, data, threads, val_size, verify, store, jobs, log) -> None:
+    def __init__(self, study, protocol, epochs, quick, data, store, backend, log) -> None:
         self.study, self.protocol, self.epochs, self.quick, self.data = study, protocol, epochs, quick, data
-        self.threads, self.val_size, self.verify, self.store, self.jobs, self.log = \
-            threads, val_size, verify, store, jobs, log  # fmt: skip
-        self.trained, self.runs = 0, 0
+        self.threads, self.store, self.backend, self.log = backend.threads(), store, backend, log
+        self.trained, self.runs, self.tally = 0, 0, Tally()
 
     def run(self, what: str, variants: list[Variant], seeds: list[int]) -> dict:
         """Every (variant, seed) of the stage, from the store or trained: ``{(name, seed): record}``."""
         plan = self.plan(variants, seeds)
         done, todo = collect(plan, self.store, self.log, len(self.data.test_x))
-        _log_plan(f"{self.study.name} ({what})", plan, done, todo, self.store, self.jobs, self.data, self.log)
-        _train(todo, done, self.data, self.store, self.jobs, self.threads, self.val_size, self.verify, self.log)
+        _log_plan(f"{self.study.name} ({what})", plan, done, todo, self.store, self.backend, self.data, self.log)
+        if what.startswith("tuning, grid widened"):  # runs the plan did not count on
+            self.tally.total += len(plan)
+        self.tally.update(finished=self.tally.finished + len(done))
+        _train(todo, done, self.data, self.store, self.backend, self.tally, self.log)
         self.trained, self.runs = self.trained + len(todo), self.runs + len(plan)
         return done
 
@@ -167,7 +170,7 @@ class _Stage:
             for s in seeds:
                 job = job_config(self.study, v, s, epochs, self.quick, len(self.data.train_x))
                 job["train"]["threads"] = self.threads
-                job["train"]["val_size"] = self.val_size
+                job["train"]["val_size"] = len(self.data.val_x)
                 job["data"] = self.data.digest  # part of the key: a store never serves runs of other data
                 plan[v.name, s] = (config_key(job), job)
         return plan
@@ -176,7 +179,7 @@ class _Stage:
 def _estimate(study, protocol, variants, grid, tune_seeds, seeds, epochs, quick, data, val_size, log) -> dict:
     """The plan of both stages and about how long its runs take (the confirmation runs at the grid's
     middle rate: their cost does not depend on it); nothing trained or written."""
-    stage = _Stage(study, protocol, epochs, quick, data, use_threads(None)[0], val_size, False, None, 1, log)
+    stage = _Stage(study, protocol, epochs, quick, data, None, Local(), log)
     plan = stage.plan([protocol.tuned(v, lr) for v in variants for lr in grid], tune_seeds) if protocol.fair else {}
     middle = grid[len(grid) // 2]
     confirmed = pick_groups(variants, {}, {})[0]  # of each group one member is confirmed
@@ -285,39 +288,28 @@ def _check_arguments(**values: int | None) -> None:
             raise StudyArgumentError(name, value)
 
 
-def _workers(jobs: int, log: Callable[[str], None]) -> tuple[int, int]:
-    """Worker processes (at most one per usable core) and torch threads per job."""
-    if jobs > (cores := usable_cores()):  # more processes than cores only wait on each other
-        log(f"note: {jobs} worker processes asked for, capped at the {cores} cores available")
-        jobs = cores
-    return jobs, (1 if jobs > 1 else use_threads(None)[0])
-
-
-def _log_plan(name: str, plan: dict, done: dict, todo: dict, store: Path, jobs: int, data: FashionMNIST, log) -> None:
-    """One line: the runs, how many the store holds, the workers, and about how long the rest take."""
+def _log_plan(name: str, plan: dict, done: dict, todo: dict, store: Path, backend, data: FashionMNIST, log) -> None:
+    """One line: the runs, how many the store holds, where the rest run, and about how long they take."""
     seconds, basis = estimate_seconds(
         (job for _, job in todo.values()), done.values(), len(data.train_x), len(data.val_x), len(data.test_x)
     )
     configurations, seeds = len({v for v, _ in plan}), len({s for _, s in plan})
     log(f"{name}: {configurations} configurations x {seeds} seeds = {len(plan)} runs "
-        f"({len(done)} already in {store}), {min(jobs, max(len(todo), 1))} worker(s); "
+        f"({len(done)} already in {store}), on {backend.describe()}; "
         f"about {format_seconds(seconds)} of training to go ({basis})")  # fmt: skip
 
 
-def _train(todo: dict, done: dict, data: FashionMNIST, store: Path, jobs: int, threads: int, val_size: int,
-           verify: bool, log: Callable[[str], None]) -> None:  # fmt: skip
-    """Train ``todo``, here or on ``jobs`` workers, storing each result (and adding it to ``done``) as it comes."""
+def _train(todo: dict, done: dict, data: FashionMNIST, store: Path, backend, tally: Tally,
+           log: Callable[[str], None]) -> None:  # fmt: skip
+    """Train ``todo`` on ``backend``, storing each result (and adding it to ``done``) as it comes."""
     if not todo:
         return
-    record, partial = Recorder(store, done, len(todo), log), store / "partial"
-    # One job at a time here: a second signal stops at once (StopRequest raises Interrupted).
-    # With workers, this process only records signals and the pool's driver decides what they mean.
+    record, partial = Recorder(store, done, len(todo), log, tally), store / "partial"
+    # Here, one job at a time: a second signal stops at once (StopRequest raises Interrupted). On a
+    # cluster, every signal is only recorded and the backend cancels the jobs under way.
     try:
-        with StopRequest(at_once=jobs == 1) as stop:
-            if jobs == 1:
-                run_here(todo, data, partial, stop, record)
-            else:
-                run_pool(todo, data, val_size, verify, threads, jobs, partial, stop, record)
+        with StopRequest(at_once=backend.stops_at_once) as stop:
+            backend.run(todo, data, partial, stop, record, tally)
     except Interrupted as err:  # a second signal outside a job's training, even while a first stop unwinds
         raise StudyInterrupted(err.signum, f"{err} after {record.finished} of {len(todo)} runs") from None
 

@@ -4,24 +4,22 @@ A job is one (variant, seed) of a study: a full :class:`~droplab.train.TrainConf
 to run after training (found by name in :data:`~droplab.studies.registry.PROBES`, where the
 study that asks for one registers it), and the digest of the data it trains on. Its key, a hash
 of all of that, names its result in a store, so a store serves a job only the result of that
-very job. :func:`run_job` trains one (in this process, or in a worker set up by
-:func:`_init_worker`), going on from its checkpoint if a stopped study left one.
+very job. :func:`run_job` trains one (in this process, or in a Ray worker), going on from its
+checkpoint if a stopped study left one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import signal
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..checkpoint import CheckpointError
 from ..checkpoint import load as load_checkpoint
-from ..data import DataError, FashionMNIST, load_fashion_mnist
-from ..interrupt import SIGNALS, Interrupted, StopRequest, StudyInterrupted
-from ..threads import use_threads
+from ..data import DataError, FashionMNIST
+from ..interrupt import Interrupted, StopRequest, StudyInterrupted
 from ..train import Diverged, TrainConfig, fit, with_defaults
 from .records import pack_correct
 from .registry import PROBES
@@ -73,25 +71,11 @@ def config_key(job: Mapping[str, Any]) -> str:
 
 
 CHECKPOINT_SECONDS = 30.0  # a job's checkpoints: at most this often (and when stopped)
-_data: FashionMNIST | None = None
-_stop: StopRequest | None = None
-
-
-def _init_worker(data_dir: str, val_size: int, verify: bool, threads: int) -> None:
-    """Set up a worker process (_ProcessPool): its stop request first, then torch and the data."""
-    global _data, _stop
-    # However many SIGINT/SIGTERM come, a worker only records them: its job checkpoints at the next
-    # safe point and ends with StudyInterrupted. A Ctrl-C at a terminal reaches a worker directly and
-    # again through its parent (_ProcessPool.halt); neither may kill it mid-job.
-    _stop = StopRequest(at_once=False).__enter__()
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)  # spawned with them blocked: one sent meanwhile counts now
-    use_threads(threads)
-    _data = load_fashion_mnist(data_dir, val_size=val_size, verify=verify)
 
 
 def run_job(
     job: Mapping[str, Any],
-    data: FashionMNIST | None = None,
+    data: FashionMNIST,
     checkpoint: Path | None = None,
     stop: StopRequest | None = None,
 ) -> dict:
@@ -105,8 +89,6 @@ def run_job(
     ``CHECKPOINT_SECONDS`` (and when a signal stops it) and, if that file holds a
     usable checkpoint of this job (a study killed earlier), goes on from it bit for bit.
     """
-    data = data if data is not None else _data
-    stop = stop if stop is not None else _stop
     if job.get("data", data.digest) != data.digest:
         raise DataError(f"{data.source}: data digest {data.digest}, but this job is keyed to data {job['data']}")
     cfg = TrainConfig(**job["train"])

@@ -134,8 +134,8 @@ def _walk(path: str, value: Any) -> str | None:
 def _diverged_problem(stored: dict, job: Mapping[str, Any], canonical) -> str | None:
     """What is wrong with the record of a run that diverged, or None."""
     d = stored["diverged"]
-    if set(stored) != {"job", "diverged"} or not isinstance(d, dict) or set(d) != {"epoch", "step", "what"}:
-        return "diverged: expected exactly a job and its epoch, step and what"
+    if set(stored) - {"machine"} != {"job", "diverged"} or not isinstance(d, dict) or set(d) != {"epoch", "step", "what"}:
+        return "diverged: expected exactly a job and its epoch, step and what (and where it ran)"
     if not isinstance(stored["job"], dict) or canonical(stored["job"]) != canonical(job):
         return "recorded for another job (its configuration or data differ from the key's)"
     if not isinstance(d["what"], str) or not all(_is_number(d[k]) and d[k] >= 0 for k in ("epoch", "step")):
@@ -170,6 +170,8 @@ def record_problem(
     """
     if not isinstance(stored, dict):
         return f"not a record (a {type(stored).__name__})"
+    if not isinstance(stored.get("machine", {}), dict):
+        return "machine (where it ran) is not a mapping"
     if "diverged" in stored:  # a run that diverged: its job, and where
         return _diverged_problem(stored, job, canonical)
     missing = [k for k in ("job", "summary", "history", "probes") if k not in stored]

@@ -77,13 +77,16 @@ class Recorder:
     """Stores each finished run in ``store`` and in ``done`` (as a resumed study will read it), and
     logs it: ``[3/8] plain, seed 1: val acc 87.10%, 4.2 s``. ``finished`` counts them."""
 
-    def __init__(self, store: Path, done: dict, total: int, log: Callable[[str], None]) -> None:
+    def __init__(self, store: Path, done: dict, total: int, log: Callable[[str], None], tally=None) -> None:
         self.store, self.done, self.total, self.log, self.finished = store, done, total, log, 0
+        self.tally = tally  # a backends.Tally: its count of finished runs goes up with each
 
     def __call__(self, tag: tuple[str, int], key: str, result: Mapping[str, Any]) -> None:
         path = atomic.write_json(self.store / f"{key}.json", result)
         self.done[tag] = json.loads(path.read_text())
         self.finished += 1
+        if self.tally is not None:
+            self.tally.update(finished=self.tally.finished + 1, trained=self.tally.trained + 1)
         if "diverged" in self.done[tag]:
             self.log(f"  [{self.finished}/{self.total}] {tag[0]}, seed {tag[1]}: diverged "
                      f"({self.done[tag]['diverged']['what']})")  # fmt: skip

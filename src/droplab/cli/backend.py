@@ -1,0 +1,51 @@
+"""The options that choose where ``study`` and ``compare`` run their runs: ``--backend``,
+``--address``, ``--cpus-per-run`` (and ``--jobs``, retired, which says what replaced it)."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+
+from .errors import UsageError
+
+__all__ = ["add_backend_options", "backend_from_args"]
+
+
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="where the runs train: local (default), this process with all of torch's threads; "
+                             "ray, as tasks on a Ray cluster (pip install 'droplab[ray]'): the one at --address, "
+                             "or a local one started for the command. The results are the same, bit for bit, for "
+                             "the same threads per run")  # fmt: skip
+    parser.add_argument("--address", default=None, metavar="auto|HOST:PORT",
+                        help="with --backend ray: the cluster's head (auto: the one `ray start --head` started on "
+                             "this machine; default: start a local cluster of this machine's cores)")  # fmt: skip
+    parser.add_argument("--cpus-per-run", type=int, default=None, metavar="N",
+                        help="the torch threads of each run, and with --backend ray the CPUs Ray reserves for it "
+                             "(default: local, every usable core; ray, 1)")  # fmt: skip
+    parser.add_argument("--jobs", type=int, default=None, help=argparse.SUPPRESS)  # retired: says so
+
+
+def backend_from_args(args: argparse.Namespace, console: Console):
+    """The backend the options ask for; UsageError for options that do not go together, or a bad value."""
+    if args.jobs is not None:
+        raise UsageError("--jobs was retired: one process with all of torch's threads (the default) trains a study "
+                         "faster on one machine (benchmarks/study_scaling.py measures it); for several processes or "
+                         "machines use --backend ray [--address HOST:PORT] [--cpus-per-run N]")  # fmt: skip
+    from ..studies.backends import BackendError, Local
+
+    if args.backend == "local" and args.address is not None:
+        raise UsageError("--address goes with --backend ray only (the runs train in this process here)")
+    try:
+        if args.backend == "local":
+            return Local(args.cpus_per_run)
+    except BackendError as err:
+        raise UsageError(f"--cpus-per-run {err.value}: invalid, expected {err.expected}") from None
+    from ..studies.ray_backend import RayBackend
+
+    say = lambda line: console.print(line, markup=False, soft_wrap=True)  # noqa: E731
+    try:
+        return RayBackend(args.address, 1 if args.cpus_per_run is None else args.cpus_per_run, log=say)
+    except BackendError as err:
+        raise UsageError(f"--{err.field.replace('_', '-')} {err.value}: invalid, expected {err.expected}") from None
