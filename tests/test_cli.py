@@ -234,10 +234,13 @@ def test_compare_two_seeds_writes_json_figure_and_summary(tiny_dir, tmp_path, ca
     md = (out / "compare.md").read_text()
     assert "| plain |" in md and "claim: scratch dropout raises val accuracy" in md
     assert "claim: concise dropout shrinks the val-train loss gap" in stdout
-    assert sorted(p.name for p in (out / "runs").iterdir()) == [
-        f"{m}-seed{s}" for m in ("concise", "plain", "scratch") for s in (0, 1)
+    records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]  # the study engine's store
+    assert sorted((r["job"]["train"]["model"], r["job"]["train"]["seed"]) for r in records) == [
+        (m, s) for m in ("concise", "plain", "scratch") for s in (0, 1)
     ]
-    assert "± " in stdout
+    assert sorted(results["plain"]["val_acc"]) == sorted(r["summary"]["val_acc"] for r in records
+                                                         if r["job"]["train"]["model"] == "plain")  # fmt: skip
+    assert "[6/6] " in stdout and "± " in stdout
 
 
 @pytest.mark.parametrize(

@@ -138,3 +138,15 @@ def test_ray_stop_leaves_no_process_behind(cluster):
     _, seen = cluster
     assert seen["ray stop"]["code"] == 0, seen["ray stop"]["err"]
     assert seen["left"] == []
+
+
+def test_compare_runs_on_the_cluster_with_the_local_numbers(cluster):
+    work, seen = cluster
+    assert seen["compare"]["code"] == 0, seen["compare"]["err"]
+    assert seen["compare local"]["code"] == 0, seen["compare local"]["err"]
+    on_ray, local = (json.loads((work / d / "compare.json").read_text()) for d in ("compare-ray", "compare-local"))
+    assert on_ray.keys() == local.keys() == {"plain", "scratch", "concise"}
+    for model in local:
+        assert {k: v for k, v in on_ray[model].items() if k not in TIMING} == \
+               {k: v for k, v in local[model].items() if k not in TIMING}  # fmt: skip
+    assert stored(work / "compare-ray") == stored(work / "compare-local")

@@ -292,6 +292,12 @@ def test_study_and_report_commands(tiny_dir, tmp_path, capsys):
         (["study", "headline", "--cpus-per-run", "0"], "--cpus-per-run 0: invalid, expected an integer >= 1"),
         (["study", "headline", "--jobs", "2"], "--jobs was retired: one process with all of torch's threads"),
         (["study", "headline", "--address", "auto"], "--address goes with --backend ray only"),
+        (["compare", "--threads", "1", "--cpus-per-run", "2"], "--cpus-per-run 2 and --threads 1: both set each run's "
+                                                               "threads; give one of them"),
+        (["study", "headline", "--backend", "ray", "--address", "nowhere"], "--address nowhere: invalid, expected "
+                                                                            "auto, or HOST:PORT"),
+        (["study", "headline", "--backend", "ray", "--cpus-per-run", "0"], "--cpus-per-run 0: invalid, expected an "
+                                                                           "integer >= 1"),
         (["study", "headline", "--epochs", "-3"], "--epochs -3: invalid, expected an integer >= 1"),
         (["report", "/nonexistent/dir"], "/nonexistent/dir: not a directory"),
     ],

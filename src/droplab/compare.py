@@ -4,7 +4,8 @@ Every model is trained on the same seeds (for one seed all three start from the 
 weights and see the minibatches in the same order), so differences are paired by seed.
 Writes ``compare.json`` (``{model: {metric: [value per seed]}}``), ``compare.png`` (the
 curves of the three models, mean ± std over seeds) and ``compare.md``, and keeps every
-run's own directory under ``runs/``.
+run's record (its configuration, history and summary) in the store of runs ``runs/``: the runs
+are the study engine's jobs, trained here or on a Ray cluster (``backend``).
 
 The lecture's claims are checked in the lecture's own budget (its learning rate and epochs,
 scored at the last epoch, on the validation set the lecture names; nothing tuned, so nothing
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +28,13 @@ import numpy as np
 
 from . import atomic, plots, rundir
 from .data import FashionMNIST
+from .interrupt import StudyInterrupted
 from .models import MODEL_NAMES
 from .stats import mean_std, paired_estimate
-from .train import TrainConfig, run
+from .studies.backends import Local, Tally, train
+from .studies.jobs import FORMAT, config_key
+from .studies.store import collect, open_store
+from .train import TrainConfig
 from .verdicts import Claim, Hypothesis, Table, adjust
 
 __all__ = ["TABLE_METRICS", "CompareResult", "compare", "format_table", "claims", "regime"]
@@ -61,40 +67,65 @@ def compare(
     out: str | Path | None = None,
     runs_root: str | Path = "runs",
     models: tuple[str, ...] = ("plain", "scratch", "concise"),
+    backend=None,
+    log: Callable[[str], None] = lambda line: None,
+    progress: Callable | None = None,
 ) -> CompareResult:
-    """Train each of ``models`` on seeds ``base.seed .. base.seed + seeds - 1``; write the files."""
+    """Train each of ``models`` on seeds ``base.seed .. base.seed + seeds - 1``; write the files.
+
+    The runs are the studies' jobs (:mod:`droplab.studies.jobs`), trained on ``backend`` (None:
+    this process, with ``base.threads`` threads; or a :class:`~droplab.studies.ray_backend.RayBackend`)
+    into a store of runs, ``runs/`` in the comparison's directory; ``log`` gets a line per run,
+    ``progress`` the :class:`~droplab.studies.backends.Tally` as it changes.
+
+    Raises:
+        StudyInterrupted: SIGINT/SIGTERM stopped it; the finished runs stay in its ``runs/``.
+    """
     base = (base or TrainConfig()).validate()
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds = {seeds!r} is invalid: expected an integer >= 1")
     unknown = [m for m in models if m not in MODEL_NAMES]
     if unknown:
         raise ValueError(f"unknown model {unknown[0]!r}: expected one of {', '.join(MODEL_NAMES)}")
+    backend = backend or Local(base.threads)
     with rundir.held(rundir.claim_new(out, runs_root, "compare")) as directory:
         seed_list = [base.seed + k for k in range(seeds)]
         atomic.write_json(
             directory / "config.json",
             {"seeds": seed_list, "models": list(models), "base": base.to_dict(), "data": data.source},
         )
-        keys = [key for key, *_ in TABLE_METRICS] + ["train_acc", "test_loss"]
-        results = {m: {key: [] for key in keys} for m in models}
-        histories: dict[str, list[list[dict]]] = {m: [] for m in models}
+        plan = {}
         for seed in seed_list:
             for model in models:
-                cfg = dataclasses.replace(base, model=model, seed=seed)
-                res = run(cfg, data, out=directory / "runs" / f"{model}-seed{seed}", label=f"{model} s{seed}")
-                for key in results[model]:
-                    results[model][key].append(res.summary[key])
-                histories[model].append(res.history)
-        curves = {
-            m: {k: np.array([[h[k] for h in hist] for hist in hs]) for k in ("train_loss", "val_loss", "val_acc")}
-            for m, hs in histories.items()
-        }
-        result = CompareResult(directory, results, curves, seed_list, base)
-        atomic.write_json(directory / "compare.json", results)
-        title = f"Fashion-MNIST, {base.epochs} epochs, {len(seed_list)} seed(s), hidden {list(base.hidden)}"
-        atomic.save_figure(directory / "compare.png", plots.compare_curves(curves, title=title))
-        atomic.write_text(directory / "compare.md", markdown(result, base))
-        return result
+                cfg = dataclasses.replace(base, model=model, seed=seed, threads=backend.threads(),
+                                          val_size=len(data.val_x))  # fmt: skip
+                job = {"train": cfg.to_dict(), "probes": [], "format": FORMAT, "data": data.digest}
+                plan[model, seed] = (config_key(job), job)
+        store = open_store(directory / "runs")
+        done, todo = collect(plan, store, log, len(data.test_x))
+        try:
+            train(todo, done, data, store, backend, Tally(total=len(plan), finished=len(done), show=progress), log)
+        except StudyInterrupted as err:  # a comparison never resumes: it names where its finished runs are
+            raise StudyInterrupted(err.signum, f"{err}; the finished runs are kept in {store}") from None
+        return _write(directory, done, models, seed_list, base)
+
+
+def _write(directory: Path, done: dict, models: tuple[str, ...], seed_list: list[int], base: TrainConfig
+           ) -> CompareResult:  # fmt: skip
+    """``compare.json``, ``compare.png`` and ``compare.md`` from the runs ``done`` ({(model, seed): record})."""
+    keys = [key for key, *_ in TABLE_METRICS] + ["train_acc", "test_loss"]
+    results = {m: {key: [done[m, s]["summary"][key] for s in seed_list] for key in keys} for m in models}
+    curves = {
+        m: {k: np.array([[h[k] for h in done[m, s]["history"]] for s in seed_list])
+            for k in ("train_loss", "val_loss", "val_acc")}
+        for m in models
+    }  # fmt: skip
+    result = CompareResult(directory, results, curves, seed_list, base)
+    atomic.write_json(directory / "compare.json", results)
+    title = f"Fashion-MNIST, {base.epochs} epochs, {len(seed_list)} seed(s), hidden {list(base.hidden)}"
+    atomic.save_figure(directory / "compare.png", plots.compare_curves(curves, title=title))
+    atomic.write_text(directory / "compare.md", markdown(result, base))
+    return result
 
 
 def _cell(values: list[float], scale: float, digits: int) -> str:

@@ -35,17 +35,22 @@ def backend_from_args(args: argparse.Namespace, console: Console):
                          "machines use --backend ray [--address HOST:PORT] [--cpus-per-run N]")  # fmt: skip
     from ..studies.backends import BackendError, Local
 
+    threads = getattr(args, "threads", None)  # compare's --threads: the same thing as --cpus-per-run
+    if None not in (threads, args.cpus_per_run) and threads != args.cpus_per_run:
+        raise UsageError(f"--cpus-per-run {args.cpus_per_run} and --threads {threads}: both set each run's threads; "
+                         "give one of them")  # fmt: skip
+    cpus = args.cpus_per_run if args.cpus_per_run is not None else threads
     if args.backend == "local" and args.address is not None:
         raise UsageError("--address goes with --backend ray only (the runs train in this process here)")
     try:
         if args.backend == "local":
-            return Local(args.cpus_per_run)
+            return Local(cpus)
     except BackendError as err:
         raise UsageError(f"--cpus-per-run {err.value}: invalid, expected {err.expected}") from None
     from ..studies.ray_backend import RayBackend
 
     say = lambda line: console.print(line, markup=False, soft_wrap=True)  # noqa: E731
     try:
-        return RayBackend(args.address, 1 if args.cpus_per_run is None else args.cpus_per_run, log=say)
+        return RayBackend(args.address, 1 if cpus is None else cpus, log=say)
     except BackendError as err:
         raise UsageError(f"--{err.field.replace('_', '-')} {err.value}: invalid, expected {err.expected}") from None

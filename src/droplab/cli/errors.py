@@ -95,6 +95,8 @@ def describe(err: BaseException, args: argparse.Namespace) -> tuple[int, str]:
         return exit_status(err.signum), f"{err}{resume if err.directory else ''}"
     if isinstance(err, WorkerLost):  # not a stop asked for: the lost job goes on from its last checkpoint
         return exit_status(err.signum), f"{err}; finished runs are stored: the same command resumes"
+    if isinstance(err, StudyInterrupted) and args.command == "compare":
+        return exit_status(err.signum), str(err)
     if isinstance(err, StudyInterrupted):
         kept = "" if getattr(args, "backend", "local") == "ray" else " and the runs under way checkpointed"
         return exit_status(err.signum), f"{err}; finished runs are stored{kept}: the same command resumes"

@@ -10,9 +10,11 @@ from pathlib import Path
 from rich.console import Console
 
 from ..data import OFFICIAL_DIGEST, FashionMNIST, load_fashion_mnist
+from ..progress import StudyProgress
 from ..threads import use_threads
 from ..train import TrainConfig, check_batch_size, check_memory, resume, run, run_data
 from ..train.precision import resolve as resolve_precision
+from .backend import add_backend_options, backend_from_args
 from .console import print_table
 from .errors import UsageError
 from .options import add_options, config_from_args, resume_config
@@ -27,6 +29,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     comp = sub.add_parser("compare", help="plain vs scratch vs concise over several seeds")
     comp.add_argument("--seeds", type=int, default=3, help="number of seeds (default: 3)")
     add_options(comp, "compare")
+    add_backend_options(comp)  # --backend, --address, --cpus-per-run
     comp.set_defaults(func=cmd_compare)
 
 
@@ -109,8 +112,14 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     if args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds}: invalid, expected an integer >= 1")
     _note_precision(cfg.precision, console)
-    data = _load(args, cfg)
-    result = compare(data, seeds=args.seeds, base=cfg, out=args.out, runs_root=args.runs_root)
+    backend = backend_from_args(args, console)
+    try:
+        data = _load(args, cfg)
+        with StudyProgress("compare") as progress:
+            result = compare(data, seeds=args.seeds, base=cfg, out=args.out, runs_root=args.runs_root, backend=backend,
+                             log=lambda line: console.print(line, markup=False, soft_wrap=True), progress=progress)
+    finally:
+        backend.close()
     print_table(
         console, format_table(result),
         title=f"mean ± std over {len(result.seeds)} seed(s), {cfg.epochs} epochs",

@@ -34,11 +34,13 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..interrupt import StopRequest, StudyInterrupted
+from ..data import FashionMNIST
+from ..interrupt import Interrupted, StopRequest, StudyInterrupted
 from ..threads import use_threads
 from . import jobs
+from .store import Recorder
 
-__all__ = ["Local", "Tally", "BackendError", "run_here"]
+__all__ = ["Local", "Tally", "BackendError", "run_here", "train"]
 
 
 class BackendError(ValueError):
@@ -148,3 +150,19 @@ class Local:
 
     def close(self) -> None:
         pass
+
+
+def train(todo: dict, done: dict, data: FashionMNIST, store: Path, backend, tally: Tally,
+           log: Callable[[str], None]) -> None:  # fmt: skip
+    """Train ``todo`` (tag -> (key, job), what :func:`~.store.collect` left) on ``backend``,
+    storing each result in ``store`` (and adding it to ``done``) as it comes."""
+    if not todo:
+        return
+    record, partial = Recorder(store, done, len(todo), log, tally), store / "partial"
+    # Here, one job at a time: a second signal stops at once (StopRequest raises Interrupted). On a
+    # cluster, every signal is only recorded and the backend cancels the jobs under way.
+    try:
+        with StopRequest(at_once=backend.stops_at_once) as stop:
+            backend.run(todo, data, partial, stop, record, tally)
+    except Interrupted as err:  # a second signal outside a job's training, even while a first stop unwinds
+        raise StudyInterrupted(err.signum, f"{err} after {record.finished} of {len(todo)} runs") from None

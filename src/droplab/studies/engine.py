@@ -32,15 +32,14 @@ from typing import Any
 
 from .. import __version__, atomic, rundir
 from ..data import FashionMNIST, load_fashion_mnist
-from ..interrupt import Interrupted, StopRequest, StudyInterrupted
 from ..verdicts import Claim, adjust
-from .backends import Local, Tally
+from .backends import Local, Tally, train
 from .jobs import config_key, job_config
 from .plan import MAX_RUNS, check_size, estimate_seconds, format_seconds
 from .protocol import Protocol, beyond, choose_lr, mean_score, pick_groups, tuning_table
 from .registry import Analysis, Study, Variant
 from .results import Results
-from .store import Recorder, collect, open_store
+from .store import collect, open_store
 
 __all__ = ["StudyError", "StudyArgumentError", "run_study", "summary_markdown"]
 
@@ -158,7 +157,7 @@ class _Stage:
         if what.startswith("tuning, grid widened"):  # runs the plan did not count on
             self.tally.total += len(plan)
         self.tally.update(finished=self.tally.finished + len(done))
-        _train(todo, done, self.data, self.store, self.backend, self.tally, self.log)
+        train(todo, done, self.data, self.store, self.backend, self.tally, self.log)
         self.trained, self.runs = self.trained + len(todo), self.runs + len(plan)
         return done
 
@@ -297,21 +296,6 @@ def _log_plan(name: str, plan: dict, done: dict, todo: dict, store: Path, backen
     log(f"{name}: {configurations} configurations x {seeds} seeds = {len(plan)} runs "
         f"({len(done)} already in {store}), on {backend.describe()}; "
         f"about {format_seconds(seconds)} of training to go ({basis})")  # fmt: skip
-
-
-def _train(todo: dict, done: dict, data: FashionMNIST, store: Path, backend, tally: Tally,
-           log: Callable[[str], None]) -> None:  # fmt: skip
-    """Train ``todo`` on ``backend``, storing each result (and adding it to ``done``) as it comes."""
-    if not todo:
-        return
-    record, partial = Recorder(store, done, len(todo), log, tally), store / "partial"
-    # Here, one job at a time: a second signal stops at once (StopRequest raises Interrupted). On a
-    # cluster, every signal is only recorded and the backend cancels the jobs under way.
-    try:
-        with StopRequest(at_once=backend.stops_at_once) as stop:
-            backend.run(todo, data, partial, stop, record, tally)
-    except Interrupted as err:  # a second signal outside a job's training, even while a first stop unwinds
-        raise StudyInterrupted(err.signum, f"{err} after {record.finished} of {len(todo)} runs") from None
 
 
 def _report(study: Study, protocol: Protocol, regime: str, chosen: dict, quick: bool, seeds: list[int],

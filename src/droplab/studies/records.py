@@ -134,7 +134,8 @@ def _walk(path: str, value: Any) -> str | None:
 def _diverged_problem(stored: dict, job: Mapping[str, Any], canonical) -> str | None:
     """What is wrong with the record of a run that diverged, or None."""
     d = stored["diverged"]
-    if set(stored) - {"machine"} != {"job", "diverged"} or not isinstance(d, dict) or set(d) != {"epoch", "step", "what"}:
+    keys = set(stored) - {"machine"}  # where it ran: kept beside any record
+    if keys != {"job", "diverged"} or not isinstance(d, dict) or set(d) != {"epoch", "step", "what"}:
         return "diverged: expected exactly a job and its epoch, step and what (and where it ran)"
     if not isinstance(stored["job"], dict) or canonical(stored["job"]) != canonical(job):
         return "recorded for another job (its configuration or data differ from the key's)"
