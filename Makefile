@@ -49,6 +49,7 @@ bench: install data
 	$(BIN)/python benchmarks/train_floor.py
 	$(BIN)/python benchmarks/cli_dropout.py
 	$(BIN)/python benchmarks/verdict_calibration.py
+	$(BIN)/python benchmarks/study_scaling.py
 
 clean:
 	rm -rf $(VENV) src/*.egg-info .pytest_cache notebooks/dropout.ipynb

@@ -10,7 +10,8 @@ made, the test runs it without one). In it:
    droplab task (``ray::_task``): the job must be retried and the study complete;
 4. a longer study into ``WORK/stopped``, SIGINT to the driver once a run is stored, then the same
    command again (it resumes), and the same study into ``WORK/whole`` in one go;
-5. ``droplab compare`` on the cluster and here, and an address where no cluster listens, timed;
+5. ``droplab compare`` on the cluster (``--address auto``) and here, and an address where no
+   cluster listens, timed;
 6. ``ray stop``, and the processes of the cluster still alive afterwards.
 
 It writes ``WORK/observed.json``: each command's exit status, output and time, and what was killed.
@@ -112,7 +113,8 @@ def main(work: Path, data: str) -> None:
         observed["resumed"] = run([*longer, "--out", str(work / "stopped")])
         observed["whole"] = run([*longer, "--out", str(work / "whole")])
         compare = [*CLI, "compare", "--seeds", "1", "--epochs", "1", *common]
-        observed["compare"] = run([*compare, *ray_opts, "--out", str(work / "compare-ray")])
+        observed["compare"] = run([*compare, "--backend", "ray", "--address", "auto", "--out",
+                                   str(work / "compare-ray")])  # fmt: skip
         observed["compare local"] = run([*compare, "--threads", "1", "--out", str(work / "compare-local")])
         observed["unreachable"] = run([*headline, "--backend", "ray", "--address", f"127.0.0.1:{free_port()}",
                                        "--out", str(work / "nowhere")])  # fmt: skip

@@ -127,11 +127,12 @@ def test_ctrl_c_on_the_driver_keeps_finished_runs_and_the_same_command_resumes(c
 
 
 def test_an_unreachable_address_is_a_clear_error_within_seconds(cluster):
-    _, seen = cluster
+    work, seen = cluster
     bad = seen["unreachable"]
     assert bad["code"] == 2 and "Traceback" not in bad["err"]
     assert "--address 127.0.0.1:" in bad["err"] and "no Ray cluster answers at" in bad["err"]
     assert bad["seconds"] < 15  # the interpreter's start and droplab's imports included
+    assert not (work / "nowhere").exists()  # nothing written
 
 
 def test_ray_stop_leaves_no_process_behind(cluster):

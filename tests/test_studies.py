@@ -3,9 +3,11 @@
 import html
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 from test_cli import run_cli
@@ -400,3 +402,18 @@ def test_a_study_and_its_probe_are_registered_where_they_are_defined(tiny_dir):
     finally:
         STUDIES.pop("tiny", None)
         PROBES.pop("weights", None)
+
+
+def test_backend_ray_without_ray_exits_2_saying_how_to_install_and_writes_nothing(tiny_dir, tmp_path):
+    hidden = tmp_path / "no-ray" / "ray"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('No module named ray (hidden by this test)')\n")
+    out = tmp_path / "h"
+    done = subprocess.run([sys.executable, "-m", "droplab", "study", "headline", "--quick", "--backend", "ray",
+                           "--data-dir", str(tiny_dir), "--no-verify", "--val-size", "100", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path / "no-ray")})  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "--backend ray: the Ray backend needs Ray, which cannot be imported here" in done.stderr
+    assert "pip install 'droplab[ray]'" in done.stderr
+    assert not out.exists()

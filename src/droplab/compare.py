@@ -88,6 +88,7 @@ def compare(
     if unknown:
         raise ValueError(f"unknown model {unknown[0]!r}: expected one of {', '.join(MODEL_NAMES)}")
     backend = backend or Local(base.threads)
+    backend.connect()  # before the directory is claimed: a cluster that cannot be reached leaves nothing behind
     with rundir.held(rundir.claim_new(out, runs_root, "compare")) as directory:
         seed_list = [base.seed + k for k in range(seeds)]
         atomic.write_json(

@@ -7,6 +7,7 @@ store are the same whichever runs it (:mod:`.jobs`, :mod:`.store`). Its interfac
 - ``threads()``: the torch threads a run gets (part of the job's configuration, and so of its
   key: a run's numbers depend on them, bit for bit);
 - ``describe()``: where the jobs run, in words;
+- ``connect()``: reach where the jobs run (before a study writes anything: an error there loses nothing);
 - ``run(todo, data, partial, stop, store_result, tally)``: train every job of ``todo`` (tag ->
   (key, job)), call ``store_result(tag, key, record)`` as each finishes, keep ``tally`` (a
   :class:`Tally`) up to date, and on a stop request (``stop.signum`` set) end with
@@ -141,6 +142,9 @@ class Local:
 
     def threads(self) -> int:
         return use_threads(self._threads)[0]
+
+    def connect(self) -> None:
+        pass  # nothing to reach
 
     def describe(self) -> str:
         return f"this process, {self.threads()} thread(s)"

@@ -108,10 +108,12 @@ def run_study(
     data = load_fashion_mnist(data_dir, val_size=val_size, verify=verify)
     if plan_only:
         return _estimate(study, protocol, variants, grid, tune_seeds, seeds, epochs, quick, data, val_size, log)
+    backend = backend or Local()
+    backend.connect()  # a cluster that cannot be reached, or Ray missing: an error before anything is written
     # 2. the study's directory, held until the study ends, and the store of runs
     with rundir.claimed(out, "study", study.name):
         store = open_store(Path(store) if store is not None else out / "runs")
-        stage = _Stage(study, protocol, epochs, quick, data, store, backend or Local(), log)
+        stage = _Stage(study, protocol, epochs, quick, data, store, backend, log)
         stage.tally.total, stage.tally.show = len(pick_groups(variants, {}, {})[0]) * seeds, progress
         stage.tally.total += tuning_grid if protocol.fair else 0
         start = time.perf_counter()

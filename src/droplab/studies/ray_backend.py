@@ -204,7 +204,8 @@ class RayBackend:
     Args:
         address: ``"auto"`` (a cluster started on this machine with ``ray start``), ``"HOST:PORT"``
             of a cluster's head, or None: start a local cluster of this machine's cores for the
-            study, and stop it at the end.
+            study, and stop it at the end. Where this process is connected already (its own
+            ``ray.init``), that connection is used, whatever the address.
         cpus_per_run: CPUs Ray reserves for a run, and its torch threads.
         max_retries: how many times a job whose worker or node died is submitted again.
 
@@ -224,7 +225,7 @@ class RayBackend:
         if address is not None and address != "auto":
             _check_address_form(address)
         self.address, self.cpus_per_run, self.max_retries, self.log = address, cpus_per_run, max_retries, log
-        self._ray, self._remote, self._data = None, None, None
+        self._ray, self._remote, self._data, self._owned = None, None, None, False
 
     def __enter__(self) -> RayBackend:
         return self
@@ -244,14 +245,15 @@ class RayBackend:
         if self._ray is not None:
             return self._ray
         ray = _import_ray()
-        if self.address not in (None, "auto"):
+        self._owned = not ray.is_initialized()  # a connection its caller made (ray.init) is used, and left open
+        if self._owned and self.address not in (None, "auto"):
             _check_reachable(self.address)
         kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         try:
-            if self.address is None:
+            if self._owned and self.address is None:
                 ray.init(num_cpus=usable_cores(), **kwargs)
-            else:
+            elif self._owned:
                 ray.init(address=self.address, **kwargs)
         except ConnectionError as err:
             raise ClusterUnreachable(self.address or "a local cluster", str(err).splitlines()[0][:300]) from None
@@ -268,7 +270,8 @@ class RayBackend:
         return ray
 
     def close(self) -> None:
-        if self._ray is not None:
+        """Disconnect (stopping the local cluster it started), unless its caller connected."""
+        if self._ray is not None and self._owned:
             self._ray.shutdown()
         self._ray, self._remote, self._data = None, None, None
 
