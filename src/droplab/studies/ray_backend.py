@@ -316,7 +316,7 @@ class RayBackend:
                 with contextlib.suppress(Exception):
                     ray.cancel(ref, force=True)
             tally.update(running=0)
-        if stop.signum is not None:
+        if stop.signum is not None and (queue or flight):  # a signal after the last result stops nothing
             cancelled = f"; {len(flight)} run{'s' if len(flight) != 1 else ''} under way cancelled" if flight else ""
             raise StudyInterrupted(stop.signum, f"interrupted by {signame(stop.signum)} after {finished} of "
                                    f"{len(todo)} runs{cancelled}")  # fmt: skip
