@@ -206,6 +206,15 @@ def test_divergence_exits_3_and_says_what_to_do(tiny_dir, tmp_path, capsys):
     assert summary["status"] == "diverged" and summary["step"] >= 1
 
 
+def test_a_comparison_whose_run_diverges_exits_3_and_writes_no_results(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--seeds", "1", "--lr", "1e6", "--data-dir", str(tiny_dir), "--out", str(out), *TINY]
+    code, _, err = run_cli(args, capsys)
+    assert code == 3 and "Traceback" not in err
+    assert "training diverged at epoch 1, step" in err and "(plain, seed 0)" in err and "than 1e+06" in err
+    assert not (out / "compare.json").exists() and not (out / "compare.md").exists()
+
+
 def test_missing_data_says_how_to_get_it(tmp_path, capsys):
     code, _, err = run_cli(["train", "--data-dir", str(tmp_path / "none"), "--runs-root", str(tmp_path / "r")], capsys)
     assert code == 1 and "apt-get install dataset-fashion-mnist" in err and "--data-dir" in err

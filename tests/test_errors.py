@@ -41,6 +41,7 @@ SAMPLES = {
     "droplab.studies.backends.BackendError": ("cpus_per_run", 0, "an integer >= 1"),
     "droplab.studies.ray_backend.RayMissing": ("ModuleNotFoundError: No module named 'ray'",),
     "droplab.studies.ray_backend.ClusterUnreachable": ("10.0.0.5:6379", "Connection refused"),
+    "droplab.studies.ray_backend.ClusterError": ("the Ray cluster failed plain, seed 0: TaskUnschedulableError",),
     "droplab.studies.engine.StudyError": ("a study that cannot run",),
     "droplab.studies.engine.StudyArgumentError": ("seeds", 0),
     "droplab.studies.plan.PlanError": (2, 1_000_000, 10_000),

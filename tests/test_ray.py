@@ -78,6 +78,8 @@ def stored(out: Path) -> dict:
 
 def test_the_cluster_has_two_nodes_and_runs_tasks_on_both(cluster):
     work, seen = cluster
+    if os.environ.get("DROPLAB_REQUIRE_RAY"):  # .ci/run: the cluster's traffic must stay on loopback
+        assert seen["namespace"] == "loopback"
     assert seen["head"]["code"] == 0 and seen["node"]["code"] == 0, (seen["head"]["err"], seen["node"]["err"])
     assert seen["ray"]["code"] == 0, seen["ray"]["err"]
     assert "ray: 2 node(s), 2 CPUs, 1 per run" in seen["ray"]["out"]

@@ -13,10 +13,14 @@ import pytest
 from droplab.data import DataError
 from droplab.interrupt import StopRequest, StudyInterrupted, WorkerLost
 from droplab.studies.backends import RemoteTraceback, Tally
-from droplab.studies.ray_backend import RayBackend
+from droplab.studies.ray_backend import ClusterError, RayBackend
 
 
 class _Lost(Exception):
+    pass
+
+
+class _Other(Exception):
     pass
 
 
@@ -36,7 +40,7 @@ class FakeRay:
         self.script, self.cpus, self.on_wait = script, cpus, on_wait
         self.submitted, self.cancelled, self.attempts = [], [], {}
 
-    def remote(self, job, box):  # the task's .remote
+    def remote(self, job, box, precision):  # the task's .remote
         seed = job["seed"]
         self.attempts[seed] = self.attempts.get(seed, -1) + 1
         ref = (seed, self.attempts[seed])
@@ -46,8 +50,8 @@ class FakeRay:
     def put(self, value):
         return "data"
 
-    def cluster_resources(self):
-        return {"CPU": self.cpus}
+    def nodes(self):
+        return [{"Alive": True, "Resources": {"CPU": self.cpus}}] if self.cpus else []
 
     def wait(self, refs, num_returns, timeout):
         if self.on_wait:
@@ -60,6 +64,8 @@ class FakeRay:
         how = self.script[seed][attempt]
         if how == "lost":
             raise _Lost("worker died")
+        if how == "unschedulable":
+            raise _Other("the task cannot be scheduled:\nno node has that resource")
         if isinstance(how, Exception):
             raise _TaskError(how)
         return {"seed": seed, "attempt": attempt}
@@ -77,7 +83,7 @@ def backend_on(fake: FakeRay, max_retries: int = 2) -> tuple[RayBackend, list]:
 
 
 def todo(n: int) -> dict:
-    return {("v", s): (f"key{s}", {"seed": s}) for s in range(n)}
+    return {("v", s): (f"key{s}", {"seed": s, "train": {}}) for s in range(n)}
 
 
 def drive(b: RayBackend, jobs: dict, stop: StopRequest | None = None) -> tuple[list, Tally]:
@@ -114,6 +120,21 @@ def test_a_job_that_fails_raises_its_own_error_with_the_workers_traceback():
     assert isinstance(err.value.__cause__, RemoteTraceback) and "DataError" in str(err.value.__cause__)
 
 
+def test_a_cluster_left_without_a_node_that_fits_a_run_is_an_error_not_a_hang():
+    b, _ = backend_on(FakeRay({0: ["ok"]}, cpus=0))
+    with pytest.raises(ClusterError, match="no live node of the cluster has the 1 CPUs a run asks for any more; "
+                                           "0 of 1 runs finished"):  # fmt: skip
+        drive(b, todo(1))
+
+
+def test_another_ray_error_ends_the_study_with_a_clear_message():
+    fake = FakeRay({0: ["unschedulable"]})
+    fake.exceptions = types.SimpleNamespace(**vars(FakeRay.exceptions), RayError=_Other)
+    b, _ = backend_on(fake)
+    with pytest.raises(ClusterError, match="the Ray cluster failed v, seed 0: _Other: no node has that resource"):
+        drive(b, todo(1))
+
+
 def test_no_more_runs_in_flight_than_the_cluster_holds():
     fake = FakeRay({s: ["ok"] for s in range(5)}, cpus=2)
     seen = []
@@ -145,3 +166,22 @@ def own_handlers():
     yield
     for s, handler in saved.items():
         signal.signal(s, handler)
+
+
+def test_one_progress_bar_shows_finished_running_retried_and_an_eta_on_a_terminal_only():
+    import io
+
+    from rich.console import Console
+
+    from droplab.progress import StudyProgress
+
+    screen = io.StringIO()
+    with StudyProgress("headline", Console(file=screen, force_terminal=True, width=120)) as bar:
+        bar(Tally(total=10, finished=4, trained=2, running=2, retried=1))
+        bar._progress.refresh()
+    shown = screen.getvalue()
+    assert "headline" in shown and "4/10" in shown and "2 running, 1 retried, ETA " in shown
+    piped = io.StringIO()
+    with StudyProgress("headline", Console(file=piped)) as bar:  # not a terminal: nothing at all
+        bar(Tally(total=10, finished=4, trained=2, running=2, retried=1))
+    assert piped.getvalue() == ""

@@ -179,7 +179,7 @@ def test_more_threads_per_run_than_cores_are_capped(tiny_dir, tmp_path):
     report = run_study(STUDIES["headline"], tiny_dir, tmp_path / "s", store=tmp_path / "store", log=lines.append,
                        backend=Local(64), **ONE)  # fmt: skip
     cores = usable_cores()
-    assert f"on this process, {cores} thread(s)" in lines[0]
+    assert f"on this process, {cores} thread(s) (threads 64 capped at the {cores} core" in lines[0]
     assert {r["summary"]["threads"] for v in report["variants"].values() for r in v["per_seed"]} == {cores}
 
 

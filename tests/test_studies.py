@@ -292,7 +292,8 @@ def test_study_and_report_commands(tiny_dir, tmp_path, capsys):
         (["study", "grid-search"], "study 'grid-search': unknown, expected one of all, list, headline"),
         (["study", "headline", "--seeds", "0"], "--seeds 0: invalid, expected an integer >= 1"),
         (["study", "headline", "--cpus-per-run", "0"], "--cpus-per-run 0: invalid, expected an integer >= 1"),
-        (["study", "headline", "--jobs", "2"], "--jobs was retired: one process with all of torch's threads"),
+        (["study", "headline", "--jobs", "2"], "--jobs 2: retired with its pool of worker processes, which trained"),
+        (["study", "headline", "--jobs", "x"], "--jobs x: retired with its pool of worker processes"),
         (["study", "headline", "--address", "auto"], "--address goes with --backend ray only"),
         (["compare", "--threads", "1", "--cpus-per-run", "2"], "--cpus-per-run 2 and --threads 1: both set each run's "
                                                                "threads; give one of them"),

@@ -34,7 +34,7 @@ from .stats import mean_std, paired_estimate
 from .studies.backends import Local, Tally, train
 from .studies.jobs import FORMAT, config_key
 from .studies.store import collect, open_store
-from .train import TrainConfig
+from .train import Diverged, TrainConfig
 from .verdicts import Claim, Hypothesis, Table, adjust
 
 __all__ = ["TABLE_METRICS", "CompareResult", "compare", "format_table", "claims", "regime"]
@@ -80,6 +80,7 @@ def compare(
 
     Raises:
         StudyInterrupted: SIGINT/SIGTERM stopped it; the finished runs stay in its ``runs/``.
+        Diverged: a run's loss or gradient was not finite (its learning rate is too large for it).
     """
     base = (base or TrainConfig()).validate()
     if not isinstance(seeds, int) or seeds < 1:
@@ -107,7 +108,12 @@ def compare(
         try:
             train(todo, done, data, store, backend, Tally(total=len(plan), finished=len(done), show=progress), log)
         except StudyInterrupted as err:  # a comparison never resumes: it names where its finished runs are
+            for stale in (store / "partial").glob("*.pt"):  # the checkpoints of the runs cut short
+                stale.unlink(missing_ok=True)
             raise StudyInterrupted(err.signum, f"{err}; the finished runs are kept in {store}") from None
+        if diverged := [(tag, r["diverged"]) for tag, r in done.items() if "diverged" in r]:
+            (model, seed), d = diverged[0]
+            raise Diverged(d["epoch"], d["step"], f"{d['what']} ({model}, seed {seed})", base.lr)
         return _write(directory, done, models, seed_list, base)
 
 

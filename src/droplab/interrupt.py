@@ -102,4 +102,4 @@ class WorkerLost(StudyInterrupted):
     """A worker died (SIGKILL, out of memory, a crash, its node lost) more often than a job may be
     retried: the study stops; the same command resumes.
 
-    ``signum`` is the signal that killed it (exit status 128 + it; SIGKILL, 137, when it exited by itself)."""
+    ``signum`` is the signal that killed it, where known (exit status 128 + it); SIGKILL (137) otherwise."""

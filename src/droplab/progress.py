@@ -78,8 +78,8 @@ class StudyProgress:
     count as fast ones), times the jobs left. Off a terminal it prints nothing.
     """
 
-    def __init__(self, label: str) -> None:
-        self.console = Console(file=sys.stderr)
+    def __init__(self, label: str, console: Console | None = None) -> None:
+        self.console = console or Console(file=sys.stderr)
         self.enabled = self.console.is_terminal
         self.label, self.start = label, time.monotonic()
         self._progress = Progress(

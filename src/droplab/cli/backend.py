@@ -12,7 +12,8 @@ from .errors import UsageError
 __all__ = ["add_backend_options", "backend_from_args"]
 
 
-def add_backend_options(parser: argparse.ArgumentParser) -> None:
+def add_backend_options(parser: argparse.ArgumentParser, retired_jobs: bool = False) -> None:
+    """``--backend``, ``--address``, ``--cpus-per-run`` (and, with ``retired_jobs``, the hidden ``--jobs``)."""
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
                         help="where the runs train: local (default), this process with all of torch's threads; "
                              "ray, as tasks on a Ray cluster (pip install 'droplab[ray]'): the one at --address, "
@@ -24,15 +25,19 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpus-per-run", type=int, default=None, metavar="N",
                         help="the torch threads of each run, and with --backend ray the CPUs Ray reserves for it "
                              "(default: local, every usable core; ray, 1)")  # fmt: skip
-    parser.add_argument("--jobs", type=int, default=None, help=argparse.SUPPRESS)  # retired: says so
+    if retired_jobs:  # study had it: it now says what replaced it
+        parser.add_argument("--jobs", default=None, help=argparse.SUPPRESS)
 
 
 def backend_from_args(args: argparse.Namespace, console: Console):
     """The backend the options ask for; UsageError for options that do not go together, or a bad value."""
-    if args.jobs is not None:
-        raise UsageError("--jobs was retired: one process with all of torch's threads (the default) trains a study "
-                         "faster on one machine (benchmarks/study_scaling.py measures it); for several processes or "
-                         "machines use --backend ray [--address HOST:PORT] [--cpus-per-run N]")  # fmt: skip
+    jobs = getattr(args, "jobs", None)
+    if jobs == "1":  # the old default: what the local backend does
+        console.print("note: --jobs is retired; --jobs 1 is what the default, --backend local, does", markup=False)
+    elif jobs is not None:
+        raise UsageError(f"--jobs {jobs}: retired with its pool of worker processes, which trained a study 1.05x to "
+                         "1.34x slower than one process on a 2-core machine; for several processes or machines use "
+                         "--backend ray [--address HOST:PORT] [--cpus-per-run N]")  # fmt: skip
     from ..studies.backends import BackendError, Local
 
     threads = getattr(args, "threads", None)  # compare's --threads: the same thing as --cpus-per-run

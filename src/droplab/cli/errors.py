@@ -17,7 +17,7 @@ from ..interrupt import Interrupted, StudyInterrupted, WorkerLost, exit_status
 from ..kernels.cpu import KernelChoiceError
 from ..rundir import DirectoryBusy, DirectoryNotEmpty, DirectoryOwned, RunDirError
 from ..studies.backends import BackendError
-from ..studies.ray_backend import ClusterUnreachable, RayMissing
+from ..studies.ray_backend import ClusterError, ClusterUnreachable, RayMissing
 from ..train import CheckpointWriteError, ConfigError, Diverged
 
 __all__ = ["UsageError", "EXIT_USAGE", "EXIT_DIVERGED", "REPORTED", "describe", "flag", "option_message"]
@@ -31,8 +31,8 @@ class UsageError(Exception):
 
 
 # what ends a command with a message rather than a traceback
-REPORTED = (UsageError, KernelChoiceError, RayMissing, BackendError, ConfigError, DataError, CheckpointError, OSError,
-            Diverged, Interrupted, StudyInterrupted, KeyboardInterrupt)  # fmt: skip
+REPORTED = (UsageError, KernelChoiceError, RayMissing, BackendError, ClusterError, ConfigError, DataError,
+            CheckpointError, OSError, Diverged, Interrupted, StudyInterrupted, KeyboardInterrupt)  # fmt: skip
 
 
 def flag(name: str) -> str:
@@ -75,7 +75,11 @@ def describe(err: BaseException, args: argparse.Namespace) -> tuple[int, str]:
         return EXIT_USAGE, (f"error: {where}: {err}; start a cluster with `ray start --head` on its head machine, "
                             "or check the address and port that printed")  # fmt: skip
     if isinstance(err, BackendError):  # found on connecting: no node has the CPUs asked for
-        return EXIT_USAGE, f"error: {flag(err.field)} {err.value}: invalid, expected {err.expected}"
+        typed = "--threads" if err.field == "cpus_per_run" and getattr(args, "cpus_per_run", 0) is None else \
+            flag(err.field)  # fmt: skip
+        return EXIT_USAGE, f"error: {typed} {err.value}: invalid, expected {err.expected}"
+    if isinstance(err, ClusterError):
+        return 1, f"error: {err}"
     if isinstance(err, ConfigError):  # found by the library once the data is known (the memory a run needs)
         typed = args.command in ("train", "compare") and not getattr(args, "resume", None)  # the user's options
         return EXIT_USAGE, f"error: {option_message(err) if typed else err}"
@@ -93,10 +97,10 @@ def describe(err: BaseException, args: argparse.Namespace) -> tuple[int, str]:
     if isinstance(err, Interrupted):
         resume = f"; resume with: droplab train --resume {err.directory}"
         return exit_status(err.signum), f"{err}{resume if err.directory else ''}"
-    if isinstance(err, WorkerLost):  # not a stop asked for: the lost job goes on from its last checkpoint
-        return exit_status(err.signum), f"{err}; finished runs are stored: the same command resumes"
-    if isinstance(err, StudyInterrupted) and args.command == "compare":
+    if isinstance(err, StudyInterrupted) and args.command == "compare":  # a comparison is never resumed
         return exit_status(err.signum), str(err)
+    if isinstance(err, WorkerLost):  # not a stop asked for: the lost job starts over when the study resumes
+        return exit_status(err.signum), f"{err}; finished runs are stored: the same command resumes"
     if isinstance(err, StudyInterrupted):
         kept = "" if getattr(args, "backend", "local") == "ray" else " and the runs under way checkpointed"
         return exit_status(err.signum), f"{err}; finished runs are stored{kept}: the same command resumes"

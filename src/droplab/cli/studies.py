@@ -38,7 +38,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        help="under the fair protocol, at most this many rates tried past an end of the grid that "
                             "won, one step of the grid's own ratio at a time (default: 2; 0: the grid only)")
     study.add_argument("--quick", action="store_true", help="a tiny setting (2 epochs, 2,000 images) for tests and CI")
-    add_backend_options(study)  # --backend, --address, --cpus-per-run
+    add_backend_options(study, retired_jobs=True)  # --backend, --address, --cpus-per-run
     study.add_argument("--out", default=None,
                        help="output directory (default: results/NAME; for 'all': results/, one directory per study "
                             "and the runs they share in results/runs); an interrupted study resumes there")

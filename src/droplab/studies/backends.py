@@ -16,8 +16,9 @@ store are the same whichever runs it (:mod:`.jobs`, :mod:`.store`). Its interfac
 - ``close()``.
 
 (``droplab study --jobs N``, a pool of worker processes with one thread each, was retired for
-the Ray backend: on a 2-core AMD EPYC, 2 workers trained 4 runs in 23.7 s where one process with
-2 threads took 17.7 s, 1.34x slower; ``benchmarks/study_scaling.py`` measures Ray's workers.)
+the Ray backend: on a 2-core AMD EPYC its 2 workers took 1.05x the time of one process with 2
+threads for eight 5-epoch runs and 1.34x for four 2-epoch runs, where a local Ray cluster's 2
+workers took 0.86x; ``benchmarks/study_scaling.py`` measures Ray's workers.)
 """
 
 from __future__ import annotations
@@ -147,7 +148,8 @@ class Local:
         pass  # nothing to reach
 
     def describe(self) -> str:
-        return f"this process, {self.threads()} thread(s)"
+        used, note = use_threads(self._threads)
+        return f"this process, {used} thread(s)" + (f" ({note})" if note else "")
 
     def run(self, todo, data, partial: Path, stop: StopRequest, store_result, tally: Tally) -> None:
         run_here(todo, data, partial, stop, store_result, tally)

@@ -104,18 +104,16 @@ def run_study(
     grid, tune_seeds = protocol.grid(study, quick), protocol.tuning_seeds(quick)
     tuning_grid = len(variants) * len(grid) * len(tune_seeds)
     check_size(len(variants), seeds, max_runs, tuning_grid + protocol.widened_runs(len(variants), grid, quick))
-    out = Path(out)
-    data = load_fashion_mnist(data_dir, val_size=val_size, verify=verify)
+    out, data = Path(out), load_fashion_mnist(data_dir, val_size=val_size, verify=verify)
     if plan_only:
         return _estimate(study, protocol, variants, grid, tune_seeds, seeds, epochs, quick, data, val_size, log)
-    backend = backend or Local()
-    backend.connect()  # a cluster that cannot be reached, or Ray missing: an error before anything is written
+    (backend := backend or Local()).connect()  # an unreachable cluster, Ray missing: an error before any write
     # 2. the study's directory, held until the study ends, and the store of runs
     with rundir.claimed(out, "study", study.name):
         store = open_store(Path(store) if store is not None else out / "runs")
         stage = _Stage(study, protocol, epochs, quick, data, store, backend, log)
-        stage.tally.total, stage.tally.show = len(pick_groups(variants, {}, {})[0]) * seeds, progress
-        stage.tally.total += tuning_grid if protocol.fair else 0
+        planned = len(pick_groups(variants, {}, {})[0]) * seeds + (tuning_grid if protocol.fair else 0)
+        stage.tally.total, stage.tally.show = planned, progress
         start = time.perf_counter()
         # 3. tuning (fair protocol): every variant at every learning rate of the grid, on the tuning seeds
         scores, chosen = _tune(stage, variants, grid, tune_seeds) if protocol.fair else ({}, {})

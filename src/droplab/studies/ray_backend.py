@@ -5,13 +5,15 @@ Ray: A Distributed Framework for Emerging AI Applications, P. Moritz, R. Nishiha
 :class:`RayBackend` decides only where a job runs. What moves where:
 
 - the driver (the process running ``droplab study``) loads and verifies Fashion-MNIST once and
-  puts its images in Ray's object store as uint8 (about 55 MB, :func:`pack`); a worker takes
+  puts its images in Ray's object store as uint8 (about 55 MB, :func:`.datapack.pack`); a worker takes
   them from there on its first task and keeps them, as float32, for the life of the worker
   (:func:`_worker_data`): the nodes need droplab installed, not the dataset;
 - a task trains one job (:func:`droplab.studies.jobs.run_job`) with ``cpus_per_run`` threads and
   returns its result record, with where it ran (``machine``: node, threads, versions, and the
   bytes it read from disk); the driver alone writes the store, atomically, as each result comes
   (``ray.wait``), so a stop loses only the runs still under way;
+- a node that cannot run a job as its key says (fewer cores than its threads, another precision
+  than the driver's machine) refuses it with :class:`ClusterError`, which ends the study;
 - a worker or node that dies mid-run: the driver submits the job again, at most
   ``max_retries`` times (a run is a function of its configuration and thread count, so the
   retry's result is the same); an error raised by the job itself (a bug, bad data) is not
@@ -36,18 +38,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
 
 from ..data import FILES, FashionMNIST
-from ..interrupt import StopRequest, StudyInterrupted, WorkerLost
+from ..interrupt import SIGNALS, StopRequest, StudyInterrupted, WorkerLost
 from ..threads import usable_cores
+from ..train.precision import resolve as resolve_precision
 from . import jobs
 from .backends import BackendError, RemoteTraceback, Tally, machine_record, portable, signame
+from .datapack import pack, unpack
 
-__all__ = ["RayBackend", "BackendError", "RayMissing", "ClusterUnreachable", "pack", "unpack"]
+__all__ = ["RayBackend", "BackendError", "RayMissing", "ClusterUnreachable", "ClusterError"]
 
 CONNECT_SECONDS = 3.0  # how long an address may take to answer before it is called unreachable
 
@@ -75,56 +75,22 @@ class ClusterUnreachable(ConnectionError):
         return f"no Ray cluster answers at {self.address} ({self.reason})"
 
 
-# --- the data, as it travels: uint8 images in the object store, float32 on the workers ----------
+class ClusterError(RuntimeError):
+    """The cluster could not run a job as its key says, or failed it: ``what`` says how."""
 
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
 
-def pack(data: FashionMNIST) -> dict[str, Any]:
-    """``data`` as it goes into the object store: the images as uint8 (a quarter of float32's bytes).
-
-    The images are stored as ``pixel / 255`` in float32, so ``round(x * 255)`` gives each pixel
-    back exactly; :func:`unpack` divides again, as the loader did: the same floats, bit for bit.
-    BackendError if ``data``'s images are not of that form (another dataset, changed in memory).
-
-    Examples::
-
-        >>> import torch
-        >>> from droplab.data import FashionMNIST
-        >>> x = torch.arange(256, dtype=torch.float32).reshape(2, 128) / 255
-        >>> y = torch.tensor([0, 1])
-        >>> d = FashionMNIST(x, y, x, y, x, y, source="made up", sha256={"a": "b"})
-        >>> e = unpack(pack(d))
-        >>> torch.equal(e.train_x, d.train_x), e.train_x.dtype, e.digest == d.digest
-        (True, torch.float32, True)
-    """
-    packed: dict[str, Any] = {"source": data.source, "sha256": dict(data.sha256), "class_names": data.class_names}
-    for split in ("train", "val", "test"):
-        x = getattr(data, f"{split}_x")
-        pixels = np.rint(x.numpy() * 255.0).clip(0, 255).astype(np.uint8)
-        if not torch.equal(_to_float(pixels), x):
-            raise BackendError(f"{split}_x", f"images of dtype {x.dtype}", "Fashion-MNIST's float32 pixel / 255 "
-                               "(as droplab.data.load_fashion_mnist gives them)")  # fmt: skip
-        packed[f"{split}_x"], packed[f"{split}_y"] = pixels, getattr(data, f"{split}_y").numpy().astype(np.uint8)
-    return packed
-
-
-def _to_float(pixels: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(pixels.astype(np.float32) / 255.0)
-
-
-def unpack(packed: dict[str, Any]) -> FashionMNIST:
-    """The data :func:`pack` packed, as the loader gave it (float32 images, int64 labels)."""
-    arrays = {}
-    for split in ("train", "val", "test"):
-        arrays[f"{split}_x"] = _to_float(packed[f"{split}_x"])
-        arrays[f"{split}_y"] = torch.from_numpy(packed[f"{split}_y"].astype(np.int64))
-    return FashionMNIST(**arrays, source=packed["source"], sha256=dict(packed["sha256"]),
-                        class_names=tuple(packed["class_names"]))  # fmt: skip
+    def __str__(self) -> str:
+        return self.what
 
 
 # --- in a worker ----------------------------------------------------------------------------------
 
 _cached: tuple[str, FashionMNIST] | None = None  # (the object's id, the data): for the life of the worker
 _dataset_reads = [0]  # bytes of Fashion-MNIST's files this process opened for reading
+_hooked: list = []  # whether the hook that counts them is installed
 _DATASET_FILES = {name for name, _ in FILES.values()} | {name[:-3] for name, _ in FILES.values()}
 
 
@@ -151,20 +117,36 @@ def _worker_data(box: list) -> FashionMNIST:
     import ray
 
     if _cached is None or _cached[0] != box[0].hex():
-        if _cached is None:
-            sys.addaudithook(_count_dataset_reads)
         _cached = (box[0].hex(), unpack(ray.get(box[0])))
     return _cached[1]
 
 
-def _task(job: dict, box: list) -> dict:
+def _check_node(job: dict, precision: str) -> None:
+    """ClusterError unless this node runs ``job`` as its key says: with the threads it asks for
+    (more than its usable cores would be capped), and at the precision the driver's machine uses."""
+    import ray
+
+    asked, cores = job["train"]["threads"], usable_cores()
+    node = f"node {ray.get_runtime_context().get_node_id()[:12]} ({socket.gethostname()})"
+    if asked > cores:
+        raise ClusterError(f"{node} has {cores} usable core(s), fewer than the {asked} threads a run asks for "
+                           "(its result would not be the one its key names); ask for fewer CPUs per run")  # fmt: skip
+    if (used := resolve_precision(job["train"].get("precision", "fp32"))[0]) != precision:
+        raise ClusterError(f"{node} computes in {used} where the driver's machine computes in {precision}: the "
+                           "same run would give other numbers there")  # fmt: skip
+
+
+def _task(job: dict, box: list, precision: str = "fp32") -> dict:
     """One job, in a Ray worker: its result record, with where and how it ran (``machine``)."""
     import ray
 
-    data = _worker_data(box)
+    if not _hooked:
+        sys.addaudithook(_count_dataset_reads)  # from before this worker holds the data: its reads count
+        _hooked.append(True)
     disk, dataset = _disk_reads(), _dataset_reads[0]
     try:
-        result = jobs.run_job(job, data)
+        _check_node(job, precision)
+        result = jobs.run_job(job, _worker_data(box))
     except Exception as err:  # raised in the driver as it is (when it pickles: portable)
         raise portable(err) from None
     result["machine"] = machine_record("ray") | {
@@ -250,13 +232,20 @@ class RayBackend:
             _check_reachable(self.address)
         kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        handlers = {s: signal.getsignal(s) for s in SIGNALS}  # ray.init installs its own (SIGTERM: exit 15)
         try:
             if self._owned and self.address is None:
                 ray.init(num_cpus=usable_cores(), **kwargs)
             elif self._owned:
                 ray.init(address=self.address, **kwargs)
-        except ConnectionError as err:
-            raise ClusterUnreachable(self.address or "a local cluster", str(err).splitlines()[0][:300]) from None
+        except Exception as err:  # refused, timed out, not a Ray cluster's head, another Ray version
+            lines = str(err).strip().splitlines() or [""]
+            raise ClusterUnreachable(self.address or "a local cluster", f"{type(err).__name__}: {lines[-1][:300]}"
+                                     ) from None  # fmt: skip
+        finally:
+            for s, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(s, handler)
         self._ray = ray
         largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=0)
         if largest < self.cpus_per_run:
@@ -283,8 +272,8 @@ class RayBackend:
         return self._data[1]
 
     def _capacity(self) -> int:
-        """How many runs the cluster can hold at once now (nodes may join or leave)."""
-        return max(1, int(self._ray.cluster_resources().get("CPU", 0) // self.cpus_per_run))
+        """How many runs the cluster's live nodes can hold at once now (nodes may join or leave)."""
+        return sum(int(n["Resources"].get("CPU", 0) // self.cpus_per_run) for n in self._ray.nodes() if n["Alive"])
 
     def run(self, todo: dict, data: FashionMNIST, partial: Path, stop: StopRequest,
             store_result: Callable, tally: Tally) -> None:  # fmt: skip
@@ -297,9 +286,12 @@ class RayBackend:
             while (queue or flight) and stop.signum is None:
                 if time.monotonic() - checked > 2.0:
                     capacity, checked = self._capacity(), time.monotonic()
+                if capacity == 0 and not flight:
+                    raise ClusterError(f"no live node of the cluster has the {self.cpus_per_run} CPUs a run asks for "
+                                       f"any more; {finished} of {len(todo)} runs finished")  # fmt: skip
                 while queue and len(flight) < capacity:
                     tag, (_, job) = queue.pop(0)
-                    flight[self._remote.remote(job, box)] = (tag, 0)
+                    flight[self._remote.remote(job, box, self._precision(job))] = (tag, 0)
                 tally.update(running=len(flight))
                 ready, _ = ray.wait(list(flight), num_returns=1, timeout=0.2)
                 for ref in ready:
@@ -307,7 +299,8 @@ class RayBackend:
                     result = self._result(ray, ref, tag, attempt)
                     if result is None:  # lost with its worker: again
                         tally.update(retried=tally.retried + 1)
-                        flight[self._remote.remote(todo[tag][1], box)] = (tag, attempt + 1)
+                        job = todo[tag][1]
+                        flight[self._remote.remote(job, box, self._precision(job))] = (tag, attempt + 1)
                         continue
                     store_result(tag, todo[tag][0], result)
                     finished += 1
@@ -320,6 +313,11 @@ class RayBackend:
             cancelled = f"; {len(flight)} run{'s' if len(flight) != 1 else ''} under way cancelled" if flight else ""
             raise StudyInterrupted(stop.signum, f"interrupted by {signame(stop.signum)} after {finished} of "
                                    f"{len(todo)} runs{cancelled}")  # fmt: skip
+
+    @staticmethod
+    def _precision(job: dict) -> str:
+        """The precision the driver's machine computes ``job`` in: every node must compute it so."""
+        return resolve_precision(job["train"].get("precision", "fp32"))[0]
 
     def _result(self, ray, ref, tag: tuple[str, int], attempt: int) -> dict | None:
         """A finished task's record; None: its worker or node died and the job may run again
@@ -338,11 +336,16 @@ class RayBackend:
                 raise WorkerLost(signal.SIGKILL, f"{what} {attempt + 1} times; the study stopped") from None
             self.log(f"  {what}; submitted again ({attempt + 1} of at most {self.max_retries})")
             return None
+        except ray.exceptions.RayError as err:  # unschedulable, its environment not set up, Ray's own failure
+            lines = str(err).strip().splitlines() or [""]
+            raise ClusterError(f"the Ray cluster failed {tag[0]}, seed {tag[1]}: {type(err).__name__}: "
+                               f"{lines[-1][:300]}") from None  # fmt: skip
 
 
 def _check_address_form(address: object) -> None:
     """BackendError unless ``address`` reads HOST:PORT, with a port from 1 to 65535."""
     host, _, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise BackendError("address", address, "auto, or HOST:PORT of a Ray cluster's head (e.g. 10.0.0.5:6379)")
+    if not host or "://" in host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BackendError("address", address, "auto, or HOST:PORT of a Ray cluster's head, with the port its "
+                           "head printed on starting (e.g. 10.0.0.5:6379; not a ray:// client address)")
 
