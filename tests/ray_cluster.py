@@ -10,8 +10,9 @@ made, the test runs it without one). In it:
    droplab task (``ray::_task``): the job must be retried and the study complete;
 4. a longer study into ``WORK/stopped``, SIGINT to the driver once a run is stored, then the same
    command again (it resumes), and the same study into ``WORK/whole`` in one go;
-5. ``droplab compare`` on the cluster (``--address auto``) and here, and an address where no
-   cluster listens, timed;
+5. ``droplab compare`` on the cluster (``--address auto``) and here; more CPUs per run than a node
+   has; whether connecting keeps the driver's signal handlers; an address where no cluster
+   listens, timed;
 6. ``ray stop``, and the processes of the cluster still alive afterwards.
 
 It writes ``WORK/observed.json``: each command's exit status, output and time, and what was killed.
@@ -35,6 +36,18 @@ CLI = [sys.executable, "-m", "droplab"]
 # Ray 2.60 authenticates its nodes with a token: every process of the cluster is given this one.
 ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "token",
        "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+
+
+# Whether connecting leaves this process's SIGINT/SIGTERM handlers as they were (ray.init sets its own).
+HANDLERS = """
+import signal, sys
+from droplab.studies.ray_backend import RayBackend
+signal.signal(signal.SIGTERM, mine := lambda *a: None)
+backend = RayBackend(sys.argv[1], log=lambda line: None)
+backend.connect()
+print("kept" if signal.getsignal(signal.SIGTERM) is mine else f"replaced by {signal.getsignal(signal.SIGTERM)}")
+backend.close()
+"""
 
 
 def free_port() -> int:
@@ -116,6 +129,8 @@ def main(work: Path, data: str) -> None:
         observed["compare"] = run([*compare, "--backend", "ray", "--address", "auto", "--out",
                                    str(work / "compare-ray")])  # fmt: skip
         observed["compare local"] = run([*compare, "--threads", "1", "--out", str(work / "compare-local")])
+        observed["too many cpus"] = run([*headline, *ray_opts, "--cpus-per-run", "2", "--out", str(work / "big")])
+        observed["handlers"] = run([sys.executable, "-c", HANDLERS, f"127.0.0.1:{port}"])
         observed["unreachable"] = run([*headline, "--backend", "ray", "--address", f"127.0.0.1:{free_port()}",
                                        "--out", str(work / "nowhere")])  # fmt: skip
     finally:

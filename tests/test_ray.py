@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 try:
-    import ray  # noqa: F401
+    import ray
 except Exception as err:  # not installed, or broken
     if os.environ.get("DROPLAB_REQUIRE_RAY"):  # set by .ci/run: there Ray is installed, so this is a defect
         raise
@@ -153,3 +153,30 @@ def test_compare_runs_on_the_cluster_with_the_local_numbers(cluster):
         assert {k: v for k, v in on_ray[model].items() if k not in TIMING} == \
                {k: v for k, v in local[model].items() if k not in TIMING}  # fmt: skip
     assert stored(work / "compare-ray") == stored(work / "compare-local")
+
+
+def test_more_cpus_per_run_than_any_node_has_is_refused_before_any_write(cluster):
+    work, seen = cluster
+    big = seen["too many cpus"]
+    assert big["code"] == 2 and "Traceback" not in big["err"], big["err"]
+    assert "--cpus-per-run 2: invalid, expected at most 1, the CPUs of the cluster's largest node" in big["err"]
+    assert not (work / "big").exists()
+
+
+def test_connecting_keeps_the_drivers_signal_handlers(cluster):
+    _, seen = cluster
+    assert seen["handlers"]["code"] == 0, seen["handlers"]["err"]
+    assert seen["handlers"]["out"].strip().splitlines()[-1] == "kept"
+
+
+def test_a_node_with_fewer_cores_than_a_run_asks_for_refuses_it(monkeypatch):
+    from droplab.studies import ray_backend
+
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: type("C", (), {"get_node_id": lambda self: "ab" * 20})())
+    monkeypatch.setattr(ray_backend, "usable_cores", lambda: 2)
+    ray_backend._check_node({"train": {"threads": 2}}, "fp32")  # fits
+    with pytest.raises(ray_backend.ClusterError, match="has 2 usable core.s., fewer than the 3 threads a run asks"):
+        ray_backend._check_node({"train": {"threads": 3}}, "fp32")
+    monkeypatch.setattr(ray_backend, "resolve_precision", lambda asked: ("fp32", "no bf16 here"))
+    with pytest.raises(ray_backend.ClusterError, match="computes in fp32 where the driver's machine computes in bf16"):
+        ray_backend._check_node({"train": {"threads": 1, "precision": "bf16"}}, "bf16")
