@@ -9,7 +9,8 @@ made, the test runs it without one). In it:
 3. the same into ``WORK/killed``, while a watcher SIGKILLs the first Ray worker it sees running a
    droplab task (``ray::_task``): the job must be retried and the study complete;
 4. a longer study into ``WORK/stopped``, SIGINT to the driver once a run is stored, then the same
-   command again (it resumes), and the same study into ``WORK/whole`` in one go;
+   command again (it resumes); the same with SIGKILL to the driver, into ``WORK/killed-driver``;
+   and the same study into ``WORK/whole`` in one go;
 5. ``droplab compare`` on the cluster (``--address auto``) and here; more CPUs per run than a node
    has; whether connecting keeps the driver's signal handlers; an address where no cluster
    listens, timed;
@@ -124,6 +125,9 @@ def main(work: Path, data: str) -> None:
         longer = [*CLI, "study", "long-training", "--quick", "--seeds", "2", "--epochs", "12", *common, *ray_opts]
         observed["stopped"] = stop_once([*longer, "--out", str(work / "stopped")], work / "stopped" / "runs")
         observed["resumed"] = run([*longer, "--out", str(work / "stopped")])
+        observed["driver killed"] = stop_once([*longer, "--out", str(work / "killed-driver")],
+                                              work / "killed-driver" / "runs", signal.SIGKILL)  # fmt: skip
+        observed["driver killed, resumed"] = run([*longer, "--out", str(work / "killed-driver")])
         observed["whole"] = run([*longer, "--out", str(work / "whole")])
         compare = [*CLI, "compare", "--seeds", "1", "--epochs", "1", *common]
         observed["compare"] = run([*compare, "--backend", "ray", "--address", "auto", "--out",
@@ -140,14 +144,14 @@ def main(work: Path, data: str) -> None:
         (work / "observed.json").write_text(json.dumps(observed, indent=1))
 
 
-def stop_once(cmd: list[str], runs: Path) -> dict:
-    """Start ``cmd``, SIGINT it once a run is stored (a longer one is then under way), wait for it."""
+def stop_once(cmd: list[str], runs: Path, sig: int = signal.SIGINT) -> dict:
+    """Start ``cmd``, send it ``sig`` once a run is stored (a longer one is then under way), wait for it."""
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     while not list(runs.glob("*.json")) and proc.poll() is None and time.monotonic() - start < 240:
         time.sleep(0.01)
     stored = len(list(runs.glob("*.json")))
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     return {"code": proc.returncode, "out": out, "err": err, "seconds": time.monotonic() - start,
             "stored before": stored, "stored after": len(list(runs.glob("*.json")))}  # fmt: skip

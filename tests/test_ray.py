@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -180,3 +181,13 @@ def test_a_node_with_fewer_cores_than_a_run_asks_for_refuses_it(monkeypatch):
     monkeypatch.setattr(ray_backend, "resolve_precision", lambda asked: ("fp32", "no bf16 here"))
     with pytest.raises(ray_backend.ClusterError, match="computes in fp32 where the driver's machine computes in bf16"):
         ray_backend._check_node({"train": {"threads": 1, "precision": "bf16"}}, "bf16")
+
+
+def test_a_driver_killed_outright_resumes_from_the_store_with_the_same_results(cluster):
+    work, seen = cluster
+    killed, resumed = seen["driver killed"], seen["driver killed, resumed"]
+    assert killed["code"] == -9 and killed["stored before"] >= 1
+    assert resumed["code"] == 0, resumed["err"]
+    first = re.search(r"\((\d+) already in ", resumed["out"])  # the first stage's line: what the store held
+    assert first and int(first.group(1)) >= killed["stored before"]
+    assert stored(work / "killed-driver") == stored(work / "whole")

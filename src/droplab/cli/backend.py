@@ -18,7 +18,7 @@ def add_backend_options(parser: argparse.ArgumentParser, retired_jobs: bool = Fa
                         help="where the runs train: local (default), this process with all of torch's threads; "
                              "ray, as tasks on a Ray cluster (pip install 'droplab[ray]'): the one at --address, "
                              "or a local one started for the command. The results are the same, bit for bit, for "
-                             "the same threads per run")  # fmt: skip
+                             "the same threads per run on machines of the same CPU kind and versions")  # fmt: skip
     parser.add_argument("--address", default=None, metavar="auto|HOST:PORT",
                         help="with --backend ray: the cluster's head (auto: the one `ray start --head` started on "
                              "this machine; default: start a local cluster of this machine's cores)")  # fmt: skip

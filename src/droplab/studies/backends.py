@@ -126,7 +126,8 @@ def run_here(todo, data, partial: Path, stop: StopRequest, store_result, tally: 
 
 class Local:
     """This process, one job at a time, with ``threads`` torch threads (None: torch's, capped at
-    the usable cores): on a 2-core machine the fastest way to train a study's runs. A job
+    the usable cores): on a 2-core machine the fastest way to train short runs (2 epochs; for
+    5-epoch runs a local Ray cluster's 2 workers were faster: ``benchmarks/study_scaling.py``). A job
     checkpoints to the store's ``partial/`` as it goes, so a stopped study goes on from there.
 
     Raises:
