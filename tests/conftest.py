@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import signal
 import struct
 from pathlib import Path
 
@@ -88,3 +89,12 @@ def quick_study(tmp_path_factory: pytest.TempPathFactory):
 
     get.data, get.store = data, root / "runs"
     return get
+
+
+@pytest.fixture
+def own_handlers():
+    """Whatever a test leaves installed, this process gets its SIGINT/SIGTERM handlers back."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)

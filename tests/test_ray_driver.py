@@ -160,14 +160,6 @@ def test_a_stop_cancels_the_runs_under_way_and_keeps_the_finished(own_handlers):
     assert stored == [("v", 0), ("v", 1)] and fake.cancelled == [(2, 0)] and tally.running == 0
 
 
-@pytest.fixture
-def own_handlers():
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for s, handler in saved.items():
-        signal.signal(s, handler)
-
-
 def test_one_progress_bar_shows_finished_running_retried_and_an_eta_on_a_terminal_only():
     import io
 

@@ -164,15 +164,6 @@ def test_one_process_stops_at_a_safe_point_however_signalled(setup):
 # --- the stop request itself, in this process -------------------------------------------------
 
 
-@pytest.fixture
-def own_handlers():
-    """Whatever a test leaves installed, this process gets its SIGINT/SIGTERM handlers back."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for s, handler in saved.items():
-        signal.signal(s, handler)
-
-
 def test_a_second_signal_stops_a_single_process_at_once_and_later_ones_are_ignored(own_handlers):
     from droplab.interrupt import Interrupted, StopRequest
 
