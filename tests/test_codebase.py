@@ -223,7 +223,7 @@ LAYERS = [
     ("training", {"train", "ensemble", "recipes"}),
     ("models", {"models"}),
     ("layers", {"nn", "noise", "weights"}),
-    ("math", {"functional", "fused"}),
+    ("math", {"functional", "structured", "fused"}),
     ("foundations", {"report", "studyfile", "stats", "plots", "progress", "interrupt", "threads", "memory",
                      "checkpoint", "rundir", "atomic", "data"}),
     ("kernels", {"kernels"}),

@@ -211,6 +211,7 @@ def dropout(
     training: bool = True,
     inplace: bool = False,
     generator: torch.Generator | None = None,
+    broadcast_dims: tuple[int, ...] = (),
 ) -> Tensor:
     r"""Inverted dropout, fast: the entry point the layers, models and training use.
 
@@ -230,6 +231,8 @@ def dropout(
         training: apply dropout if ``True``; otherwise return ``x`` unchanged.
         inplace: write the result into ``x``.
         generator: a ``torch.Generator`` to draw the seed from.
+        broadcast_dims: dimensions along which one keep decision is shared (Flax's meaning; e.g.
+            ``(2, 3)`` on ``(N, C, H, W)`` drops whole channels): :mod:`droplab.structured`.
 
     Returns:
         A contiguous tensor of the shape and dtype of ``x`` (``x`` itself when ``training`` is
@@ -254,6 +257,10 @@ def dropout(
         >>> torch.equal(x.grad, y.detach())  # the gradient: the same mask and scale
         True
     """
+    if broadcast_dims:
+        from .structured import structured_dropout
+
+        return structured_dropout(x, p, broadcast_dims, training, inplace, generator)
     check_dropout_args(x, p)
     if not training or p == 0.0:
         return x
@@ -280,3 +287,17 @@ def check_impl(impl: str) -> str:
     if impl not in IMPLEMENTATIONS:
         raise ValueError(f"dropout impl must be one of {', '.join(IMPLEMENTATIONS)}; got {impl!r}")
     return impl
+
+
+# Structured dropout (one keep decision shared along dimensions) lives in its own module, which
+# builds on the kernel above; its functions are part of this one's interface, found on first use.
+_STRUCTURED = ("keep_mask", "structured_dropout", "dropout1d", "dropout2d", "dropout3d", "drop_path")
+__all__ += _STRUCTURED
+
+
+def __getattr__(name: str):
+    if name in _STRUCTURED:
+        from . import structured
+
+        return getattr(structured, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

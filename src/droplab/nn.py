@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from . import functional as F
 
-__all__ = ["Dropout"]
+__all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "DropPath"]
 
 
 class _NoiseLayer(nn.Module):
@@ -61,6 +61,8 @@ class Dropout(_NoiseLayer):
         impl: ``"fast"`` (:func:`droplab.functional.dropout`, the counter-based kernel whose
             mask is regenerated in backward, not stored) or ``"reference"``
             (:func:`droplab.functional.dropout_reference`, the lecture's code). Default: ``"fast"``.
+        broadcast_dims: dimensions along which one keep decision is shared (Flax's meaning;
+            :mod:`droplab.structured`); ``"fast"`` only. Default: none.
 
     Shape:
         - Input: :math:`(*)`, any shape, a floating dtype.
@@ -86,16 +88,92 @@ class Dropout(_NoiseLayer):
 
     _shown = ("p", "inplace")
 
-    def __init__(self, p: float = 0.5, inplace: bool = False, impl: str = "fast") -> None:
+    def __init__(self, p: float = 0.5, inplace: bool = False, impl: str = "fast",
+                 broadcast_dims: tuple[int, ...] = ()) -> None:  # fmt: skip
         super().__init__(p)
         self.inplace = inplace
         self.impl = F.check_impl(impl)
+        self.broadcast_dims = tuple(broadcast_dims)
+        if self.broadcast_dims and impl != "fast":
+            raise ValueError(f"broadcast_dims {self.broadcast_dims} needs impl 'fast' (the counter-based mask), "
+                             f"not {impl!r}")  # fmt: skip
 
     def forward(self, x: Tensor) -> Tensor:
         if self.impl == "reference":
             out = F.dropout_reference(x, self.p, training=self.training)
             return x.copy_(out) if self.inplace and out is not x else out
-        return F.dropout(x, self.p, training=self.training, inplace=self.inplace)
+        return F.dropout(x, self.p, training=self.training, inplace=self.inplace, broadcast_dims=self.broadcast_dims)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + (f", impl={self.impl!r}" if self.impl != "fast" else "")  # torch's when fast
+        extra = f", impl={self.impl!r}" if self.impl != "fast" else ""  # torch's repr when fast
+        return super().extra_repr() + extra + (f", broadcast_dims={self.broadcast_dims}" if self.broadcast_dims else "")
+
+
+class _ChannelDropout(_NoiseLayer):
+    """Base of :class:`Dropout1d`, :class:`Dropout2d` and :class:`Dropout3d`."""
+
+    _shown = ("p", "inplace")
+
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
+        super().__init__(p)
+        self.inplace = inplace
+
+
+class Dropout1d(_ChannelDropout):
+    r"""Channel dropout, a drop-in for :class:`torch.nn.Dropout1d`: each channel of an
+    ``(N, C, L)`` or ``(C, L)`` input is zeroed whole with probability :math:`p`, the others
+    scaled by :math:`1/(1-p)`; droplab's counter-based mask, one bit per (sample, channel),
+    nothing saved for backward (:func:`droplab.functional.dropout1d`).
+
+    Examples::
+
+        >>> import torch
+        >>> from droplab.nn import Dropout1d
+        >>> _ = torch.manual_seed(0)
+        >>> Dropout1d(0.5)(torch.ones(1, 3, 4))  # whole channels kept (x 2) or zeroed
+        tensor([[[0., 0., 0., 0.],
+                 [0., 0., 0., 0.],
+                 [2., 2., 2., 2.]]])
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout1d(x, self.p, self.training, self.inplace)
+
+
+class Dropout2d(_ChannelDropout):
+    r"""Channel dropout on ``(N, C, H, W)``, a drop-in for :class:`torch.nn.Dropout2d` (its
+    warnings and its legacy reading of 3-D inputs included): :func:`droplab.functional.dropout2d`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout2d(x, self.p, self.training, self.inplace)
+
+
+class Dropout3d(_ChannelDropout):
+    r"""Channel dropout on ``(N, C, D, H, W)`` or ``(C, D, H, W)``, a drop-in for
+    :class:`torch.nn.Dropout3d`: :func:`droplab.functional.dropout3d`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout3d(x, self.p, self.training, self.inplace)
+
+
+class DropPath(_NoiseLayer):
+    r"""Stochastic depth on a residual branch, as timm's ``DropPath``: in training, each sample
+    (index of dim 0) is dropped whole with probability :math:`p` and the others scaled by
+    :math:`1/(1-p)` (unless ``scale_by_keep`` is false); the identity in eval.
+    :func:`droplab.functional.drop_path`.
+
+    Examples::
+
+        >>> from droplab.nn import DropPath
+        >>> DropPath(0.1)
+        DropPath(p=0.1, scale_by_keep=True)
+    """
+
+    _shown = ("p", "scale_by_keep")
+
+    def __init__(self, p: float = 0.0, scale_by_keep: bool = True) -> None:
+        super().__init__(p)
+        self.scale_by_keep = scale_by_keep
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.drop_path(x, self.p, self.training, scale_by_keep=self.scale_by_keep)
