@@ -20,6 +20,9 @@ from numbers import Real
 
 import torch
 from torch import Tensor
+from torch.autograd import forward_ad
+
+_INTEGERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 __all__ = [
     "check_probability",
@@ -35,7 +38,10 @@ __all__ = [
 
 
 def check_probability(p: float) -> float:
-    """Return ``p`` as a float if it is a real number in [0, 1]; raise otherwise."""
+    """Return ``p`` as a float if it is a real number in [0, 1] (a 0-dim real tensor too, as torch
+    takes it); raise otherwise."""
+    if isinstance(p, Tensor) and p.dim() == 0 and (p.is_floating_point() or p.dtype in _INTEGERS):
+        p = p.item()
     if isinstance(p, bool) or not isinstance(p, Real):
         raise TypeError(f"dropout probability p must be a real number in [0, 1], got {p!r}")
     if math.isnan(p) or not 0.0 <= p <= 1.0:
@@ -119,7 +125,9 @@ def _kernel(x: Tensor, p: float, seed: int) -> Tensor:
     """Dropout of ``x`` with the counter-based mask of ``seed``; ``0 < p < 1``. No autograd."""
     global _cpu_kernels
     src = x.detach() if x.requires_grad else x
-    src = src if src.is_contiguous() else src.contiguous()
+    if not src.is_contiguous():  # the mask follows the logical (row-major) index; the result, x's layout
+        out = torch.empty_like(src)
+        return out.copy_(_kernel(src.contiguous(), p, seed))
     if not src.is_cpu:
         if src.is_cuda:
             from .kernels import cuda
@@ -153,6 +161,11 @@ class _SeededDropout(torch.autograd.Function):
         return _kernel(x, p, seed)
 
     @staticmethod
+    def jvp(ctx, tangent: Tensor, *_) -> Tensor:
+        # forward-mode AD: the tangent goes through the same linear map
+        return _kernel(tangent, ctx.p, ctx.seed)
+
+    @staticmethod
     def backward(ctx, grad: Tensor):
         # dropout is linear in x: the gradient is the same mask and scale applied to grad.
         # With create_graph (double backward) apply the Function again, so it is differentiable.
@@ -180,7 +193,7 @@ def seeded_dropout_op(x: Tensor, p: float, seed: Tensor) -> Tensor:
 
 @seeded_dropout_op.register_fake
 def _(x: Tensor, p: float, seed: Tensor) -> Tensor:
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    return x.new_empty(x.shape) if x.is_contiguous() else torch.empty_like(x)  # the layout _kernel returns
 
 
 def _op_setup_context(ctx, inputs, output) -> None:
@@ -194,6 +207,11 @@ def _op_backward(ctx, grad: Tensor):
 
 
 seeded_dropout_op.register_autograd(_op_backward, setup_context=_op_setup_context)
+
+
+def _has_tangent(x: Tensor) -> bool:
+    """Whether ``x`` is a dual tensor of forward-mode AD (``torch.autograd.forward_ad``)."""
+    return forward_ad._current_level >= 0 and forward_ad.unpack_dual(x).tangent is not None
 
 
 def _refuse_functorch(x: Tensor) -> None:
@@ -261,18 +279,21 @@ def dropout(
         from .structured import structured_dropout
 
         return structured_dropout(x, p, broadcast_dims, training, inplace, generator)
-    check_dropout_args(x, p)
-    if not training or p == 0.0:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"dropout expects a torch.Tensor as input, got {type(x).__name__}")
+    p = check_probability(p)
+    if not training or p == 0.0:  # as torch: the input, whatever its dtype
         return x
+    check_dropout_args(x, p)
     if p == 1.0:
-        out = torch.where(torch.zeros_like(x, dtype=torch.bool), x, 0.0)
+        out = x * 0.0  # as torch: NaN and inf give NaN
     elif torch.compiler.is_compiling():
         seed = torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, generator=generator)
         out = seeded_dropout_op(x, float(p), seed)
     else:
         _refuse_functorch(x)
         seed = draw_seed(generator)
-        if x.requires_grad and torch.is_grad_enabled():
+        if (x.requires_grad and torch.is_grad_enabled()) or _has_tangent(x):
             out = _SeededDropout.apply(x, float(p), seed)
         else:  # nothing to differentiate: skip the autograd.Function's few microseconds
             out = _kernel(x, float(p), seed)

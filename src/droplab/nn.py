@@ -38,8 +38,9 @@ class _NoiseLayer(nn.Module):
         return ", ".join(f"{name}={getattr(self, name)!r}" for name in self._shown)
 
 
-class Dropout(_NoiseLayer):
-    r"""Inverted dropout; a drop-in for :class:`torch.nn.Dropout`.
+class Dropout(nn.Dropout):
+    r"""Inverted dropout; a drop-in for :class:`torch.nn.Dropout`, and an instance of it (code
+    that finds dropout layers by ``isinstance`` finds this one).
 
     While training, each element of the input is zeroed with probability :math:`p`, and the
     ones kept are scaled by :math:`1/(1-p)`:
@@ -86,12 +87,10 @@ class Dropout(_NoiseLayer):
         Dropout(p=0.5, inplace=False, impl='reference')
     """
 
-    _shown = ("p", "inplace")
-
     def __init__(self, p: float = 0.5, inplace: bool = False, impl: str = "fast",
                  broadcast_dims: tuple[int, ...] = ()) -> None:  # fmt: skip
-        super().__init__(p)
-        self.inplace = inplace
+        F.check_probability(p)  # a p of another type than a real number: TypeError naming it
+        super().__init__(p, inplace)  # keeps p as given, as torch's repr shows it
         self.impl = F.check_impl(impl)
         self.broadcast_dims = tuple(broadcast_dims)
         if self.broadcast_dims and impl != "fast":
@@ -109,17 +108,13 @@ class Dropout(_NoiseLayer):
         return super().extra_repr() + extra + (f", broadcast_dims={self.broadcast_dims}" if self.broadcast_dims else "")
 
 
-class _ChannelDropout(_NoiseLayer):
-    """Base of :class:`Dropout1d`, :class:`Dropout2d` and :class:`Dropout3d`."""
-
-    _shown = ("p", "inplace")
-
-    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
-        super().__init__(p)
-        self.inplace = inplace
+def _checked(p: float) -> float:
+    """``p`` as given, once :func:`droplab.functional.check_probability` accepts it."""
+    F.check_probability(p)
+    return p
 
 
-class Dropout1d(_ChannelDropout):
+class Dropout1d(nn.Dropout1d):
     r"""Channel dropout, a drop-in for :class:`torch.nn.Dropout1d`: each channel of an
     ``(N, C, L)`` or ``(C, L)`` input is zeroed whole with probability :math:`p`, the others
     scaled by :math:`1/(1-p)`; droplab's counter-based mask, one bit per (sample, channel),
@@ -136,21 +131,30 @@ class Dropout1d(_ChannelDropout):
                  [2., 2., 2., 2.]]])
     """
 
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
+        super().__init__(_checked(p), inplace)
+
     def forward(self, x: Tensor) -> Tensor:
         return F.dropout1d(x, self.p, self.training, self.inplace)
 
 
-class Dropout2d(_ChannelDropout):
+class Dropout2d(nn.Dropout2d):
     r"""Channel dropout on ``(N, C, H, W)``, a drop-in for :class:`torch.nn.Dropout2d` (its
     warnings and its legacy reading of 3-D inputs included): :func:`droplab.functional.dropout2d`."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
+        super().__init__(_checked(p), inplace)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.dropout2d(x, self.p, self.training, self.inplace)
 
 
-class Dropout3d(_ChannelDropout):
+class Dropout3d(nn.Dropout3d):
     r"""Channel dropout on ``(N, C, D, H, W)`` or ``(C, D, H, W)``, a drop-in for
     :class:`torch.nn.Dropout3d`: :func:`droplab.functional.dropout3d`."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
+        super().__init__(_checked(p), inplace)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.dropout3d(x, self.p, self.training, self.inplace)

@@ -83,6 +83,11 @@ class _StructuredDropout(torch.autograd.Function):
         return out / (1.0 - p) if scale else out
 
     @staticmethod
+    def jvp(ctx, tangent: Tensor, *_) -> Tensor:  # forward-mode AD: the same linear map
+        out = tangent * _scaled(ctx.reduced, ctx.p, ctx.seed, tangent)
+        return out / (1.0 - ctx.p) if ctx.scale else out
+
+    @staticmethod
     def backward(ctx, grad: Tensor):
         if torch.is_grad_enabled():  # double backward: the same linear map, differentiable
             return _StructuredDropout.apply(grad, ctx.p, ctx.seed, ctx.reduced, ctx.scale), None, None, None, None
@@ -95,10 +100,13 @@ def structured_dropout(x: Tensor, p: float, broadcast_dims: Sequence[int], train
                        scale: bool = True) -> Tensor:  # fmt: skip
     """Dropout of ``x`` with one keep decision shared along ``broadcast_dims`` (see the module's doc);
     ``scale=False`` keeps the survivors as they are (timm's ``scale_by_keep=False``)."""
-    F.check_dropout_args(x, p)
+    if not isinstance(x, Tensor):
+        raise TypeError(f"dropout expects a torch.Tensor as input, got {type(x).__name__}")
+    p = F.check_probability(p)
     reduced = _reduced(x.shape, broadcast_dims)
-    if not training or p == 0.0:
+    if not training or p == 0.0:  # as torch: the input, whatever its dtype
         return x
+    F.check_dropout_args(x, p)
     if p == 1.0:
         out = x * 0.0
     else:
