@@ -222,7 +222,7 @@ LAYERS = [
     ("experiments", {"studies", "compare", "verdicts"}),
     ("training", {"train", "ensemble", "recipes"}),
     ("models", {"models"}),
-    ("layers", {"nn", "noise", "weights"}),
+    ("layers", {"nn", "noise", "weights", "swap"}),
     ("math", {"functional", "structured", "fused"}),
     ("foundations", {"report", "studyfile", "stats", "plots", "progress", "interrupt", "threads", "memory",
                      "checkpoint", "rundir", "atomic", "data"}),

@@ -1,0 +1,121 @@
+"""``droplab.swap_dropout`` on a real model, ``torch.nn.TransformerEncoder``: what it replaces and
+reports, eval outputs unchanged, train outputs reproducible for a seed, and gradients equal to the
+reference composition ``x * mask / (1 - p)`` with the same masks."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from droplab import SwapReport, swap_dropout
+from droplab import nn as dnn
+from droplab.functional import draw_seed, keep_mask
+
+
+def encoder(attention_dropout: bool = True) -> nn.TransformerEncoder:
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(d_model=32, nhead=4, dim_feedforward=64, dropout=0.1, batch_first=True)
+    model = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+    if not attention_dropout:
+        for m in model.modules():
+            if isinstance(m, nn.MultiheadAttention):
+                m.dropout = 0.0
+    return model
+
+
+def test_it_replaces_every_dropout_layer_and_names_what_it_cannot_reach():
+    model = encoder()
+    report = swap_dropout(model)
+    assert isinstance(report, SwapReport) and len(report.replaced) == 6  # dropout, dropout1, dropout2 per layer
+    assert sorted(report.replaced)[:3] == ["layers.0.dropout", "layers.0.dropout1", "layers.0.dropout2"]
+    assert [name for name, _ in report.unreachable] == ["layers.0.self_attn", "layers.1.self_attn"]
+    assert all("inside its forward" in why for _, why in report.unreachable)
+    kinds = {type(m) for m in model.modules() if isinstance(m, nn.Dropout)}
+    assert kinds == {dnn.Dropout} and all(m.p == 0.1 for m in model.modules() if isinstance(m, nn.Dropout))
+    assert swap_dropout(model).replaced == []  # nothing left to replace
+
+
+def test_eval_outputs_are_identical_and_reverse_restores_torchs_layers():
+    model, x = encoder(), torch.randn(3, 7, 32)
+    before = model.eval()(x)
+    original = repr(model)
+    swap_dropout(model)
+    assert torch.equal(model(x), before) and not model.training
+    assert all(not m.training for m in model.modules())  # the mode kept
+    report = swap_dropout(model, reverse=True)
+    assert len(report.replaced) == 6 and repr(model) == original and torch.equal(model(x), before)
+
+
+def test_train_outputs_are_reproducible_for_a_seed():
+    model, x = encoder(attention_dropout=False), torch.randn(3, 7, 32)
+    swap_dropout(model)
+    model.train()
+    torch.manual_seed(5)
+    a = model(x)
+    torch.manual_seed(5)
+    b = model(x)
+    torch.manual_seed(6)
+    c = model(x)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+class ReferenceDropout(nn.Module):
+    """The lecture's composition, ``x * mask / (1 - p)``, with the mask droplab's layer would draw
+    (the same seed from the same generator): autograd differentiates it, no kernel involved."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        return x * keep_mask(draw_seed(), x.shape, self.p).to(x.dtype) / (1 - self.p)
+
+
+def test_gradients_equal_the_reference_composition_with_the_same_masks():
+    model, x = encoder(attention_dropout=False), torch.randn(3, 7, 32)
+    swap_dropout(model)
+    reference = copy.deepcopy(model)
+    for module in list(reference.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, dnn.Dropout):
+                setattr(module, name, ReferenceDropout(child.p))
+    outs, grads = [], []
+    for m in (model.train(), reference.train()):
+        torch.manual_seed(9)
+        out = m(x)
+        out.square().mean().backward()
+        outs.append(out)
+        grads.append([p.grad for p in m.parameters()])
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-6, atol=1e-6)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_report_names_functional_dropout_and_layers_without_a_droplab_version():
+    class Functional(nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.dropout(x, 0.2, self.training)
+
+    class Mine(nn.Dropout):
+        def forward(self, x):
+            return x
+
+    model = nn.Sequential(Functional(), nn.AlphaDropout(0.1), Mine(0.3), nn.Dropout2d(0.2))
+    report = swap_dropout(model)
+    assert report.replaced == ["3"] and type(model[3]) is dnn.Dropout2d
+    reasons = dict(report.unreachable)
+    assert "calls dropout as a function" in reasons["0"]
+    assert "no counter-based version" in reasons["1"] and "own forward" in reasons["2"]
+    assert str(report).startswith("1 dropout layer(s) replaced\nnot reached: 0: Functional.forward")
+
+
+@pytest.mark.parametrize("kwargs", [{"broadcast_dims": (1,)}, {"impl": "reference"}])
+def test_reverse_leaves_layers_torch_has_no_equivalent_of(kwargs):
+    model = nn.Sequential(dnn.Dropout(0.5, **kwargs))
+    report = swap_dropout(model, reverse=True)
+    assert report.replaced == [] and "no torch equivalent" in report.unreachable[0][1]
