@@ -119,3 +119,76 @@ def test_reverse_leaves_layers_torch_has_no_equivalent_of(kwargs):
     model = nn.Sequential(dnn.Dropout(0.5, **kwargs))
     report = swap_dropout(model, reverse=True)
     assert report.replaced == [] and "no torch equivalent" in report.unreachable[0][1]
+
+
+# --- MC dropout for any model --------------------------------------------------------------------
+
+
+def _bn_model() -> nn.Module:
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), dnn.Dropout(0.3), nn.Linear(16, 16),
+                         nn.Dropout(0.2), nn.Linear(16, 4))  # fmt: skip
+
+
+def test_mc_predict_turns_on_dropout_only_and_restores_every_modules_mode():
+    from droplab import mc_predict
+
+    model, x = _bn_model(), torch.randn(64, 6)
+    model.train()
+    model[1].eval()  # a mixed state, to be restored as it was
+    stats = model[1].running_mean.clone()
+    modes = [m.training for m in model.modules()]
+    probs = mc_predict(model, x, samples=8, seed=3)
+    assert torch.equal(model[1].running_mean, stats)  # batch norm stayed in eval: its statistics untouched
+    assert [m.training for m in model.modules()] == modes
+    assert probs.shape == (64, 4) and torch.allclose(probs.sum(1), torch.ones(64))
+    eval_probs = torch.softmax(model.eval()(x), 1)
+    assert not torch.allclose(probs, eval_probs)  # the dropout layers drew masks
+    no_dropout = nn.Sequential(*[m for m in _bn_model() if not isinstance(m, nn.Dropout)]).eval()
+    assert torch.allclose(mc_predict(no_dropout, x, samples=3), torch.softmax(no_dropout(x), 1))
+
+
+def test_mc_predict_is_replayable_and_leaves_the_callers_random_state():
+    from droplab import mc_predict
+
+    model, x = _bn_model().eval(), torch.randn(16, 6)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = mc_predict(model, x, samples=5, seed=7)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(a, mc_predict(model, x, samples=5, seed=7)) and not torch.equal(a, mc_predict(model, x, 5, 8))
+    with pytest.raises(ValueError, match="samples = 0 is invalid: expected an integer >= 1"):
+        mc_predict(model, x, samples=0)
+
+
+def test_mc_predict_on_a_swapped_transformer_reaches_attention_dropout_too_and_feeds_calibration():
+    from droplab import mc_predict
+    from droplab.ensemble import expected_calibration_error, reliability
+
+    model, x = encoder(), torch.randn(4, 5, 32)
+    swap_dropout(model)
+    head = nn.Sequential(model, nn.Flatten(1), nn.Linear(5 * 32, 3)).eval()
+    probs = mc_predict(head, x, samples=4, seed=0)
+    attention = [m for m in model.modules() if isinstance(m, nn.MultiheadAttention)]
+    assert all(not m.training for m in head.modules())  # all back in eval
+    for m in model.modules():  # with only the attention's dropout left, MC still differs from eval
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+    assert attention and not torch.allclose(mc_predict(head, x, 4), torch.softmax(head(x), 1))
+    y = torch.tensor([0, 1, 2, 0])
+    assert 0.0 <= expected_calibration_error(probs, y) <= 1.0 and reliability(probs, y, bins=5)
+
+
+def test_mc_predict_warns_when_the_passes_do_not_vary_although_the_model_has_dropout():
+    from droplab import mc_predict
+
+    class Unused(nn.Module):  # a dropout layer its forward never calls
+        def __init__(self):
+            super().__init__()
+            self.linear, self.dropout = nn.Linear(3, 2), nn.Dropout(0.5)
+
+        def forward(self, x):
+            return self.linear(x)
+
+    with pytest.warns(UserWarning, match="all 4 passes gave the same probabilities"):
+        mc_predict(Unused(), torch.randn(5, 3), samples=4)

@@ -8,9 +8,13 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """``droplab.swap_dropout``, imported on first use (it needs torch)."""
+    """``droplab.swap_dropout`` and ``droplab.mc_predict``, imported on first use (they need torch)."""
     if name in ("swap_dropout", "SwapReport"):
         from . import swap
 
         return getattr(swap, name)
+    if name == "mc_predict":
+        from .ensemble import mc_predict
+
+        return mc_predict
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,8 +17,10 @@ On Calibration of Modern Neural Networks
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +31,8 @@ from .models import noise_active
 __all__ = [
     "predict_scaled",
     "predict_mc",
+    "mc_predict",
+    "dropout_active",
     "accuracy_nll",
     "expected_calibration_error",
     "reliability",
@@ -72,6 +76,71 @@ def predict_mc(
             if j in ks:
                 out[j] = total / j
     return out
+
+
+# The modules whose training flag switches dropout, and nothing else, on: torch's and droplab's
+# dropout layers, droplab's noise layers, nn.MultiheadAttention (its flag gates only its dropout),
+# and torch's Transformer layers, whose flag in eval also selects a fused path without any dropout.
+_GATED = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer, nn.TransformerEncoder,
+          nn.TransformerDecoder, nn.Transformer)  # fmt: skip
+
+
+def _is_dropout(m: nn.Module) -> bool:
+    from .nn import DropPath, _NoiseLayer
+
+    return isinstance(m, (nn.modules.dropout._DropoutNd, _NoiseLayer, DropPath, *_GATED))
+
+
+@contextlib.contextmanager
+def dropout_active(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode for ``model``, but its dropout layers draw masks (:func:`_is_dropout`):
+    normalization keeps its running statistics. Every module's own mode is restored on leaving.
+    Dropout called as a function in a ``forward`` (``F.dropout(x, p, self.training)``) stays off:
+    :func:`droplab.swap_dropout`'s report names such sites."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    for m in model.modules():
+        if _is_dropout(m):
+            m.train()
+    try:
+        yield model
+    finally:
+        for m, mode in modes.items():
+            m.train(mode)
+
+
+@torch.no_grad()
+def mc_predict(model: nn.Module, x: Tensor, samples: int = 30, seed: int = 0, batch_size: int = 8192) -> Tensor:
+    r"""Monte-Carlo dropout for any model: the mean, over ``samples`` passes with the dropout
+    layers on (and everything else in eval mode: :func:`dropout_active`), of the softmax of its
+    outputs over the last dimension. Replayable: the passes draw from torch's generator seeded
+    with ``seed``, forked, so the caller's random state is untouched and the same call gives the
+    same probabilities. :func:`expected_calibration_error` and :func:`reliability` take the result.
+
+    Examples::
+
+        >>> import torch
+        >>> from droplab import mc_predict
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 3))
+        >>> x = torch.randn(5, 4)
+        >>> p = mc_predict(model, x, samples=20, seed=1)
+        >>> p.shape, torch.allclose(p.sum(1), torch.ones(5)), torch.equal(p, mc_predict(model, x, 20, seed=1))
+        (torch.Size([5, 3]), True, True)
+    """
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"samples = {samples!r} is invalid: expected an integer >= 1")
+    total, first, varied = None, None, False
+    with torch.random.fork_rng(devices=[]), dropout_active(model):
+        torch.manual_seed(seed)
+        for _ in range(samples):
+            probs = torch.cat([F.softmax(model(x[i : i + batch_size]), dim=-1) for i in range(0, len(x), batch_size)])
+            total, first = (probs, probs) if total is None else (total + probs, first)
+            varied = varied or not torch.equal(probs, first)
+    if samples > 1 and not varied and any(_is_dropout(m) and getattr(m, "p", 0) > 0 for m in model.modules()):
+        warnings.warn(f"mc_predict: all {samples} passes gave the same probabilities although the model has dropout "
+                      "layers with p > 0: its forward does not use them in this mode (a fused path, or dropout called "
+                      "as a function); the result is the deterministic prediction", stacklevel=2)  # fmt: skip
+    return total / samples
 
 
 def _num_classes(model: nn.Module, x1: Tensor) -> int:
