@@ -96,11 +96,10 @@ def compare(
             directory / "config.json",
             {"seeds": seed_list, "models": list(models), "base": base.to_dict(), "data": data.source},
         )
-        plan = {}
+        plan, threads = {}, backend.threads()
         for seed in seed_list:
             for model in models:
-                cfg = dataclasses.replace(base, model=model, seed=seed, threads=backend.threads(),
-                                          val_size=len(data.val_x))  # fmt: skip
+                cfg = dataclasses.replace(base, model=model, seed=seed, threads=threads, val_size=len(data.val_x))
                 job = {"train": cfg.to_dict(), "probes": [], "format": FORMAT, "data": data.digest}
                 plan[model, seed] = (config_key(job), job)
         store = open_store(directory / "runs")

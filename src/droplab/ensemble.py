@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .models import noise_active
+from .nn import DropPath, _NoiseLayer
 
 __all__ = [
     "predict_scaled",
@@ -86,8 +87,6 @@ _GATED = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerDecod
 
 
 def _is_dropout(m: nn.Module) -> bool:
-    from .nn import DropPath, _NoiseLayer
-
     return isinstance(m, (nn.modules.dropout._DropoutNd, _NoiseLayer, DropPath, *_GATED))
 
 

@@ -19,6 +19,13 @@ from rich.progress import (
 __all__ = ["TrainProgress", "StudyProgress"]
 
 
+def _bar(console: Console, *columns) -> Progress:
+    """A transient bar with droplab's first columns (label, bar, done/total) and ``columns``; off
+    a terminal, disabled."""
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), *columns,
+                    console=console, disable=not console.is_terminal, transient=True)  # fmt: skip
+
+
 class TrainProgress:
     """Context manager; ``batch(loss)`` after each step, ``epoch(metrics)`` after each epoch.
 
@@ -29,18 +36,8 @@ class TrainProgress:
         self.console = Console(file=sys.stderr)
         self.enabled = self.console.is_terminal
         self.epochs, self.batches, self.label, self.done = epochs, batches, label, done  # done: steps before
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=self.console,
-            disable=not self.enabled,
-            transient=True,
-        )
+        self._progress = _bar(self.console, TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(),
+                              TextColumn("ETA"), TimeRemainingColumn())  # fmt: skip
 
     def __enter__(self) -> TrainProgress:
         self._progress.__enter__()
@@ -82,16 +79,7 @@ class StudyProgress:
         self.console = console or Console(file=sys.stderr)
         self.enabled = self.console.is_terminal
         self.label, self.start = label, time.monotonic()
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[state]}"),
-            TimeElapsedColumn(),
-            console=self.console,
-            disable=not self.enabled,
-            transient=True,
-        )
+        self._progress = _bar(self.console, TextColumn("{task.fields[state]}"), TimeElapsedColumn())
 
     def __enter__(self) -> StudyProgress:
         self._progress.__enter__()

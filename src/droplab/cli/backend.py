@@ -7,7 +7,7 @@ import argparse
 
 from rich.console import Console
 
-from .errors import UsageError
+from .errors import UsageError, flag
 
 __all__ = ["add_backend_options", "backend_from_args"]
 
@@ -58,4 +58,4 @@ def backend_from_args(args: argparse.Namespace, console: Console):
     try:
         return RayBackend(args.address, 1 if cpus is None else cpus, log=say)
     except BackendError as err:
-        raise UsageError(f"--{err.field.replace('_', '-')} {err.value}: invalid, expected {err.expected}") from None
+        raise UsageError(f"{flag(err.field)} {err.value}: invalid, expected {err.expected}") from None

@@ -25,20 +25,18 @@ from __future__ import annotations
 
 import os
 import pickle
-import platform
 import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from .. import __version__
 from ..data import FashionMNIST
 from ..interrupt import Interrupted, StopRequest, StudyInterrupted
 from ..threads import use_threads
+from ..train.metrics import versions
 from . import jobs
 from .store import Recorder
 
@@ -105,8 +103,7 @@ class Tally:
 def machine_record(backend: str) -> dict:
     """Where and how a run was trained, kept beside its result (``machine``: not part of its numbers)."""
     return {"backend": backend, "host": socket.gethostname(), "pid": os.getpid(), "threads": torch.get_num_threads(),
-            "versions": {"droplab": __version__, "torch": torch.__version__, "numpy": np.__version__,
-                         "python": platform.python_version()}}  # fmt: skip
+            "versions": versions()}
 
 
 def run_here(todo, data, partial: Path, stop: StopRequest, store_result, tally: Tally | None = None) -> None:
@@ -134,7 +131,6 @@ class Local:
         BackendError: ``threads`` is not None or an integer >= 1.
     """
 
-    name = "local"
     stops_at_once = True  # a second signal stops the job under way at once (its checkpoint stays whole)
 
     def __init__(self, threads: int | None = None) -> None:

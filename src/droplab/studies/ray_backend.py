@@ -195,7 +195,6 @@ class RayBackend:
     object store, are kept between the studies run with it.
     """
 
-    name = "ray"
     stops_at_once = False  # a first signal is only recorded; run() cancels the tasks under way
 
     def __init__(self, address: str | None = None, cpus_per_run: int = 1, max_retries: int = 3,
