@@ -8,6 +8,10 @@ For 256x256, 1024x1024 and 4096x4096 float32 tensors, p = 0.5, training mode:
 - the ratios: droplab / torch, and droplab's time / ``x.mul(2.0)``'s time; for the targets
   against ``x.mul(2.0)`` also a paired measurement, the two called alternately;
 - bytes per element that autograd saves for backward (``saved_tensors_hooks``);
+- fused residual dropout, forward: ``droplab.functional.dropout_add(x, r, p)`` against
+  ``r + torch.nn.functional.dropout(x, p)``, and ``bias_dropout_add(x, b, r, p)`` against
+  ``r + F.dropout(x + b, p)`` (targets: >= 10x at 256x256 and 4096x4096), with ``r + x`` (one
+  pass over three tensors) as the memory-traffic baseline;
 - the first call's latency with a cold and with a warm kernel cache (fresh processes), for the
   CPU kernel this process uses (``DROPLAB_CPU_KERNEL``: C by default, or numba);
   ``benchmarks/kernel_start.py`` compares the two backends' start-up.
@@ -32,7 +36,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from droplab.functional import dropout, dropout_reference
+from droplab.functional import bias_dropout_add, dropout, dropout_add, dropout_reference
 from droplab.kernels import cpu
 from droplab.memory import saved_bytes
 
@@ -89,6 +93,38 @@ def paired_ratio(fn_a, fn_b, x, calls: int) -> tuple[float, float, float]:
         tb.append(t2 - t1)
     a, b = statistics.median(ta), statistics.median(tb)
     return a, b, a / b
+
+
+RESIDUAL_SIDES = {
+    "r + F.dropout(x)": lambda x, b, r: r + F.dropout(x, P, training=True),
+    "dropout_add": lambda x, b, r: dropout_add(x, r, P),
+    "r + F.dropout(x+b)": lambda x, b, r: r + F.dropout(x + b, P, training=True),
+    "bias_dropout_add": lambda x, b, r: bias_dropout_add(x, b, r, P),
+    "r + x": lambda x, b, r: r + x,
+}
+
+
+def residual_section(rounds: int, target: float) -> list[tuple[str, float, float, str]]:
+    """Forward time of the fused residual dropouts and of torch's composed expressions; the targets' rows."""
+    print(f"\nresidual dropout, forward, p={P}: G elements/s (median of {rounds} interleaved rounds)")
+    print(f"{'shape':>11s} " + " ".join(f"{n:>18s}" for n in RESIDUAL_SIDES) + f" {'add vs':>8s} {'bias vs':>8s}")
+    checks = []
+    for shape in SHAPES:
+        g = torch.Generator().manual_seed(0)
+        x, r, b = torch.randn(shape, generator=g), torch.randn(shape, generator=g), torch.randn(shape[1], generator=g)
+        times = {name: [] for name in RESIDUAL_SIDES}
+        for _ in range(rounds):
+            for name, fn in RESIDUAL_SIDES.items():
+                times[name].append(time_once(lambda t, fn=fn: fn(t, b, r), x, False, target))
+        t = {k: statistics.median(v) for k, v in times.items()}
+        add, bias = t["r + F.dropout(x)"] / t["dropout_add"], t["r + F.dropout(x+b)"] / t["bias_dropout_add"]
+        cells = " ".join(f"{x.numel() / v / 1e9:18.3f}" for v in t.values())
+        print(f"{shape[0]:>5d}x{shape[1]:<5d} {cells} {add:7.1f}x {bias:7.1f}x")
+        if shape != SHAPES[1]:
+            label = f"{shape[0]}x{shape[1]}"
+            checks += [(f"dropout_add >= 10x r + F.dropout(x) at {label}", add, 10, ">="),
+                       (f"bias_dropout_add >= 10x r + F.dropout(x + b) at {label}", bias, 10, ">=")]
+    return checks
 
 
 def saved_bytes_per_element(fn) -> float:
@@ -164,6 +200,8 @@ def main() -> None:
         paired[shape] = ratio
         print(f"  {shape[0]}x{shape[1]}: droplab {a * 1e6:.1f}  x.mul(2.0) {b * 1e6:.1f}  ratio {ratio:.2f}x")
 
+    residual_checks = residual_section(rounds, target)
+
     print("\ntargets (forward):")
     fwd = {s: results[s, False] for s in SHAPES}
     small, mid, large = (fwd[s] for s in SHAPES)
@@ -176,6 +214,7 @@ def main() -> None:
         ("droplab >= 10x torch at 4096x4096", speedup(large), 10, ">="),
         ("droplab time <= 2x x.mul(2.0) at 1024x1024 (paired)", paired[SHAPES[1]], 2, "<="),
         ("droplab time <= 2x x.mul(2.0) at 4096x4096 (paired)", paired[SHAPES[2]], 2, "<="),
+        *residual_checks,
     ]
     for text, value, bound, op in checks:
         ok = value >= bound if op == ">=" else value <= bound

@@ -313,7 +313,9 @@ def check_impl(impl: str) -> str:
 # Structured dropout (one keep decision shared along dimensions) lives in its own module, which
 # builds on the kernel above; its functions are part of this one's interface, found on first use.
 _STRUCTURED = ("keep_mask", "structured_dropout", "dropout1d", "dropout2d", "dropout3d", "drop_path")
-__all__ += _STRUCTURED
+# Dropout fused with a residual add (and a bias): its own module too.
+_RESIDUAL = ("dropout_add", "bias_dropout_add")
+__all__ += _STRUCTURED + _RESIDUAL
 
 
 def __getattr__(name: str):
@@ -321,4 +323,8 @@ def __getattr__(name: str):
         from . import structured
 
         return getattr(structured, name)
+    if name in _RESIDUAL:
+        from . import residual
+
+        return getattr(residual, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

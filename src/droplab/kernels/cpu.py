@@ -22,7 +22,8 @@ import torch
 from .counter import MASK64
 
 __all__ = ["ENV", "CHOICES", "KernelChoiceError", "requested", "PARALLEL_MIN", "backend", "native_unavailable_reason",
-           "set_threads", "all_finite", "dropout_into", "relu_dropout_", "relu_dropout_backward", "empty_like"]
+           "set_threads", "all_finite", "dropout_into", "dropout_add_into", "relu_dropout_", "relu_dropout_backward",
+           "empty_like"]
 
 ENV = "DROPLAB_CPU_KERNEL"
 CHOICES = ("auto", "native", "numba")
@@ -126,6 +127,29 @@ def dropout_into(x: torch.Tensor, out: torch.Tensor, seed: int, p: float, thread
     _check(x, out, p, "dropout_into")
     impl, n = _impl or _backend(), x.numel()
     impl.dropout(x.data_ptr(), out.data_ptr(), n, seed & MASK64, p, x.dtype, _chunks(impl, n, threads))
+
+
+def dropout_add_into(x: torch.Tensor, bias: torch.Tensor | None, residual: torch.Tensor, out: torch.Tensor,
+                     seed: int, p: float, threads: int) -> None:
+    """Write ``residual + dropout(x + bias)`` (``bias`` may be ``None``) into ``out`` (may be ``x`` or
+    ``residual``): contiguous CPU tensors of one dtype, ``x``, ``residual`` and ``out`` of one size,
+    ``bias`` a vector of the size of ``x``'s last dimension.
+
+    The same values as the composed expression with the mask of ``seed``: ``x + bias`` rounded, then
+    ``/ (1 - p)`` where kept or ``* 0`` where dropped, then ``+ residual``. ``0 < p < 1``.
+    """
+    _check(x, out, p, "dropout_add_into")
+    _check(residual, out, p, "dropout_add_into")
+    bias_n = 1
+    if bias is not None:
+        bias_n = bias.numel()
+        if not (bias.is_contiguous() and bias.is_cpu and bias.dtype == x.dtype and bias_n > 0
+                and x.dim() >= 1 and bias_n == x.shape[-1]):
+            raise ValueError("dropout_add_into needs a contiguous CPU bias of x's dtype and of the size of x's last "
+                             f"dimension, got {bias.numel()} values for x of shape {tuple(x.shape)}")
+    impl, n = _impl or _backend(), x.numel()
+    impl.dropout_add(x.data_ptr(), None if bias is None else bias.data_ptr(), bias_n, residual.data_ptr(),
+                     out.data_ptr(), n, seed & MASK64, p, x.dtype, _chunks(impl, n, threads))
 
 
 def relu_dropout_(h: torch.Tensor, seed: int, p: float, threads: int) -> None:

@@ -27,15 +27,20 @@ except ImportError:  # pragma: no cover - CPU-only machines
 if triton is not None:
 
     @triton.jit
+    def _words(block, k, seed, golden, mix1, mix2, HALF_: tl.constexpr):  # pragma: no cover - needs a GPU
+        """The SplitMix64 words of counters ``block * HALF + k`` (the specification's hash)."""
+        z = seed.to(tl.uint64) + (block * HALF_ + k + 1) * golden.to(tl.uint64)
+        z = (z ^ (z >> 30)) * mix1.to(tl.uint64)
+        z = (z ^ (z >> 27)) * mix2.to(tl.uint64)
+        return z ^ (z >> 31)
+
+    @triton.jit
     def _dropout_kernel(
         x_ptr, out_ptr, keep_ptr, n, seed, cut, golden, mix1, mix2, HALF_: tl.constexpr, F64: tl.constexpr
     ):  # pragma: no cover - needs a GPU
         block = tl.program_id(0).to(tl.uint64)
         k = tl.arange(0, HALF_).to(tl.uint64)
-        z = seed.to(tl.uint64) + (block * HALF_ + k + 1) * golden.to(tl.uint64)
-        z = (z ^ (z >> 30)) * mix1.to(tl.uint64)
-        z = (z ^ (z >> 27)) * mix2.to(tl.uint64)
-        z = z ^ (z >> 31)
+        z = _words(block, k, seed, golden, mix1, mix2, HALF_)
         cut64 = cut.to(tl.uint64)
         keep_lo = (z << 32) >= cut64
         keep_hi = z >= cut64
@@ -53,14 +58,58 @@ if triton is not None:
         tl.store(out_ptr + i_lo, y_lo.to(out_ptr.dtype.element_ty, fp_downcast_rounding="rtne"), mask=i_lo < n)
         tl.store(out_ptr + i_hi, y_hi.to(out_ptr.dtype.element_ty, fp_downcast_rounding="rtne"), mask=i_hi < n)
 
+    @triton.jit
+    def _dropout_add_kernel(
+        x_ptr, bias_ptr, r_ptr, out_ptr, keep_ptr, n, bias_n, seed, cut, golden, mix1, mix2,
+        HALF_: tl.constexpr, F64: tl.constexpr, HAS_BIAS: tl.constexpr,
+    ):  # pragma: no cover - needs a GPU
+        """``out = r + dropout(x + bias)``: the mask of ``_dropout_kernel``, the composed expression's roundings."""
+        block = tl.program_id(0).to(tl.uint64)
+        k = tl.arange(0, HALF_).to(tl.uint64)
+        z = _words(block, k, seed, golden, mix1, mix2, HALF_)
+        cut64 = cut.to(tl.uint64)
+        keep = tl.load(keep_ptr)
+        for half in tl.static_range(2):
+            kept = ((z << 32) >= cut64) if half == 0 else (z >= cut64)
+            i = (block * (2 * HALF_) + k + half * HALF_).to(tl.int64)
+            t = tl.load(x_ptr + i, mask=i < n, other=0.0)
+            if HAS_BIAS:
+                t = t + tl.load(bias_ptr + i % bias_n, mask=i < n, other=0.0)
+            q = t / keep if F64 else tl.math.div_rn(t, keep)
+            y = tl.where(kept, q, t * 0.0) + tl.load(r_ptr + i, mask=i < n, other=0.0)
+            tl.store(out_ptr + i, y, mask=i < n)
 
-def seeded_dropout(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:  # pragma: no cover - GPU
-    """Dropout of the contiguous CUDA tensor ``x`` with the mask of ``seed``; ``0 < p < 1``."""
+
+def seeded_dropout_add(x: torch.Tensor, bias: torch.Tensor | None, residual: torch.Tensor, p: float,
+                       seed: int) -> torch.Tensor:  # pragma: no cover - GPU
+    """``residual + dropout(x + bias)`` (``bias`` may be ``None``) with the mask of ``seed``, in one pass:
+    contiguous CUDA float32/float64 tensors of one dtype, ``residual`` of ``x``'s shape, ``bias`` a
+    vector of the size of its last dimension. ``0 < p < 1``."""
+    _need_triton()
+    out = torch.empty_like(x)
+    n = x.numel()
+    if n == 0:
+        return out
+    keep = torch.tensor([1.0 - p], dtype=x.dtype, device=x.device)
+    _dropout_add_kernel[(triton.cdiv(n, 2 * HALF),)](
+        x, x if bias is None else bias, residual, out, keep, n, 1 if bias is None else bias.numel(),
+        seed & MASK64, threshold(p) << 32, GOLDEN, MIX1, MIX2, HALF_=HALF, F64=x.dtype == torch.float64,
+        HAS_BIAS=bias is not None,
+    )
+    return out
+
+
+def _need_triton() -> None:
     if triton is None:
         raise RuntimeError(
             "droplab's dropout on CUDA needs Triton (pip install triton): it computes the same "
             "mask as the CPU kernel"
         )
+
+
+def seeded_dropout(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:  # pragma: no cover - GPU
+    """Dropout of the contiguous CUDA tensor ``x`` with the mask of ``seed``; ``0 < p < 1``."""
+    _need_triton()
     out = torch.empty_like(x)
     n = x.numel()
     if n == 0:

@@ -113,12 +113,84 @@ static inline uint64_t mix(uint64_t z) {
         for (int64_t i = 0; i < n; i++) gin[i] = out[i] > 0 ? g[i] / k : 0;                          \
     }
 
+/* residual + dropout(x + bias) (bias optional: a vector of bias_n values repeating along x, the
+ * last dimension of a row-major tensor), one pass, per block of the mask:
+ *   1. where there is a bias, t = xs + bias into a block on the stack, in runs of consecutive bias
+ *      indices (each a plain vectorized loop; the block stays in L1 cache);
+ *   2. os = OP(t) + rs, t from xs or from step 1: kept t / keep, dropped t * 0, then + residual.
+ * Each value is the composed expression's: (x + bias) rounded, then / keep rounded, then + r
+ * rounded. `out` may be x or r (each element is read before it is written). */
+#define ADD_BLOCKS(T, S)                                                                             \
+    static inline __attribute__((always_inline)) void add_body_##S(                                  \
+        const T *x, const T *bias, int64_t bias_n, const T *r, T *out, int64_t n, int64_t b0,        \
+        int64_t b1, uint64_t seed, uint32_t thr, T keep, const int has_bias) {                       \
+        const uint64_t cut = (uint64_t)thr << 32;                                                    \
+        for (int64_t b = b0; b < b1; b++) {                                                          \
+            const int64_t lo = b * BLOCK;                                                            \
+            const int m = (int)(n - lo < BLOCK ? n - lo : BLOCK);                                    \
+            const uint64_t base = seed + ((uint64_t)b * HALF + 1) * GOLDEN;                          \
+            const T *ts = x + lo, *rs = r + lo;                                                      \
+            T *os = out + lo;                                                                        \
+            T biased[has_bias ? BLOCK : 1];                                                          \
+            if (has_bias) {                                                                          \
+                int64_t j = lo % bias_n;                                                             \
+                for (int k = 0; k < m;) {                                                            \
+                    const int run = (int)(bias_n - j < m - k ? bias_n - j : m - k);                  \
+                    _Pragma("GCC ivdep") for (int t = 0; t < run; t++) biased[k + t] = ts[k + t] + bias[j + t]; \
+                    k += run;                                                                        \
+                    j = 0;                                                                           \
+                }                                                                                    \
+                ts = biased;                                                                         \
+            }                                                                                        \
+            if (m == BLOCK) {                                                                        \
+                uint64_t counter = base;                                                             \
+                _Pragma("GCC ivdep") for (int k = 0; k < HALF; k++) {                                \
+                    const uint64_t z = mix(counter);                                                 \
+                    counter += GOLDEN;                                                               \
+                    const T a = ts[k], c = ts[HALF + k], ra = rs[k], rc = rs[HALF + k];              \
+                    os[k] = OP(T, a, (z << 32) >= cut, keep, 0) + ra;                                \
+                    os[HALF + k] = OP(T, c, z >= cut, keep, 0) + rc;                                 \
+                }                                                                                    \
+            } else {                                                                                 \
+                for (int k = 0; k < m; k++) {                                                        \
+                    const uint64_t z = mix(base + (uint64_t)(k < HALF ? k : k - HALF) * GOLDEN);     \
+                    const int kept = (k < HALF ? z << 32 : z) >= cut;                                \
+                    os[k] = OP(T, ts[k], kept, keep, 0) + rs[k];                                     \
+                }                                                                                    \
+            }                                                                                        \
+        }                                                                                            \
+    }                                                                                                \
+    static void add_blocks_##S(const T *x, const T *bias, int64_t bias_n, const T *r, T *out,        \
+                               int64_t n, int64_t b0, int64_t b1, uint64_t seed, uint32_t thr,       \
+                               T keep) {                                                             \
+        if (bias)                                                                                    \
+            add_body_##S(x, bias, bias_n, r, out, n, b0, b1, seed, thr, keep, 1);                    \
+        else                                                                                         \
+            add_body_##S(x, bias, bias_n, r, out, n, b0, b1, seed, thr, keep, 0);                    \
+    }                                                                                                \
+    void droplab_dropout_add_##S(const T *x, const T *bias, int64_t bias_n, const T *r, T *out,      \
+                                 int64_t n, uint64_t seed, uint32_t thr, double keep, int chunks) {  \
+        const int64_t nblocks = (n + BLOCK - 1) / BLOCK;                                             \
+        if (chunks <= 1) {                                                                           \
+            add_blocks_##S(x, bias, bias_n, r, out, n, 0, nblocks, seed, thr, (T)keep);              \
+            return;                                                                                  \
+        }                                                                                            \
+        const int64_t per = (nblocks + chunks - 1) / chunks;                                         \
+        _Pragma("omp parallel for num_threads(chunks) schedule(static, 1)")                         \
+        for (int c = 0; c < chunks; c++) {                                                           \
+            const int64_t b0 = c * per, b1 = b0 + per < nblocks ? b0 + per : nblocks;                \
+            if (b0 < b1) add_blocks_##S(x, bias, bias_n, r, out, n, b0, b1, seed, thr, (T)keep);     \
+        }                                                                                            \
+    }
+
 BLOCKS(float, f32)
 RUN(float, f32)
 EXPORTS(float, f32)
+ADD_BLOCKS(float, f32)
 BLOCKS(double, f64)
 RUN(double, f64)
 EXPORTS(double, f64)
+ADD_BLOCKS(double, f64)
 
 /* 1 if none of the n values at x is a NaN or an infinity (all exponent bits set), else 0: the
  * divergence check of a training step, reading each gradient once with integer operations. */
@@ -136,4 +208,4 @@ int droplab_all_finite_f64(const uint64_t *x, int64_t n) {
 }
 
 /* Checked by the loader: a library that answers this is a whole build of this source. */
-int droplab_native_abi(void) { return 2; }
+int droplab_native_abi(void) { return 3; }

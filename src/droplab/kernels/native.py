@@ -32,13 +32,13 @@ import torch
 from .counter import threshold
 
 __all__ = ["NAME", "NativeUnavailable", "FLAGS", "cache_dir", "library_path", "library", "unavailable_reason",
-           "set_threads", "dropout", "relu_dropout", "relu_dropout_backward"]
+           "set_threads", "dropout", "relu_dropout", "relu_dropout_backward", "dropout_add"]
 
 NAME = "native"
 SOURCE = Path(__file__).with_name("native.c")
 # never -ffast-math: a division must stay one exact IEEE division (the bits equal numba's)
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c99", "-ffp-contract=off")
-ABI = 2  # what droplab_native_abi() answers in a build of this source
+ABI = 3  # what droplab_native_abi() answers in a build of this source
 COMPILE_TIMEOUT_S = 300
 
 builds = 0  # how many times this process ran the compiler (a warm cache runs it never)
@@ -156,8 +156,10 @@ _SIGNATURES = {  # the arguments of each exported function, per dtype suffix
     "droplab_dropout_": (_P, _P, _I64, _U64, _U32, _F64, _INT),
     "droplab_relu_dropout_": (_P, _I64, _U64, _U32, _F64, _INT),
     "droplab_relu_dropout_backward_": (_P, _P, _P, _I64, _F64, _INT),
+    "droplab_dropout_add_": (_P, _P, _I64, _P, _P, _I64, _U64, _U32, _F64, _INT),
 }
-_functions: dict[torch.dtype, tuple] = {}  # dtype -> (dropout, relu_dropout, relu_dropout_backward, all_finite)
+_functions: dict[torch.dtype, tuple] = {}  # dtype -> (dropout, relu_dropout, relu_dropout_backward, dropout_add,
+#                                                      all_finite)
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -229,5 +231,10 @@ def relu_dropout_backward(g: int, out: int, gin: int, n: int, p: float, dtype: t
     _functions[dtype][2](g, out, gin, n, 1.0 - p, chunks)
 
 
+def dropout_add(x: int, bias: int | None, bias_n: int, residual: int, out: int, n: int, seed: int, p: float,
+                dtype: torch.dtype, chunks: int) -> None:
+    _functions[dtype][3](x, bias, bias_n, residual, out, n, seed, *_constants(p), chunks)
+
+
 def all_finite(x: int, n: int, dtype: torch.dtype) -> bool:
-    return bool(_functions[dtype][3](x, n))
+    return bool(_functions[dtype][4](x, n))

@@ -22,7 +22,7 @@ from numba.extending import intrinsic
 
 from .counter import GOLDEN, HALF, MIX1, MIX2, threshold
 
-__all__ = ["NAME", "numba_threads", "set_threads", "dropout", "relu_dropout", "relu_dropout_backward"]
+__all__ = ["NAME", "numba_threads", "set_threads", "dropout", "relu_dropout", "relu_dropout_backward", "dropout_add"]
 
 NAME = "numba"
 
@@ -144,6 +144,52 @@ def _run(x_address, out_address, n, seed, thr, keep, chunks, relu):
 
 
 @njit(nogil=True, cache=True)
+def _add_blocks(x, bias, r, out, seed, thr, keep, first_block, has_bias):
+    """``out = r + dropout(x [+ bias])`` on whole blocks (slices starting at ``first_block``), as the C
+    kernel's ``add_body``: first ``x + bias`` into a block's buffer, in runs of consecutive bias indices, then
+    the mask (``out`` may be ``x`` or ``r``)."""
+    n, bias_n = x.size, bias.size
+    cut = uint64(thr) << uint64(32)
+    biased = np.empty(2 * HALF if has_bias else 1, x.dtype)
+    for b in range((n + 2 * HALF - 1) // (2 * HALF)):
+        lo = b * 2 * HALF
+        m = min(2 * HALF, n - lo)
+        base = seed + uint64((first_block + b) * HALF + 1) * _G
+        ts, rs, os = x[lo : lo + m], r[lo : lo + m], out[lo : lo + m]
+        if has_bias:
+            j = ((first_block + b) * 2 * HALF) % bias_n
+            k = 0
+            while k < m:
+                run = min(bias_n - j, m - k)
+                biased[k : k + run] = ts[k : k + run] + bias[j : j + run]
+                k += run
+                j = 0
+            ts = biased[:m]
+        for k in range(min(m, HALF)):
+            z = _mix(base + uint64(k) * _G)
+            os[k] = _apply(ts[k], (z << uint64(32)) >= cut, keep, False) + rs[k]
+            if HALF + k < m:
+                os[HALF + k] = _apply(ts[HALF + k], z >= cut, keep, False) + rs[HALF + k]
+
+
+@njit(parallel=True, cache=True)
+def _add_run(x_address, bias_address, bias_n, r_address, out_address, n, seed, thr, keep, chunks, has_bias):
+    """The residual kernel on addresses (``bias_address`` is read only where ``has_bias``)."""
+    x = numba.carray(_pointer(x_address, keep), n)
+    bias = numba.carray(_pointer(bias_address, keep), bias_n)
+    r = numba.carray(_pointer(r_address, keep), n)
+    out = numba.carray(_pointer(out_address, keep), n)
+    nblocks = (n + 2 * HALF - 1) // (2 * HALF)
+    per = (nblocks + chunks - 1) // chunks
+    for c in prange(chunks):
+        b0 = c * per
+        b1 = min(b0 + per, nblocks)
+        if b0 < b1:
+            lo, hi = b0 * 2 * HALF, min(b1 * 2 * HALF, n)
+            _add_blocks(x[lo:hi], bias, r[lo:hi], out[lo:hi], seed, thr, keep, b0, has_bias)
+
+
+@njit(nogil=True, cache=True)
 def _backward_range(g, out, gin, keep, lo, hi):
     for i in range(lo, hi):
         gin[i] = g[i] / keep if out[i] > 0 else keep - keep
@@ -178,6 +224,14 @@ def relu_dropout(h: int, n: int, seed: int, p: float, dtype: torch.dtype, chunks
 
 def relu_dropout_backward(g: int, out: int, gin: int, n: int, p: float, dtype: torch.dtype, chunks: int) -> None:
     _backward(g, out, gin, n, _constants(p, dtype)[1], chunks)
+
+
+def dropout_add(x: int, bias: int | None, bias_n: int, residual: int, out: int, n: int, seed: int, p: float,
+                dtype: torch.dtype, chunks: int) -> None:
+    thr, keep = _constants(p, dtype)
+    has_bias = bias is not None
+    _add_run(x, bias if has_bias else x, bias_n if has_bias else 1, residual, out, n, np.uint64(seed), thr, keep,
+             chunks, has_bias)
 
 
 @functools.lru_cache(maxsize=64)
