@@ -314,6 +314,8 @@ def check_impl(impl: str) -> str:
 # builds on the kernel above; its functions are part of this one's interface, found on first use.
 _STRUCTURED = ("keep_mask", "structured_dropout", "dropout1d", "dropout2d", "dropout3d", "drop_path")
 __all__ += _STRUCTURED
+_ATTENTION = ("scaled_dot_product_attention",)  # droplab.attention: the attention dropout, mask regenerated
+__all__ += _ATTENTION
 
 
 def __getattr__(name: str):
@@ -321,4 +323,8 @@ def __getattr__(name: str):
         from . import structured
 
         return getattr(structured, name)
+    if name in _ATTENTION:
+        from . import attention
+
+        return getattr(attention, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
