@@ -223,7 +223,7 @@ LAYERS = [
     ("training", {"train", "ensemble", "recipes"}),
     ("models", {"models"}),
     ("layers", {"nn", "noise", "weights", "swap"}),
-    ("math", {"functional", "structured", "fused", "residual"}),
+    ("math", {"functional", "structured", "fused", "residual", "attention"}),
     ("foundations", {"report", "studyfile", "stats", "plots", "progress", "interrupt", "threads", "memory",
                      "checkpoint", "rundir", "atomic", "data"}),
     ("kernels", {"kernels"}),

@@ -310,21 +310,21 @@ def check_impl(impl: str) -> str:
     return impl
 
 
-# Structured dropout (one keep decision shared along dimensions) lives in its own module, which
-# builds on the kernel above; its functions are part of this one's interface, found on first use.
-_STRUCTURED = ("keep_mask", "structured_dropout", "dropout1d", "dropout2d", "dropout3d", "drop_path")
-# Dropout fused with a residual add (and a bias): its own module too.
-_RESIDUAL = ("dropout_add", "bias_dropout_add")
-__all__ += _STRUCTURED + _RESIDUAL
+# Functions of this interface that live in modules of their own, built on the kernel above, found on
+# first use: structured dropout (one keep decision shared along dimensions), dropout fused with a
+# residual add (and a bias), and attention whose dropout mask is regenerated in backward.
+_ELSEWHERE = {
+    "structured": ("keep_mask", "structured_dropout", "dropout1d", "dropout2d", "dropout3d", "drop_path"),
+    "residual": ("dropout_add", "bias_dropout_add"),
+    "attention": ("scaled_dot_product_attention",),
+}
+__all__ += [name for names in _ELSEWHERE.values() for name in names]
 
 
 def __getattr__(name: str):
-    if name in _STRUCTURED:
-        from . import structured
+    for module, names in _ELSEWHERE.items():
+        if name in names:
+            import importlib
 
-        return getattr(structured, name)
-    if name in _RESIDUAL:
-        from . import residual
-
-        return getattr(residual, name)
+            return getattr(importlib.import_module(f"{__package__}.{module}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
