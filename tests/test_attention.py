@@ -239,3 +239,30 @@ def test_mixed_dtypes_are_refused():
     q = torch.randn(3, 4)
     with pytest.raises(TypeError, match="one floating dtype"):
         SDPA(q, q.double(), q, dropout_p=0.1)
+
+
+def test_under_torch_compile_the_same_values_and_gradients_as_eager():
+    q, k, v = _qkv((2, 3, 5, 8), (2, 3, 6, 8), dtype=torch.float32, seed=4)
+    compiled = torch.compile(lambda q, k, v: SDPA(q, k, v, dropout_p=0.4, is_causal=True), fullgraph=True,
+                             backend="aot_eager")
+    results = []
+    for fn in (compiled, lambda q, k, v: SDPA(q, k, v, dropout_p=0.4, is_causal=True)):
+        torch.manual_seed(8)
+        out = fn(q, k, v)
+        grads = torch.autograd.grad(out.pow(2).sum(), (q, k, v))
+        results.append((out.detach(), grads))
+    (a, ga), (b, gb) = results
+    assert torch.allclose(a, b, atol=1e-6)
+    for x, y in zip(ga, gb):
+        assert torch.allclose(x, y, atol=1e-5)
+
+
+def test_torch_func_and_second_derivatives_are_refused_with_what_to_use():
+    q, k, v = _qkv((2, 4, 8), (2, 4, 8), seed=5)
+    with pytest.raises(NotImplementedError, match="does not support torch.func transforms"):
+        torch.func.grad(lambda q: SDPA(q, k, v, dropout_p=0.5).sum())(q.detach())
+    with pytest.raises(NotImplementedError, match="does not support torch.func transforms"):
+        torch.func.vmap(lambda q: SDPA(q, k, v, dropout_p=0.5), randomness="different")(q.detach())
+    out = SDPA(q, k, v, dropout_p=0.5)
+    with pytest.raises(RuntimeError, match="first derivatives only"):
+        torch.autograd.grad(out.sum(), q, create_graph=True)

@@ -22,7 +22,6 @@ import math
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from . import functional as F
 
@@ -129,8 +128,11 @@ class _Attention(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad):
+        if torch.is_grad_enabled():  # create_graph=True: the saved row statistics carry no graph
+            raise RuntimeError(
+                "droplab.functional.scaled_dot_product_attention has first derivatives only, and a second was "
+                "asked (create_graph=True); use torch.nn.functional.scaled_dot_product_attention there")
         q, k, v, saved, mask = ctx.saved_tensors
         p, seed, groups = ctx.p, ctx.seed, ctx.groups
         qq, kk, vv = _wide(q), _expand(_wide(k), groups), _expand(_wide(v), groups)
@@ -228,5 +230,22 @@ def scaled_dot_product_attention(
         return torch.nn.functional.scaled_dot_product_attention(
             query, key, value, attn_mask, 0.0, is_causal, scale=scale, enable_gqa=enable_gqa)
     scale = 1.0 / math.sqrt(query.shape[-1] or 1) if scale is None else float(scale)  # E = 0: the scores are 0
+    if torch.compiler.is_compiling():
+        return _traced(query, key, value, attn_mask, p, scale, is_causal, groups, generator)
+    if any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in (query, key, value)):
+        raise NotImplementedError(
+            "droplab.functional.scaled_dot_product_attention does not support torch.func transforms (grad, vmap, "
+            "jvp, ...): use torch.autograd.grad or .backward(), or torch.nn.functional.scaled_dot_product_attention")
     seed = F.draw_seed(generator)
     return _Attention.apply(query, key, value, attn_mask, p, seed, scale, is_causal, groups, KEEP_PROBS)
+
+
+def _traced(q, k, v, mask, p, scale, causal, groups, generator) -> Tensor:
+    """The same expression for ``torch.compile``: torch's ops and the custom op ``droplab::seeded_dropout``
+    (autograd saves what those ops save: the probabilities, not the mask)."""
+    s = _scores(_wide(q), _expand(_wide(k), groups), mask, causal, scale)
+    lse = torch.logsumexp(s, dim=-1, keepdim=True)
+    probs = s.sub(lse.masked_fill(lse == -math.inf, 0.0)).exp()  # out of place: autograd keeps lse
+    seed = torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, generator=generator)
+    dropped = probs * 0.0 if p == 1.0 else F.seeded_dropout_op(probs, p, seed)
+    return torch.matmul(dropped, _expand(_wide(v), groups)).to(q.dtype)
