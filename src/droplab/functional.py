@@ -223,7 +223,8 @@ _seed_outside_graph = torch.compiler.disable(
 
 def _graph_seed(generator: torch.Generator | None) -> Tensor:
     """The seed as a 0-dim int64 tensor drawn inside the graph (torch.compile, torch.export): a new one
-    per call of the compiled code, the same draw as :func:`draw_seed` eagerly."""
+    per call of the compiled code, the same draw as :func:`draw_seed` eagerly (from a ``generator``: outside
+    the graph, a graph break)."""
     return _seed_tensor() if generator is None else _seed_outside_graph(generator)
 
 
