@@ -47,7 +47,8 @@ def test_the_modules_with_examples_are_found():
 def test_every_examples_block_is_a_doctest(name):
     """Each ``Examples::`` sits in a docstring doctest finds, and holds ``>>>`` lines."""
     found = doctest.DocTestFinder(exclude_empty=False).find(importlib.import_module(name))
-    with_examples = [t for t in found if "Examples::" in (t.docstring or "")]
+    # (a graph break of torch.compile inside a function leaves a resume function with its docstring in the module)
+    with_examples = [t for t in found if "Examples::" in (t.docstring or "") and "__resume_at_" not in t.name]
     assert sum(t.docstring.count("Examples::") for t in with_examples) == _source(name).count("Examples::")
     assert all(t.examples for t in with_examples), [t.name for t in with_examples if not t.examples]
 

@@ -15,12 +15,13 @@ Parallel random numbers: as easy as 1, 2, 3
 
 from __future__ import annotations
 
-import math
 from numbers import Real
 
 import torch
 from torch import Tensor
+from torch._subclasses.fake_tensor import FakeTensor
 from torch.autograd import forward_ad
+from torch.overrides import handle_torch_function, has_torch_function_unary
 
 _INTEGERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
@@ -44,7 +45,7 @@ def check_probability(p: float) -> float:
         p = p.item()
     if isinstance(p, bool) or not isinstance(p, Real):
         raise TypeError(f"dropout probability p must be a real number in [0, 1], got {p!r}")
-    if math.isnan(p) or not 0.0 <= p <= 1.0:
+    if not 0.0 <= p <= 1.0:  # NaN too (a comparison that torch.compile traces with p symbolic, as math.isnan is not)
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     return float(p)
 
@@ -115,7 +116,11 @@ def draw_seed(generator: torch.Generator | None = None) -> int:
 
     Advances the generator by one draw, so ``torch.manual_seed`` reproduces every mask.
     """
-    return int(torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, generator=generator))
+    return int(_seed_tensor(generator))
+
+
+def _seed_tensor(generator: torch.Generator | None = None) -> Tensor:
+    return torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, generator=generator)
 
 
 _cpu_kernels = None  # droplab.kernels.cpu, imported on first use (its first call loads or builds the C kernel)
@@ -209,6 +214,34 @@ def _op_backward(ctx, grad: Tensor):
 seeded_dropout_op.register_autograd(_op_backward, setup_context=_op_setup_context)
 
 
+_seed_outside_graph = torch.compiler.disable(
+    _seed_tensor,
+    reason="a torch.Generator cannot enter a graph: droplab draws the seed of generator= outside it, "
+    "a graph break (fullgraph=True refuses it); without generator= the draw stays in the graph",
+)
+
+
+def _graph_seed(generator: torch.Generator | None) -> Tensor:
+    """The seed as a 0-dim int64 tensor drawn inside the graph (torch.compile, torch.export): a new one
+    per call of the compiled code, the same draw as :func:`draw_seed` eagerly (from a ``generator``: outside
+    the graph, a graph break)."""
+    return _seed_tensor() if generator is None else _seed_outside_graph(generator)
+
+
+def _without_data(x: Tensor) -> bool:
+    """Whether ``x`` is a meta or fake tensor: no values to draw a mask for, only the result's metadata."""
+    return x.is_meta or (type(x) is not Tensor and isinstance(x, FakeTensor))  # a plain tensor skips the isinstance
+
+
+def _refuse_jit_trace() -> None:
+    if torch._C._is_tracing():  # torch.jit.is_tracing() without its check for scripting (refused anyway)
+        raise RuntimeError(
+            "torch.jit.trace cannot record droplab's dropout: the trace would keep this call's mask as a "
+            "constant, the same on every call. Trace the model in eval() mode (dropout is then the identity), "
+            "or use torch.compile or torch.export, whose graphs draw a new mask per call"
+        )
+
+
 def _has_tangent(x: Tensor) -> bool:
     """Whether ``x`` is a dual tensor of forward-mode AD (``torch.autograd.forward_ad``)."""
     return forward_ad._current_level >= 0 and forward_ad.unpack_dual(x).tangent is not None
@@ -275,6 +308,9 @@ def dropout(
         >>> torch.equal(x.grad, y.detach())  # the gradient: the same mask and scale
         True
     """
+    if has_torch_function_unary(x):  # a torch.fx.Proxy (symbolic_trace) records the call, as for torch's dropout
+        return handle_torch_function(dropout, (x,), x, p=p, training=training, inplace=inplace, generator=generator,
+                                     broadcast_dims=broadcast_dims)  # fmt: skip
     if broadcast_dims:
         from .structured import structured_dropout
 
@@ -288,10 +324,12 @@ def dropout(
     if p == 1.0:
         out = x * 0.0  # as torch: NaN and inf give NaN
     elif torch.compiler.is_compiling():
-        seed = torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, generator=generator)
-        out = seeded_dropout_op(x, float(p), seed)
+        out = seeded_dropout_op(x, float(p), _graph_seed(generator))
+    elif _without_data(x):  # the custom op's fake gives the result's shape, dtype and strides; no draw
+        out = seeded_dropout_op(x, float(p), x.new_zeros((), dtype=torch.int64))
     else:
         _refuse_functorch(x)
+        _refuse_jit_trace()
         seed = draw_seed(generator)
         if (x.requires_grad and torch.is_grad_enabled()) or _has_tangent(x):
             out = _SeededDropout.apply(x, float(p), seed)

@@ -9,6 +9,7 @@ Dropout: A Simple Way to Prevent Neural Networks from Overfitting
 from __future__ import annotations
 
 from torch import Tensor, nn
+from torch.fx import Proxy
 
 from . import functional as F
 
@@ -38,7 +39,37 @@ class _NoiseLayer(nn.Module):
         return ", ".join(f"{name}={getattr(self, name)!r}" for name in self._shown)
 
 
-class Dropout(nn.Dropout):
+class _Transformable:
+    """What droplab's dropout layers share under torch's graph transforms.
+
+    - ``torch.fx.symbolic_trace`` records each as one ``call_module`` node, as it records torch's
+      own dropout layers: the traced graph runs the layer, so it follows ``train()``/``eval()`` and
+      draws a new mask per call (:meth:`_fx_node`).
+    - ``torch.jit.script`` is refused with a message (:meth:`__prepare_scriptable__`): the kernel
+      is Python code TorchScript cannot compile.
+    """
+
+    def __prepare_scriptable__(self):
+        raise NotImplementedError(
+            f"torch.jit.script cannot compile droplab's {type(self).__name__}: its kernel runs from Python. "
+            "Use torch.compile or torch.export instead, or torch.jit.trace of the model in eval() mode; "
+            "droplab.swap_dropout(model, reverse=True) puts torch's own dropout layers back in place of "
+            "droplab's Dropout, Dropout1d, Dropout2d and Dropout3d"
+        )
+
+    def _fx_node(self, x: Tensor) -> Proxy | None:
+        """Under ``torch.fx.symbolic_trace`` of a model holding this layer (``x`` a ``Proxy``), its
+        ``call_module`` node; otherwise (a tensor, or the layer traced as the root) None."""
+        if not isinstance(x, Proxy):
+            return None
+        try:
+            path = x.tracer.path_of_module(self)
+        except NameError:  # not a submodule of the traced root: the functional call is recorded
+            return None
+        return x.tracer.create_proxy("call_module", path, (x,), {}) if path else None
+
+
+class Dropout(_Transformable, nn.Dropout):
     r"""Inverted dropout; a drop-in for :class:`torch.nn.Dropout`, and an instance of it (code
     that finds dropout layers by ``isinstance`` finds this one).
 
@@ -98,6 +129,8 @@ class Dropout(nn.Dropout):
                              f"not {impl!r}")  # fmt: skip
 
     def forward(self, x: Tensor) -> Tensor:
+        if (node := self._fx_node(x)) is not None:
+            return node
         if self.impl == "reference":
             out = F.dropout_reference(x, self.p, training=self.training)
             return x.copy_(out) if self.inplace and out is not x else out
@@ -114,7 +147,7 @@ def _checked(p: float) -> float:
     return p
 
 
-class Dropout1d(nn.Dropout1d):
+class Dropout1d(_Transformable, nn.Dropout1d):
     r"""Channel dropout, a drop-in for :class:`torch.nn.Dropout1d`: each channel of an
     ``(N, C, L)`` or ``(C, L)`` input is zeroed whole with probability :math:`p`, the others
     scaled by :math:`1/(1-p)`; droplab's counter-based mask, one bit per (sample, channel),
@@ -135,10 +168,12 @@ class Dropout1d(nn.Dropout1d):
         super().__init__(_checked(p), inplace)
 
     def forward(self, x: Tensor) -> Tensor:
+        if (node := self._fx_node(x)) is not None:
+            return node
         return F.dropout1d(x, self.p, self.training, self.inplace)
 
 
-class Dropout2d(nn.Dropout2d):
+class Dropout2d(_Transformable, nn.Dropout2d):
     r"""Channel dropout on ``(N, C, H, W)``, a drop-in for :class:`torch.nn.Dropout2d` (its
     warnings and its legacy reading of 3-D inputs included): :func:`droplab.functional.dropout2d`."""
 
@@ -146,10 +181,12 @@ class Dropout2d(nn.Dropout2d):
         super().__init__(_checked(p), inplace)
 
     def forward(self, x: Tensor) -> Tensor:
+        if (node := self._fx_node(x)) is not None:
+            return node
         return F.dropout2d(x, self.p, self.training, self.inplace)
 
 
-class Dropout3d(nn.Dropout3d):
+class Dropout3d(_Transformable, nn.Dropout3d):
     r"""Channel dropout on ``(N, C, D, H, W)`` or ``(C, D, H, W)``, a drop-in for
     :class:`torch.nn.Dropout3d`: :func:`droplab.functional.dropout3d`."""
 
@@ -157,10 +194,12 @@ class Dropout3d(nn.Dropout3d):
         super().__init__(_checked(p), inplace)
 
     def forward(self, x: Tensor) -> Tensor:
+        if (node := self._fx_node(x)) is not None:
+            return node
         return F.dropout3d(x, self.p, self.training, self.inplace)
 
 
-class DropPath(_NoiseLayer):
+class DropPath(_Transformable, _NoiseLayer):
     r"""Stochastic depth on a residual branch, as timm's ``DropPath``: in training, each sample
     (index of dim 0) is dropped whole with probability :math:`p` and the others scaled by
     :math:`1/(1-p)` (unless ``scale_by_keep`` is false); the identity in eval.
@@ -180,4 +219,6 @@ class DropPath(_NoiseLayer):
         self.scale_by_keep = scale_by_keep
 
     def forward(self, x: Tensor) -> Tensor:
+        if (node := self._fx_node(x)) is not None:
+            return node
         return F.drop_path(x, self.p, self.training, scale_by_keep=self.scale_by_keep)

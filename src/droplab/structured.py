@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+from torch.overrides import handle_torch_function, has_torch_function_unary
 
 from . import functional as F
 
@@ -100,6 +101,9 @@ def structured_dropout(x: Tensor, p: float, broadcast_dims: Sequence[int], train
                        scale: bool = True) -> Tensor:  # fmt: skip
     """Dropout of ``x`` with one keep decision shared along ``broadcast_dims`` (see the module's doc);
     ``scale=False`` keeps the survivors as they are (timm's ``scale_by_keep=False``)."""
+    if has_torch_function_unary(x):  # a torch.fx.Proxy records the call
+        return handle_torch_function(structured_dropout, (x,), x, p, broadcast_dims, training, inplace, generator,
+                                     scale)  # fmt: skip
     if not isinstance(x, Tensor):
         raise TypeError(f"dropout expects a torch.Tensor as input, got {type(x).__name__}")
     p = F.check_probability(p)
@@ -109,10 +113,26 @@ def structured_dropout(x: Tensor, p: float, broadcast_dims: Sequence[int], train
     F.check_dropout_args(x, p)
     if p == 1.0:
         out = x * 0.0
+    elif torch.compiler.is_compiling() or F._without_data(x):
+        out = _graph_dropout(x, float(p), reduced, scale, generator)
     else:
         F._refuse_functorch(x)
+        F._refuse_jit_trace()
         out = _StructuredDropout.apply(x, float(p), F.draw_seed(generator), reduced, scale)
     return x.copy_(out) if inplace else out
+
+
+def _graph_dropout(x: Tensor, p: float, reduced: tuple[int, ...], scale: bool, generator: torch.Generator | None):
+    """What :class:`_StructuredDropout` computes, in ops a graph holds (torch.compile, torch.export) or that
+    meta and fake tensors run: the reduced mask from the custom op ``droplab::seeded_dropout``, the seed
+    drawn in the graph. Autograd saves the reduced mask (one value per kept decision), not one per element."""
+    if torch.compiler.is_compiling():
+        seed = F._graph_seed(generator)
+    else:  # meta or fake: no values, so no draw
+        seed = x.new_zeros((), dtype=torch.int64)
+    ones = x.new_ones(reduced, dtype=torch.float32)
+    out = x * (F.seeded_dropout_op(ones, p, seed) != 0).to(x.dtype)
+    return out / (1.0 - p) if scale else out
 
 
 def _feature_dims(x: Tensor, batched_ndim: int) -> tuple[int, ...]:
@@ -126,6 +146,8 @@ def _feature_dims(x: Tensor, batched_ndim: int) -> tuple[int, ...]:
 def dropout1d(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     """Channel dropout on ``(N, C, L)`` or ``(C, L)``: every channel is kept or zeroed whole, as
     :func:`torch.nn.functional.dropout1d` (the same checks and messages), with droplab's mask."""
+    if has_torch_function_unary(x):
+        return handle_torch_function(dropout1d, (x,), x, p, training, inplace)
     F.check_probability(p)
     if x.dim() not in (2, 3):
         raise RuntimeError(f"dropout1d: Expected 2D or 3D input, but received a {x.dim()}D input. Note that "
@@ -137,6 +159,8 @@ def dropout1d(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = 
 def dropout2d(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     """Channel dropout on ``(N, C, H, W)``, as :func:`torch.nn.functional.dropout2d`, warnings
     included: a 3-D input is read as ``(N, C, L)``, torch's legacy reading."""
+    if has_torch_function_unary(x):
+        return handle_torch_function(dropout2d, (x,), x, p, training, inplace)
     F.check_probability(p)
     if x.dim() not in (3, 4):
         warnings.warn(f"dropout2d: Received a {x.dim()}-D input to dropout2d, which is deprecated and will result "
@@ -153,6 +177,8 @@ def dropout2d(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = 
 
 def dropout3d(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     """Channel dropout on ``(N, C, D, H, W)`` or ``(C, D, H, W)``, as :func:`torch.nn.functional.dropout3d`."""
+    if has_torch_function_unary(x):
+        return handle_torch_function(dropout3d, (x,), x, p, training, inplace)
     F.check_probability(p)
     if x.dim() not in (4, 5):
         warnings.warn(f"dropout3d: Received a {x.dim()}-D input to dropout3d, which is deprecated and will result "
@@ -182,6 +208,8 @@ def drop_path(x: Tensor, p: float = 0.0, training: bool = False, generator: torc
                 [2., 2., 2.],
                 [2., 2., 2.]])
     """
+    if has_torch_function_unary(x):
+        return handle_torch_function(drop_path, (x,), x, p, training, generator=generator, scale_by_keep=scale_by_keep)
     if x.dim() < 1:
         raise ValueError("drop_path expects an input with a batch dimension (at least 1-D), got a 0-D tensor")
     return structured_dropout(x, p, tuple(range(1, x.dim())), training, generator=generator, scale=scale_by_keep)
