@@ -265,3 +265,68 @@ def test_export_draws_a_new_mask_per_call_the_same_as_eager_for_a_seed():
         torch.manual_seed(8)
         out = run(x)
         assert torch.equal(out, expected) and not torch.equal(run(x), out)
+
+
+# --- the fused residual dropout and the attention: the same transforms -------------------------------------
+
+
+class _Residual(torch.nn.Module):
+    """``bias_dropout_add``, ``dropout_add`` and ``scaled_dot_product_attention`` (with dropout) in one forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.full((6,), 0.25))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.bias_dropout_add(x, self.bias, x, P)
+        h = F.dropout_add(h, x, P)
+        return F.scaled_dot_product_attention(h, x, x, dropout_p=P)
+
+
+def _residual_eager(x: torch.Tensor, seed: int) -> torch.Tensor:
+    torch.manual_seed(seed)
+    return _Residual()(x)
+
+
+def test_fx_records_the_residual_and_attention_functions_as_calls():
+    traced = torch.fx.symbolic_trace(_Residual())
+    targets = {node.target for node in traced.graph.nodes if node.op == "call_function"}
+    assert {F.bias_dropout_add, F.dropout_add, F.scaled_dot_product_attention} <= targets
+    x = _input(2, 5, 6)
+    torch.manual_seed(3)
+    assert torch.equal(traced(x), _residual_eager(x, 3))
+
+
+def test_jit_trace_of_the_residual_and_attention_functions_is_refused():
+    x = _input(2, 5, 6)
+    for fn in (lambda t: F.dropout_add(t, t, P), lambda t: F.bias_dropout_add(t, t[0, 0], t, P),
+               lambda t: F.scaled_dot_product_attention(t, t, t, dropout_p=P)):
+        with pytest.raises(RuntimeError, match="torch.jit.trace cannot record droplab's dropout"):
+            torch.jit.trace(fn, (x,), check_trace=False)
+
+
+@pytest.mark.parametrize("kind", ["meta", "fake"])
+def test_residual_and_attention_on_meta_and_fake_tensors_give_the_metadata_without_a_draw(kind):
+    state = torch.random.get_rng_state()
+    if kind == "meta":
+        x, r, b, v = (torch.empty(s, device="meta") for s in ((2, 5, 6), (2, 5, 6), (6,), (2, 5, 3)))
+        outs = [F.dropout_add(x, r, P), F.bias_dropout_add(x, b, r, P), F.scaled_dot_product_attention(x, x, v, None, P)]
+        assert all(o.is_meta for o in outs)
+    else:
+        with FakeTensorMode():
+            x, r, b, v = (torch.empty(s) for s in ((2, 5, 6), (2, 5, 6), (6,), (2, 5, 3)))
+            outs = [F.dropout_add(x, r, P), F.bias_dropout_add(x, b, r, P),
+                    F.scaled_dot_product_attention(x, x, v, None, P)]
+        assert all(isinstance(o, FakeTensor) for o in outs)
+    assert [tuple(o.shape) for o in outs] == [(2, 5, 6), (2, 5, 6), (2, 5, 3)]
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_export_of_the_residual_and_attention_functions_draws_a_new_mask_per_call():
+    x = _input(2, 5, 6)
+    program = torch.export.export(_Residual(), (x,))
+    torch.manual_seed(0)
+    a, b = program.module()(x), program.module()(x)
+    assert not torch.equal(a, b)
+    torch.manual_seed(0)
+    assert torch.equal(program.module()(x), a)

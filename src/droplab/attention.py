@@ -22,6 +22,7 @@ import math
 
 import torch
 from torch import Tensor
+from torch.overrides import handle_torch_function, has_torch_function
 
 from . import functional as F
 
@@ -176,10 +177,8 @@ def scaled_dot_product_attention(
     with :math:`1/\sqrt{E}` replaced by ``scale`` when given; :math:`M` is ``attn_mask`` (a bool
     mask: ``True`` takes part, ``False`` is :math:`-\infty`; a float mask is added) or, with
     ``is_causal``, :math:`-\infty` above the diagonal (top-left aligned, as torch). A fully masked
-    row gives zeros, as torch's. Dropout is inverted: kept probabilities are divided by
-    :math:`1 - p`, dropped ones are 0. As in torch, ``dropout_p`` applies whenever it is above 0
-    (there is no ``training`` flag: pass ``dropout_p=0.0`` in evaluation); at 0 this calls
-    torch's own function.
+    row gives zeros, as torch's. Kept probabilities are divided by :math:`1 - p`, dropped ones are 0,
+    whenever ``dropout_p`` > 0 (no ``training`` flag, as torch); at 0 this is torch's own function.
 
     The mask is the counter-based one of :func:`droplab.functional.dropout`: one seed drawn per
     call from ``generator`` (:func:`droplab.functional.draw_seed`; default torch's global
@@ -224,28 +223,43 @@ def scaled_dot_product_attention(
         >>> torch.allclose(out, (probs * mask / 0.9) @ v, atol=1e-6)
         True
     """
+    if has_torch_function((query, key, value)):  # a torch.fx.Proxy (symbolic_trace) records the call
+        return handle_torch_function(scaled_dot_product_attention, (query, key, value), query, key, value,
+                                     attn_mask, dropout_p, is_causal, scale, enable_gqa, generator=generator)
     p = F.check_probability(dropout_p)
     groups = _check(query, key, value, attn_mask, is_causal, enable_gqa)
     if p == 0.0:
         return torch.nn.functional.scaled_dot_product_attention(
             query, key, value, attn_mask, 0.0, is_causal, scale=scale, enable_gqa=enable_gqa)
     scale = 1.0 / math.sqrt(query.shape[-1] or 1) if scale is None else float(scale)  # E = 0: the scores are 0
+    return _attend(query, key, value, attn_mask, p, scale, is_causal, groups, generator)
+
+
+def _attend(q, k, v, mask, p, scale, causal, groups, generator) -> Tensor:
+    """The attention with dropout, where the call runs: eagerly through :class:`_Attention`; in a graph
+    (``torch.compile``, ``torch.export``) or on meta and fake tensors through :func:`_traced`."""
     if torch.compiler.is_compiling():
-        return _traced(query, key, value, attn_mask, p, scale, is_causal, groups, generator)
-    if any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in (query, key, value)):
+        return _traced(q, k, v, mask, p, scale, causal, groups, F._graph_seed(generator))
+    if F._without_data(q):  # the result's metadata, no draw
+        return _traced(q, k, v, mask, p, scale, causal, groups, q.new_zeros((), dtype=torch.int64))
+    _refuse_functorch(q, k, v)
+    F._refuse_jit_trace()
+    return _Attention.apply(q, k, v, mask, p, F.draw_seed(generator), scale, causal, groups, KEEP_PROBS)
+
+
+def _refuse_functorch(*tensors: Tensor) -> None:
+    if any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors):
         raise NotImplementedError(
             "droplab.functional.scaled_dot_product_attention does not support torch.func transforms (grad, vmap, "
             "jvp, ...): use torch.autograd.grad or .backward(), or torch.nn.functional.scaled_dot_product_attention")
-    seed = F.draw_seed(generator)
-    return _Attention.apply(query, key, value, attn_mask, p, seed, scale, is_causal, groups, KEEP_PROBS)
 
 
-def _traced(q, k, v, mask, p, scale, causal, groups, generator) -> Tensor:
-    """The same expression for ``torch.compile``: torch's ops and the custom op ``droplab::seeded_dropout``
-    (autograd saves what those ops save: the probabilities, not the mask)."""
+def _traced(q, k, v, mask, p, scale, causal, groups, seed: Tensor) -> Tensor:
+    """The same expression for ``torch.compile``, ``torch.export``, meta and fake tensors: torch's ops and
+    the custom op ``droplab::seeded_dropout`` (autograd saves what those ops save: the probabilities, not the
+    mask)."""
     s = _scores(_wide(q), _expand(_wide(k), groups), mask, causal, scale)
     lse = torch.logsumexp(s, dim=-1, keepdim=True)
     probs = s.sub(lse.masked_fill(lse == -math.inf, 0.0)).exp()  # out of place: autograd keeps lse
-    seed = torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, generator=generator)
     dropped = probs * 0.0 if p == 1.0 else F.seeded_dropout_op(probs, p, seed)
     return torch.matmul(dropped, _expand(_wide(v), groups)).to(q.dtype)

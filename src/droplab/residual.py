@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.overrides import handle_torch_function, has_torch_function
 
 from . import functional
 
@@ -86,9 +87,10 @@ def _fusable(x: Tensor, bias: Tensor | None, residual: Tensor) -> bool:
     if bias is not None and not (bias.dim() == 1 and bias.numel() == x.shape[-1] and bias.dtype == x.dtype
                                  and bias.device == x.device and bias.is_contiguous()):
         return False
-    if torch.compiler.is_compiling() or any(functional._has_tangent(t) for t in (x, residual, bias) if t is not None):
+    tensors = (x, residual) if bias is None else (x, residual, bias)
+    if torch.compiler.is_compiling() or functional._without_data(x) or any(map(functional._has_tangent, tensors)):
         return False
-    return not any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in (x, residual, bias) if t is not None)
+    return not any(map(torch._C._functorch.is_functorch_wrapped_tensor, tensors))
 
 
 def _check_tensors(**tensors: Tensor | None) -> None:
@@ -116,6 +118,7 @@ def _dropout_add(x: Tensor, bias: Tensor | None, residual: Tensor, p: float, tra
     p = functional.check_probability(p)
     if not (training and 0.0 < p < 1.0 and _fusable(x, bias, residual)):
         return _composed(x, bias, residual, p, training, generator)
+    functional._refuse_jit_trace()
     seed = functional.draw_seed(generator)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, bias, residual)):
         return _DropoutAdd.apply(x, bias, residual, p, seed)
@@ -163,6 +166,8 @@ def dropout_add(
         tensor([[11., 11., 11., 11.],
                 [11., 11., 11., 11.]])
     """
+    if has_torch_function((x, residual)):  # a torch.fx.Proxy (symbolic_trace) records the call
+        return handle_torch_function(dropout_add, (x, residual), x, residual, p, training, generator=generator)
     _check_tensors(x=x, residual=residual)
     return _dropout_add(x, None, residual, p, training, generator)
 
@@ -207,5 +212,8 @@ def bias_dropout_add(
         tensor([[2., 3., 4.],
                 [2., 3., 4.]])
     """
+    if has_torch_function((x, bias, residual)):
+        return handle_torch_function(bias_dropout_add, (x, bias, residual), x, bias, residual, p, training,
+                                     generator=generator)
     _check_tensors(x=x, bias=bias, residual=residual)
     return _dropout_add(x, bias, residual, p, training, generator)
