@@ -12,7 +12,8 @@ attention). Per model, two copies with the same weights: torch's dropout, and dr
   module's forward it cannot reach (attention probabilities). A mask is a storage a dropout op
   writes: ``bernoulli_`` (CPU dropout is ``empty_like``, ``bernoulli_``, ``div_``, ``mul``; the
   math path of ``scaled_dot_product_attention`` with ``dropout_p`` calls the same), ``bernoulli``,
-  ``native_dropout``'s mask; it is attributed to the innermost module running when it is drawn;
+  ``native_dropout``'s mask, or whatever a dropout layer's own forward saves; it is attributed to
+  the innermost module running when it is drawn;
 - the step's time per side (median over interleaved rounds, both sides measured in every round)
   and the ratio droplab / torch;
 - the targets, met or not: droplab saves 0 mask bytes at the sites ``swap_dropout`` reaches, and
@@ -86,15 +87,20 @@ def _site(stack: list[nn.Module]) -> str:
 
 def saved_in_forward(model: nn.Module, forward: Callable[[nn.Module], torch.Tensor]) -> Saved:
     """What autograd saves for backward while ``forward(model)`` runs, masks by site kind; then
-    runs backward, to free it."""
+    runs backward, to free it. Besides the storages dropout ops draw masks into, whatever a dropout
+    layer's own forward saves counts as its mask (a layer that draws it otherwise: ``rand`` and a
+    comparison, as droplab's ``impl="reference"``)."""
     stack: list[nn.Module] = []
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     saved: dict[int, torch.Tensor] = {}
+    in_layers: set[int] = set()
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         ptr = t.untyped_storage().data_ptr()
         if ptr not in params:
             saved.setdefault(ptr, t)
+            if stack and isinstance(stack[-1], LAYERS):
+                in_layers.add(ptr)
         return t
 
     def leave(module, args, output) -> None:  # returns None: the output is kept
@@ -110,9 +116,10 @@ def saved_in_forward(model: nn.Module, forward: Callable[[nn.Module], torch.Tens
         for h in handles:
             h.remove()
     result = Saved(total=sum(t.untyped_storage().nbytes() for t in saved.values()))
-    for ptr, (mask, where) in recorder.masks.items():
+    sites = {ptr: where for ptr, (_, where) in recorder.masks.items()} | dict.fromkeys(in_layers, REACHED)
+    for ptr, where in sites.items():
         if ptr in saved:
-            result.masks[where] = result.masks.get(where, 0) + mask.untyped_storage().nbytes()
+            result.masks[where] = result.masks.get(where, 0) + saved[ptr].untyped_storage().nbytes()
     loss.backward()
     model.zero_grad(set_to_none=True)
     return result

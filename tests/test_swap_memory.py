@@ -50,3 +50,13 @@ def test_a_transformer_layers_attention_masks_are_the_site_swap_cannot_reach():
     assert saved["torch"].masks == {bench.REACHED: 3 * 5 * (16 + 8 + 8) * 4, attention: 3 * 2 * 5 * 5 * 4}
     assert saved["droplab"].masks == {attention: 3 * 2 * 5 * 5 * 4}
     assert saved["droplab"].mask_bytes < saved["torch"].mask_bytes < saved["torch"].total
+
+
+def test_a_layer_that_draws_its_mask_otherwise_is_counted_too():
+    from droplab import nn as dnn
+
+    torch.manual_seed(0)
+    x = torch.randn(32, 8)
+    for impl, masks in (("reference", {bench.REACHED: 32 * 16 * 4}), ("fast", {})):  # reference: rand, then u > p
+        model = nn.Sequential(nn.Linear(8, 16), dnn.Dropout(0.5, impl=impl), nn.Linear(16, 4)).train()
+        assert bench.saved_in_forward(model, lambda m: m(x).sum()).masks == masks
