@@ -4,7 +4,10 @@ One step (forward, backward, an SGD step) of ``torch.nn.TransformerEncoder`` (d_
 heads, feed-forward 1024, 2 layers, dropout 0.1, batch 4 x 128 tokens) and, where transformers is
 installed, of a BERT of the same sizes (``BertForSequenceClassification`` from its config, eager
 attention). Per model, two copies with the same weights: torch's dropout, and droplab's after
-``droplab.swap_dropout``. It prints:
+``droplab.swap_dropout``. In training, torch's ``TransformerEncoderLayer`` takes no fused fast path
+(that is eval's ``_transformer_encoder_layer_fwd``): its attention goes through
+``F.multi_head_attention_forward`` and ``scaled_dot_product_attention(dropout_p=0.1)``, which on
+CPU runs the math path and saves its scaled mask as a float tensor. It prints:
 
 - bytes autograd saves for backward in the step's forward (``saved_tensors_hooks``; each storage
   once, the model's parameters not counted: they live anyway), and how many of them are dropout
@@ -14,8 +17,9 @@ attention). Per model, two copies with the same weights: torch's dropout, and dr
   math path of ``scaled_dot_product_attention`` with ``dropout_p`` calls the same), ``bernoulli``,
   ``native_dropout``'s mask, or whatever a dropout layer's own forward saves; it is attributed to
   the innermost module running when it is drawn;
-- the step's time per side (median over interleaved rounds, both sides measured in every round)
-  and the ratio droplab / torch;
+- the step's time per side (the median over interleaved rounds of each round's median step: the
+  two sides take steps alternately, each step timed), the ratio droplab / torch, and the range of
+  the rounds' own ratios (a wide one: the machine was busy; the load average is printed too);
 - the targets, met or not: droplab saves 0 mask bytes at the sites ``swap_dropout`` reaches, and
   its step is no slower than torch's (ratio <= 1).
 
@@ -155,8 +159,10 @@ def sides(model: nn.Module) -> tuple[dict[str, nn.Module], SwapReport]:
     return {"torch": model, "droplab": ours}, swap_dropout(ours)
 
 
-def step_times(models: dict[str, nn.Module], forward, rounds: int, target_s: float) -> dict[str, float]:
-    """Median seconds per training step per side, over ``rounds`` interleaved rounds."""
+def step_times(models: dict[str, nn.Module], forward, rounds: int, target_s: float) -> dict[str, list[float]]:
+    """Seconds per training step per side, the median of each round: ``rounds`` rounds of about
+    ``target_s`` seconds, in which the sides take steps alternately (each step timed on its own,
+    the side that starts swapped each round), so that a machine's load hits both sides alike."""
     optimizers = {name: torch.optim.SGD(m.parameters(), lr=1e-4) for name, m in models.items()}
 
     def step(name):
@@ -171,15 +177,20 @@ def step_times(models: dict[str, nn.Module], forward, rounds: int, target_s: flo
         start = time.perf_counter()
         step(name)
         once[name] = time.perf_counter() - start
-    reps = max(1, int(target_s / max(once.values())))
-    times = {name: [] for name in models}
+    reps = max(1, int(target_s / sum(once.values())))
+    medians = {name: [] for name in models}
+    order = list(models)
     for _ in range(rounds):
-        for name in models:
-            start = time.perf_counter()
-            for _ in range(reps):
+        times = {name: [] for name in models}
+        for _ in range(reps):
+            for name in order:
+                start = time.perf_counter()
                 step(name)
-            times[name].append((time.perf_counter() - start) / reps)
-    return {name: statistics.median(t) for name, t in times.items()}
+                times[name].append(time.perf_counter() - start)
+        for name, t in times.items():
+            medians[name].append(statistics.median(t))
+        order.reverse()
+    return medians
 
 
 def _cpu() -> str:
@@ -190,11 +201,13 @@ def _cpu() -> str:
         return "CPU unknown"
 
 
-def report(label: str, model: nn.Module, forward, rounds: int, target_s: float) -> list[tuple[str, float, str]]:
+def report(label: str, model: nn.Module, forward, rounds: int, target_s: float) -> list[tuple[str, str, bool]]:
     """Prints one model's table; returns its targets (text, value, met)."""
     models, swapped = sides(model)
     saved = {name: saved_in_forward(m, forward) for name, m in models.items()}
-    times = step_times(models, forward, rounds, target_s)
+    per_round = step_times(models, forward, rounds, target_s)
+    times = {name: statistics.median(t) for name, t in per_round.items()}
+    ratios = [a / b for a, b in zip(per_round["droplab"], per_round["torch"])]
     print(f"\n{label}: {len(swapped.replaced)} dropout layer(s) swapped, "
           f"{len(swapped.unreachable)} site(s) not reached")
     print(f"  {'':8s} {'saved MiB':>10s} {'masks MiB':>10s} {'mask share':>10s} {'step ms':>8s}")
@@ -205,11 +218,11 @@ def report(label: str, model: nn.Module, forward, rounds: int, target_s: float) 
         for where, n in sorted(s.masks.items()):
             print(f"    masks {where}: {n / 2**20:.2f} MiB")
     ratio = times["droplab"] / times["torch"]
-    print(f"  step time droplab / torch: {ratio:.3f}")
+    print(f"  step time droplab / torch: {ratio:.3f} (the rounds' own ratios: {min(ratios):.3f} to {max(ratios):.3f})")
     reached = saved["droplab"].masks.get(REACHED, 0)
     return [(f"{label}: droplab's mask bytes at the sites swap reaches = 0 (torch's: "
-             f"{saved['torch'].masks.get(REACHED, 0)})", reached, reached == 0),
-            (f"{label}: droplab's step time / torch's <= 1", ratio, ratio <= 1)]  # fmt: skip
+             f"{saved['torch'].masks.get(REACHED, 0)})", f"{reached}", reached == 0),
+            (f"{label}: droplab's step time / torch's <= 1", f"{ratio:.3f}", ratio <= 1)]  # fmt: skip
 
 
 def main() -> None:
@@ -233,11 +246,11 @@ def main() -> None:
 
         targets += report(f"BERT (transformers {transformers.__version__}, hidden 256, 2 layers, eager)", *hf,
                           rounds, target)  # fmt: skip
-    print(f"\nload average (1 min) before and after: {load:.2f}, {os.getloadavg()[0]:.2f} "
-          f"(other processes on this machine share its cores)")
+    print(f"\nload average (1 min) at the start and the end: {load:.2f}, {os.getloadavg()[0]:.2f}, on "
+          f"{os.cpu_count()} cores (the end's includes this run)")
     print("\ntargets:")
     for text, value, ok in targets:
-        print(f"  {text}: {value:g} -> {'met' if ok else 'NOT met'}")
+        print(f"  {text}: {value} -> {'met' if ok else 'NOT met'}")
 
 
 if __name__ == "__main__":
