@@ -50,6 +50,7 @@ bench: install data
 	$(BIN)/python benchmarks/cli_dropout.py
 	$(BIN)/python benchmarks/verdict_calibration.py
 	$(BIN)/python benchmarks/study_scaling.py
+	$(BIN)/python benchmarks/swap_memory.py
 
 clean:
 	rm -rf $(VENV) src/*.egg-info .pytest_cache notebooks/dropout.ipynb

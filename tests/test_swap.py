@@ -192,3 +192,20 @@ def test_mc_predict_warns_when_the_passes_do_not_vary_although_the_model_has_dro
 
     with pytest.warns(UserWarning, match="all 4 passes gave the same probabilities"):
         mc_predict(Unused(), torch.randn(5, 3), samples=4)
+
+
+def test_the_report_names_a_layer_whose_rate_forward_reads_instead_of_calling_it():
+    class Attention(nn.Module):  # as Hugging Face's attention modules do: the rate passed on, the layer never called
+        def __init__(self):
+            super().__init__()
+            self.dropout = nn.Dropout(0.1)
+
+        def forward(self, x):
+            return torch.nn.functional.softmax(x, -1) * (1 - (self.dropout.p if self.training else 0.0))
+
+    model = nn.Sequential(Attention(), nn.Dropout(0.2))
+    report = swap_dropout(model)
+    assert sorted(report.replaced) == ["0.dropout", "1"] and type(model[0].dropout) is dnn.Dropout
+    assert [name for name, _ in report.unreachable] == ["0"]
+    assert "reads the rate of its layer 'dropout' (self.dropout.p)" in report.unreachable[0][1]
+    assert swap_dropout(model).unreachable == report.unreachable  # named again once swapped

@@ -5,8 +5,10 @@ droplab's (:mod:`droplab.nn`: the counter-based mask, nothing saved for backward
 for a seed on every device), with its ``p``, ``inplace`` and train/eval mode; ``reverse=True``
 puts torch's back. The report names what was replaced and each dropout site a module swap cannot
 reach, with the reason: a float rate used inside ``forward`` (``nn.MultiheadAttention``'s
-``dropout``, ``scaled_dot_product_attention(dropout_p=...)``, a functional call), or a layer
-droplab has no counter-based version of.
+``dropout``, ``scaled_dot_product_attention(dropout_p=...)``, a functional call), a dropout layer
+whose ``forward`` only reads its rate (``self.dropout.p``, as Hugging Face's attention modules do:
+the layer is swapped, but the dropout is applied elsewhere), or a layer droplab has no
+counter-based version of.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ TO_DROPLAB = {nn.Dropout: dnn.Dropout, nn.Dropout1d: dnn.Dropout1d, nn.Dropout2d
 TO_TORCH = {ours: theirs for theirs, ours in TO_DROPLAB.items()}
 _FUNCTIONAL = re.compile(r"\b(F|functional|nn\.functional)\.(dropout\w*|alpha_dropout|feature_alpha_dropout)\(|"
                          r"dropout_p\s*=")  # fmt: skip
+_READS_RATE = re.compile(r"\bself\.(\w+)\.p\b")  # a forward that reads its dropout layer's rate, not calling it
 
 
 @dataclass
@@ -72,6 +75,11 @@ def _unreachable(name: str, module: nn.Module, reverse: bool) -> str | None:
         source = inspect.getsource(type(module).forward)
     except (OSError, TypeError):
         return None
+    for child in dict.fromkeys(_READS_RATE.findall(source)):
+        if isinstance(getattr(module, child, None), tuple(TO_DROPLAB)):
+            return (f"{type(module).__name__}.forward reads the rate of its layer '{child}' (self.{child}.p) and "
+                    "applies dropout itself (e.g. passes it to an attention function): the layer is swapped, "
+                    "the dropout it stands for is not")  # fmt: skip
     if _FUNCTIONAL.search(source):
         return f"{type(module).__name__}.forward calls dropout as a function (or passes dropout_p): not a module"
     return None
