@@ -223,7 +223,7 @@ LAYERS = [
     ("training", {"train", "ensemble", "recipes"}),
     ("models", {"models"}),
     ("layers", {"nn", "noise", "weights", "swap"}),
-    ("math", {"functional", "structured", "fused", "residual", "attention"}),
+    ("math", {"functional", "structured", "fused", "residual", "attention", "alpha"}),
     ("foundations", {"report", "studyfile", "stats", "plots", "progress", "interrupt", "threads", "memory",
                      "checkpoint", "rundir", "atomic", "data"}),
     ("kernels", {"kernels"}),

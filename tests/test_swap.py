@@ -105,7 +105,7 @@ def test_the_report_names_functional_dropout_and_layers_without_a_droplab_versio
         def forward(self, x):
             return x
 
-    model = nn.Sequential(Functional(), nn.AlphaDropout(0.1), Mine(0.3), nn.Dropout2d(0.2))
+    model = nn.Sequential(Functional(), nn.FeatureAlphaDropout(0.1), Mine(0.3), nn.Dropout2d(0.2))
     report = swap_dropout(model)
     assert report.replaced == ["3"] and type(model[3]) is dnn.Dropout2d
     reasons = dict(report.unreachable)

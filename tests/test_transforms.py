@@ -310,7 +310,8 @@ def test_residual_and_attention_on_meta_and_fake_tensors_give_the_metadata_witho
     state = torch.random.get_rng_state()
     if kind == "meta":
         x, r, b, v = (torch.empty(s, device="meta") for s in ((2, 5, 6), (2, 5, 6), (6,), (2, 5, 3)))
-        outs = [F.dropout_add(x, r, P), F.bias_dropout_add(x, b, r, P), F.scaled_dot_product_attention(x, x, v, None, P)]
+        outs = [F.dropout_add(x, r, P), F.bias_dropout_add(x, b, r, P),
+                F.scaled_dot_product_attention(x, x, v, None, P)]
         assert all(o.is_meta for o in outs)
     else:
         with FakeTensorMode():

@@ -242,6 +242,29 @@ def _refuse_jit_trace() -> None:
         )
 
 
+def _dispatch(x: Tensor, p: float, training: bool, inplace: bool, generator: torch.Generator | None,
+              graph, eager) -> Tensor:
+    """The path every dropout-like function of droplab takes once ``x`` is a tensor and ``p`` checked: ``x``
+    itself when not training or at p = 0 (as torch, whatever its dtype), ``x * 0`` at p = 1, else
+    ``graph(x, p, seed)`` with a 0-dim seed tensor in a graph (torch.compile, torch.export: drawn there) or on
+    meta and fake tensors (0: no values, no draw), or ``eager(x, p, seed)`` with a drawn seed; the result
+    written into ``x`` when ``inplace``."""
+    if not training or p == 0.0:
+        return x
+    check_dropout_args(x, p)
+    if p == 1.0:
+        out = x * 0.0  # as torch: NaN and inf give NaN
+    elif torch.compiler.is_compiling():
+        out = graph(x, p, _graph_seed(generator))
+    elif _without_data(x):
+        out = graph(x, p, x.new_zeros((), dtype=torch.int64))
+    else:
+        _refuse_functorch(x)
+        _refuse_jit_trace()
+        out = eager(x, p, draw_seed(generator))
+    return x.copy_(out) if inplace else out
+
+
 def _has_tangent(x: Tensor) -> bool:
     """Whether ``x`` is a dual tensor of forward-mode AD (``torch.autograd.forward_ad``)."""
     return forward_ad._current_level >= 0 and forward_ad.unpack_dual(x).tangent is not None
@@ -317,25 +340,14 @@ def dropout(
         return structured_dropout(x, p, broadcast_dims, training, inplace, generator)
     if not isinstance(x, Tensor):
         raise TypeError(f"dropout expects a torch.Tensor as input, got {type(x).__name__}")
-    p = check_probability(p)
-    if not training or p == 0.0:  # as torch: the input, whatever its dtype
-        return x
-    check_dropout_args(x, p)
-    if p == 1.0:
-        out = x * 0.0  # as torch: NaN and inf give NaN
-    elif torch.compiler.is_compiling():
-        out = seeded_dropout_op(x, float(p), _graph_seed(generator))
-    elif _without_data(x):  # the custom op's fake gives the result's shape, dtype and strides; no draw
-        out = seeded_dropout_op(x, float(p), x.new_zeros((), dtype=torch.int64))
-    else:
-        _refuse_functorch(x)
-        _refuse_jit_trace()
-        seed = draw_seed(generator)
-        if (x.requires_grad and torch.is_grad_enabled()) or _has_tangent(x):
-            out = _SeededDropout.apply(x, float(p), seed)
-        else:  # nothing to differentiate: skip the autograd.Function's few microseconds
-            out = _kernel(x, float(p), seed)
-    return x.copy_(out) if inplace else out
+    # in a graph, and on meta or fake tensors (whose metadata the custom op's fake gives), the custom op
+    return _dispatch(x, check_probability(p), training, inplace, generator, seeded_dropout_op, _eager)
+
+
+def _eager(x: Tensor, p: float, seed: int) -> Tensor:
+    if (x.requires_grad and torch.is_grad_enabled()) or _has_tangent(x):
+        return _SeededDropout.apply(x, p, seed)
+    return _kernel(x, p, seed)  # nothing to differentiate: skip the autograd.Function's few microseconds
 
 
 IMPLEMENTATIONS = {"fast": dropout, "reference": dropout_reference}
@@ -350,11 +362,12 @@ def check_impl(impl: str) -> str:
 
 # Functions of this interface that live in modules of their own, built on the kernel above, found on
 # first use: structured dropout (one keep decision shared along dimensions), dropout fused with a
-# residual add (and a bias), and attention whose dropout mask is regenerated in backward.
+# residual add (and a bias), attention whose dropout mask is regenerated in backward, alpha dropout.
 _ELSEWHERE = {
     "structured": ("keep_mask", "structured_dropout", "dropout1d", "dropout2d", "dropout3d", "drop_path"),
     "residual": ("dropout_add", "bias_dropout_add"),
     "attention": ("scaled_dot_product_attention",),
+    "alpha": ("alpha_dropout",),
 }
 __all__ += [name for names in _ELSEWHERE.values() for name in names]
 

@@ -13,7 +13,7 @@ from torch.fx import Proxy
 
 from . import functional as F
 
-__all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "DropPath"]
+__all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "DropPath"]
 
 
 class _NoiseLayer(nn.Module):
@@ -147,7 +147,22 @@ def _checked(p: float) -> float:
     return p
 
 
-class Dropout1d(_Transformable, nn.Dropout1d):
+class _TorchSignature(_Transformable):
+    """A layer with torch's ``(p=0.5, inplace=False)`` whose forward is its ``_function(x, p, training,
+    inplace)``: droplab's channel dropouts and alpha dropout."""
+
+    _function = None
+
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
+        super().__init__(_checked(p), inplace)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if (node := self._fx_node(x)) is not None:
+            return node
+        return self._function(x, self.p, self.training, self.inplace)
+
+
+class Dropout1d(_TorchSignature, nn.Dropout1d):
     r"""Channel dropout, a drop-in for :class:`torch.nn.Dropout1d`: each channel of an
     ``(N, C, L)`` or ``(C, L)`` input is zeroed whole with probability :math:`p`, the others
     scaled by :math:`1/(1-p)`; droplab's counter-based mask, one bit per (sample, channel),
@@ -164,39 +179,34 @@ class Dropout1d(_Transformable, nn.Dropout1d):
                  [2., 2., 2., 2.]]])
     """
 
-    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
-        super().__init__(_checked(p), inplace)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if (node := self._fx_node(x)) is not None:
-            return node
-        return F.dropout1d(x, self.p, self.training, self.inplace)
+    _function = staticmethod(F.dropout1d)
 
 
-class Dropout2d(_Transformable, nn.Dropout2d):
+class Dropout2d(_TorchSignature, nn.Dropout2d):
     r"""Channel dropout on ``(N, C, H, W)``, a drop-in for :class:`torch.nn.Dropout2d` (its
     warnings and its legacy reading of 3-D inputs included): :func:`droplab.functional.dropout2d`."""
 
-    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
-        super().__init__(_checked(p), inplace)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if (node := self._fx_node(x)) is not None:
-            return node
-        return F.dropout2d(x, self.p, self.training, self.inplace)
+    _function = staticmethod(F.dropout2d)
 
 
-class Dropout3d(_Transformable, nn.Dropout3d):
+class Dropout3d(_TorchSignature, nn.Dropout3d):
     r"""Channel dropout on ``(N, C, D, H, W)`` or ``(C, D, H, W)``, a drop-in for
     :class:`torch.nn.Dropout3d`: :func:`droplab.functional.dropout3d`."""
 
-    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
-        super().__init__(_checked(p), inplace)
+    _function = staticmethod(F.dropout3d)
 
-    def forward(self, x: Tensor) -> Tensor:
-        if (node := self._fx_node(x)) is not None:
-            return node
-        return F.dropout3d(x, self.p, self.training, self.inplace)
+
+class AlphaDropout(_TorchSignature, nn.AlphaDropout):
+    r"""Alpha dropout for SELU networks, a drop-in for :class:`torch.nn.AlphaDropout`: dropped
+    elements take SELU's saturation value and an affine map keeps mean 0 and variance 1
+    (Klambauer et al. 2017); droplab's counter-based mask, regenerated in backward:
+    :func:`droplab.functional.alpha_dropout`.
+
+    (:class:`droplab.noise.AlphaDropout`, the noise kind ``alpha`` of droplab's MLPs and studies,
+    keeps torch's mask, so that recorded studies reproduce.)
+    """
+
+    _function = staticmethod(F.alpha_dropout)
 
 
 class DropPath(_Transformable, _NoiseLayer):

@@ -108,28 +108,15 @@ def structured_dropout(x: Tensor, p: float, broadcast_dims: Sequence[int], train
         raise TypeError(f"dropout expects a torch.Tensor as input, got {type(x).__name__}")
     p = F.check_probability(p)
     reduced = _reduced(x.shape, broadcast_dims)
-    if not training or p == 0.0:  # as torch: the input, whatever its dtype
-        return x
-    F.check_dropout_args(x, p)
-    if p == 1.0:
-        out = x * 0.0
-    elif torch.compiler.is_compiling() or F._without_data(x):
-        out = _graph_dropout(x, float(p), reduced, scale, generator)
-    else:
-        F._refuse_functorch(x)
-        F._refuse_jit_trace()
-        out = _StructuredDropout.apply(x, float(p), F.draw_seed(generator), reduced, scale)
-    return x.copy_(out) if inplace else out
+    return F._dispatch(x, p, training, inplace, generator,
+                       lambda x, p, seed: _graph_dropout(x, p, reduced, scale, seed),
+                       lambda x, p, seed: _StructuredDropout.apply(x, p, seed, reduced, scale))
 
 
-def _graph_dropout(x: Tensor, p: float, reduced: tuple[int, ...], scale: bool, generator: torch.Generator | None):
+def _graph_dropout(x: Tensor, p: float, reduced: tuple[int, ...], scale: bool, seed: Tensor):
     """What :class:`_StructuredDropout` computes, in ops a graph holds (torch.compile, torch.export) or that
-    meta and fake tensors run: the reduced mask from the custom op ``droplab::seeded_dropout``, the seed
-    drawn in the graph. Autograd saves the reduced mask (one value per kept decision), not one per element."""
-    if torch.compiler.is_compiling():
-        seed = F._graph_seed(generator)
-    else:  # meta or fake: no values, so no draw
-        seed = x.new_zeros((), dtype=torch.int64)
+    meta and fake tensors run: the reduced mask from the custom op ``droplab::seeded_dropout`` for the 0-dim
+    ``seed``. Autograd saves the reduced mask (one value per kept decision), not one per element."""
     ones = x.new_ones(reduced, dtype=torch.float32)
     out = x * (F.seeded_dropout_op(ones, p, seed) != 0).to(x.dtype)
     return out / (1.0 - p) if scale else out

@@ -1,6 +1,6 @@
 """Put droplab's dropout in any PyTorch model, in place, with one call: :func:`swap_dropout`.
 
-Every ``torch.nn.Dropout``, ``Dropout1d``, ``Dropout2d`` and ``Dropout3d`` of a model becomes
+Every ``torch.nn.Dropout``, ``Dropout1d``, ``Dropout2d``, ``Dropout3d`` and ``AlphaDropout`` of a model becomes
 droplab's (:mod:`droplab.nn`: the counter-based mask, nothing saved for backward, the same mask
 for a seed on every device), with its ``p``, ``inplace`` and train/eval mode; ``reverse=True``
 puts torch's back. The report names what was replaced and each dropout site a module swap cannot
@@ -25,7 +25,7 @@ __all__ = ["SwapReport", "swap_dropout"]
 
 # torch's layer -> droplab's (exact types: a subclass of torch's has its own forward)
 TO_DROPLAB = {nn.Dropout: dnn.Dropout, nn.Dropout1d: dnn.Dropout1d, nn.Dropout2d: dnn.Dropout2d,
-              nn.Dropout3d: dnn.Dropout3d}  # fmt: skip
+              nn.Dropout3d: dnn.Dropout3d, nn.AlphaDropout: dnn.AlphaDropout}  # fmt: skip
 TO_TORCH = {ours: theirs for theirs, ours in TO_DROPLAB.items()}
 _FUNCTIONAL = re.compile(r"\b(F|functional|nn\.functional)\.(dropout\w*|alpha_dropout|feature_alpha_dropout)\(|"
                          r"dropout_p\s*=")  # fmt: skip
@@ -65,7 +65,7 @@ def _unreachable(name: str, module: nn.Module, reverse: bool) -> str | None:
     if isinstance(module, nn.MultiheadAttention) and module.dropout > 0:
         return (f"nn.MultiheadAttention applies its dropout (p={module.dropout:g}) to the attention weights "
                 "inside its forward (F.multi_head_attention_forward), not through a module")  # fmt: skip
-    if isinstance(module, (nn.AlphaDropout, nn.FeatureAlphaDropout)):
+    if isinstance(module, nn.FeatureAlphaDropout):
         return f"{type(module).__name__}: droplab has no counter-based version of it; left as torch's"
     if isinstance(module, nn.Dropout) and type(module) not in TO_DROPLAB and type(module) not in TO_TORCH:
         return f"{type(module).__name__}, a subclass of torch's Dropout with its own forward: left as it is"
