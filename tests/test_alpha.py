@@ -34,11 +34,11 @@ def test_values_and_gradients_are_torchs_formula_with_the_keep_mask(dtype):
     seed = draw_seed(torch.Generator().manual_seed(5))
     out = alpha_dropout(x, 0.3, training=True, generator=g)
     ref = _reference(x, 0.3, seed)
-    assert torch.allclose(out, ref, rtol=0, atol=0)
+    assert torch.equal(out, ref)
     w = torch.randn_like(out)
     (gx,) = torch.autograd.grad((out * w).sum(), x)
     (gr,) = torch.autograd.grad((ref * w).sum(), x)
-    assert torch.allclose(gx, gr, rtol=1e-6, atol=0)
+    assert torch.equal(gx, gr)
 
 
 def test_moments_are_kept_and_the_kept_fraction_is_binomial():
@@ -112,3 +112,19 @@ def test_under_compile_and_on_meta_tensors():
     assert torch.equal(compiled, alpha_dropout(x, 0.5, training=True))
     meta = alpha_dropout(torch.empty(3, 4, device="meta"), 0.5, training=True)
     assert meta.is_meta and meta.shape == (3, 4)
+
+
+def test_the_layer_never_writes_into_its_input_as_torchs_layer():
+    x = torch.randn(4, 6)
+    for layer in (torch.nn.AlphaDropout(0.5, inplace=True), dnn.AlphaDropout(0.5, inplace=True)):
+        y = x.clone()
+        out = layer.train()(y)
+        assert torch.equal(y, x) and out is not y
+
+
+def test_a_graph_traced_from_fake_tensors_draws_a_new_mask_per_call():
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    x = torch.randn(64, 64)
+    gm = make_fx(lambda t: alpha_dropout(t, 0.5, training=True), tracing_mode="fake")(x)
+    assert not torch.equal(gm(x), gm(x))

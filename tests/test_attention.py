@@ -266,3 +266,42 @@ def test_torch_func_and_second_derivatives_are_refused_with_what_to_use():
     out = SDPA(q, k, v, dropout_p=0.5)
     with pytest.raises(RuntimeError, match="first derivatives only"):
         torch.autograd.grad(out.sum(), q, create_graph=True)
+
+
+def test_under_autocast_the_dtype_and_values_of_the_autocast_dtype():
+    q, k, v = (t.detach().float() for t in _qkv((2, 3, 16, 8), (2, 3, 16, 8), seed=6))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.manual_seed(1)
+        out = SDPA(q, k, v, dropout_p=0.2)
+        plain = SDPA(q, k, v)
+    assert out.dtype == plain.dtype == torch.bfloat16
+    torch.manual_seed(1)
+    assert torch.equal(out, SDPA(q.bfloat16(), k.bfloat16(), v.bfloat16(), dropout_p=0.2))
+
+
+def test_a_float_mask_of_another_dtype_is_taken_as_torch_takes_it():
+    q, k, v = (t.detach() for t in _qkv((2, 4, 8), (2, 4, 8), seed=7))  # float64, and a float32 mask
+    mask = torch.randn(4, 4, dtype=torch.float32)
+    assert torch.allclose(SDPA(q, k, v, mask), TF.scaled_dot_product_attention(q, k, v, mask), atol=1e-6)
+    low = q.bfloat16()
+    assert torch.equal(SDPA(low, low, low, mask), TF.scaled_dot_product_attention(low, low, low, mask))
+    g = torch.Generator().manual_seed(3)
+    seed = draw_seed(torch.Generator().manual_seed(3))
+    out = SDPA(q, k, v, mask, dropout_p=0.3, generator=g)
+    assert torch.allclose(out, reference(q, k, v, seed, 0.3, mask=mask.double()), atol=1e-12)
+    leaf = mask.clone().requires_grad_()
+    SDPA(q, k, v, leaf, dropout_p=0.3).sum().backward()
+    assert leaf.grad.dtype == torch.float32
+    with pytest.raises(TypeError, match="a float32 one or one of the query's dtype"):
+        SDPA(q.float(), k.float(), v.float(), mask.double())
+
+
+def test_forward_mode_ad_is_refused_and_fake_traces_draw_per_call():
+    import torch.autograd.forward_ad as fwAD
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    q, k, v = (t.detach() for t in _qkv((2, 4, 8), (2, 4, 8), seed=8))
+    with fwAD.dual_level(), pytest.raises(NotImplementedError, match="no forward-mode AD"):
+        SDPA(fwAD.make_dual(q, torch.ones_like(q)), k, v, dropout_p=0.5)
+    gm = make_fx(lambda q, k, v: SDPA(q, k, v, dropout_p=0.5), tracing_mode="fake")(q, k, v)
+    assert not torch.equal(gm(q, k, v), gm(q, k, v))

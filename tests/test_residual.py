@@ -183,11 +183,59 @@ def test_a_bias_that_does_not_broadcast_is_refused():
         bias_dropout_add(torch.ones(2, 3), torch.ones(4), torch.ones(2, 3), 0.5)
 
 
-def test_under_torch_compile_the_composed_expression_is_traced():
-    f = torch.compile(lambda x, r: dropout_add(x, r, 0.5), fullgraph=True, backend="aot_eager")
-    x, r = torch.ones(16, 64), torch.full((16, 64), 3.0)
-    out = f(x, r)
-    assert set(torch.unique(out).tolist()) == {3.0, 5.0}
+def test_under_torch_compile_the_values_and_gradients_of_eager_for_a_seed():
+    x, b, r = (torch.randn(s, requires_grad=True) for s in ((16, 64), (64,), (16, 64)))
+    results = []
+    for fn in (torch.compile(bias_dropout_add, fullgraph=True, backend="aot_eager"), bias_dropout_add):
+        torch.manual_seed(6)
+        out = fn(x, b, r, 0.3)
+        results.append((out.detach(), torch.autograd.grad(out.pow(2).sum(), (x, b, r))))
+    (a, ga), (e, ge) = results
+    assert torch.equal(a, e)
+    assert all(torch.allclose(u, v, rtol=1e-6, atol=1e-6) for u, v in zip(ga, ge))
+
+
+def test_the_result_does_not_depend_on_the_thread_count():
+    x, b, r = torch.randn(300, 1031), torch.randn(1031), torch.randn(300, 1031)
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            outs.append(_same_seed(lambda: bias_dropout_add(x, b, r, 0.3)))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(*outs)
+
+
+def test_a_1d_x_with_a_bias_and_an_empty_last_dimension():
+    x, b, r = (torch.randn(5, requires_grad=True) for _ in range(3))
+    want, grads = _composed_grads(x, b, r, 0.3, 2)
+    leaves = [t.detach().requires_grad_() for t in (x, b, r)]
+    torch.manual_seed(2)
+    out = bias_dropout_add(*leaves, 0.3)
+    out.backward(torch.arange(5, dtype=out.dtype))
+    assert torch.equal(out.detach(), want)
+    assert all(torch.equal(t.grad, g) for t, g in zip(leaves, grads))
+    empty = bias_dropout_add(torch.ones(3, 0), torch.ones(0), torch.ones(3, 0), 0.5)
+    assert empty.shape == (3, 0)
+
+
+def test_a_lazily_negated_view_keeps_its_sign():
+    x = torch.complex(torch.ones(4096), torch.full((4096,), 3.0)).conj().imag  # -3, with the neg bit set
+    assert x.is_neg()
+    got = _same_seed(lambda: dropout_add(x, torch.zeros(4096), 0.5))
+    want = _same_seed(lambda: dropout(x.resolve_neg(), 0.5))
+    assert torch.equal(got, want) and set(got.unique().tolist()) == {-6.0, 0.0}
+
+
+def test_a_graph_traced_from_fake_tensors_draws_a_new_mask_per_call():
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    x = torch.rand(64, 64) + 0.5
+    for fn in (lambda t: dropout_add(t, t, 0.5), lambda t: dropout(t, 0.5)):
+        gm = make_fx(fn, tracing_mode="fake")(x)
+        assert not torch.equal(gm(x), gm(x))
 
 
 _INTERPRET = """

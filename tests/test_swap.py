@@ -110,7 +110,7 @@ def test_the_report_names_functional_dropout_and_layers_without_a_droplab_versio
     assert report.replaced == ["3"] and type(model[3]) is dnn.Dropout2d
     reasons = dict(report.unreachable)
     assert "calls dropout as a function" in reasons["0"]
-    assert "no counter-based version" in reasons["1"] and "own forward" in reasons["2"]
+    assert "no counter-based version" in reasons["1"] and "a subclass of torch's Dropout" in reasons["2"]
     assert str(report).startswith("1 dropout layer(s) replaced\nnot reached: 0: Functional.forward")
 
 
@@ -209,3 +209,29 @@ def test_the_report_names_a_layer_whose_rate_forward_reads_instead_of_calling_it
     assert [name for name, _ in report.unreachable] == ["0"]
     assert "reads the rate of its layer 'dropout' (self.dropout.p)" in report.unreachable[0][1]
     assert swap_dropout(model).unreachable == report.unreachable  # named again once swapped
+
+
+def test_subclasses_of_every_torch_dropout_are_reported_and_a_layer_that_runs_is_not_a_rate_reader():
+    class MyAlpha(nn.AlphaDropout):
+        def forward(self, x):
+            return x
+
+    class My2d(nn.Dropout2d):
+        def forward(self, x):
+            return x
+
+    class Runs(nn.Module):  # reads its layer's rate and also calls the layer: the swap reaches it
+        def __init__(self):
+            super().__init__()
+            self.drop = nn.Dropout(0.1)
+
+        def forward(self, x):
+            return self.drop(x) * (1 - self.drop.p)
+
+    model = nn.Sequential(MyAlpha(0.1), My2d(0.1), Runs())
+    report = swap_dropout(model)
+    assert report.replaced == ["2.drop"]
+    assert dict(report.unreachable) == {
+        "0": "MyAlpha, a subclass of torch's AlphaDropout, not the class itself: left as it is",
+        "1": "My2d, a subclass of torch's Dropout2d, not the class itself: left as it is",
+    }

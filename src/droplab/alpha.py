@@ -53,8 +53,8 @@ class _AlphaDropout(torch.autograd.Function):
         return _affine(x.detach(), _keep(x.shape, p, seed, x), p)
 
     @staticmethod
-    def _slope(ctx, like: Tensor) -> Tensor:
-        return _keep(like.shape, ctx.p, ctx.seed, like) / math.sqrt((ALPHA * ALPHA * ctx.p + 1) * (1 - ctx.p))
+    def _slope(ctx, like: Tensor) -> Tensor:  # m a, as torch's noise * a
+        return _keep(like.shape, ctx.p, ctx.seed, like) * (1.0 / math.sqrt((ALPHA * ALPHA * ctx.p + 1) * (1 - ctx.p)))
 
     @staticmethod
     def jvp(ctx, tangent: Tensor, *_) -> Tensor:

@@ -49,9 +49,10 @@ def _check(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, is_causal:
     if attn_mask is not None:
         if is_causal:
             raise ValueError("attn_mask and is_causal=True were both given: pass one of them")
-        if not isinstance(attn_mask, Tensor) or attn_mask.dtype not in (torch.bool, q.dtype):
+        if not isinstance(attn_mask, Tensor) or attn_mask.dtype not in (torch.bool, torch.float32, q.dtype):
             got = attn_mask.dtype if isinstance(attn_mask, Tensor) else type(attn_mask).__name__
-            raise TypeError(f"attn_mask must be a bool tensor or one of the query's dtype ({q.dtype}), got {got}")
+            raise TypeError(f"attn_mask must be a bool tensor, a float32 one or one of the query's dtype "
+                            f"({q.dtype}), as torch's; got {got}")
     groups = 1
     if enable_gqa:
         heads = [t.shape[-3] if t.dim() >= 3 else None for t in (q, k, v)]
@@ -120,7 +121,7 @@ class _Attention(torch.autograd.Function):
         probs = s.sub_(lse).exp_()
         out = torch.matmul(_drop(probs, p, seed), vv).to(q.dtype)
         ctx.p, ctx.seed, ctx.scale, ctx.causal, ctx.groups = p, seed, scale, causal, groups
-        ctx.mask_shape = mask.shape if mask is not None else None
+        ctx.mask_shape, ctx.mask_dtype = (mask.shape, mask.dtype) if mask is not None else (None, None)
         if keep_probs:
             ctx.save_for_backward(q, k, v, probs, None)
         else:
@@ -150,7 +151,7 @@ class _Attention(torch.autograd.Function):
         dk = None
         if ctx.needs_input_grad[1]:
             dk = _fit(torch.matmul(ds.transpose(-2, -1), qq).mul_(ctx.scale), k, groups)
-        dmask = ds.sum_to_size(ctx.mask_shape).to(grad.dtype) if ctx.needs_input_grad[3] else None
+        dmask = ds.sum_to_size(ctx.mask_shape).to(ctx.mask_dtype) if ctx.needs_input_grad[3] else None
         return dq, dk, dv, dmask, None, None, None, None, None, None
 
 
@@ -241,9 +242,20 @@ def _attend(q, k, v, mask, p, scale, causal, groups, generator) -> Tensor:
     if torch.compiler.is_compiling():
         return _traced(q, k, v, mask, p, scale, causal, groups, F._graph_seed(generator))
     if F._without_data(q):  # the result's metadata, no draw
-        return _traced(q, k, v, mask, p, scale, causal, groups, q.new_zeros((), dtype=torch.int64))
+        return _traced(q, k, v, mask, p, scale, causal, groups, F._data_free_seed(q, generator))
+    device = q.device.type
+    if torch.is_autocast_enabled(device):  # as torch's attention under autocast: in the autocast dtype
+        low = torch.get_autocast_dtype(device)
+        with torch.autocast(device, enabled=False):
+            return _attend(q.to(low), k.to(low), v.to(low), mask, p, scale, causal, groups, generator)
     _refuse_functorch(q, k, v)
+    if any(map(F._has_tangent, (q, k, v))):
+        raise NotImplementedError(
+            "droplab.functional.scaled_dot_product_attention has no forward-mode AD (a dual tensor was given): "
+            "use torch.nn.functional.scaled_dot_product_attention there")
     F._refuse_jit_trace()
+    if mask is not None and mask.is_floating_point():  # added to the scores in their dtype (its gradient cast back)
+        mask = mask.to(_wide(q).dtype)
     return _Attention.apply(q, k, v, mask, p, F.draw_seed(generator), scale, causal, groups, KEEP_PROBS)
 
 

@@ -130,6 +130,8 @@ def _kernel(x: Tensor, p: float, seed: int) -> Tensor:
     """Dropout of ``x`` with the counter-based mask of ``seed``; ``0 < p < 1``. No autograd."""
     global _cpu_kernels
     src = x.detach() if x.requires_grad else x
+    if src.is_neg():  # a lazily negated view (e.g. of a conjugate's imaginary part): the kernel reads memory
+        src = src.resolve_neg()
     if not src.is_contiguous():  # the mask follows the logical (row-major) index; the result, x's layout
         out = torch.empty_like(src)
         return out.copy_(_kernel(src.contiguous(), p, seed))
@@ -233,6 +235,14 @@ def _without_data(x: Tensor) -> bool:
     return x.is_meta or (type(x) is not Tensor and isinstance(x, FakeTensor))  # a plain tensor skips the isinstance
 
 
+def _data_free_seed(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """The seed for a meta or fake ``x``: drawn as a meta, or fake, tensor, so the real generator does not
+    advance, and a graph traced from fake tensors (``make_fx``) draws a new seed per call, not a constant."""
+    if x.is_meta:
+        return torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, device="meta")
+    return _seed_tensor(generator)
+
+
 def _refuse_jit_trace() -> None:
     if torch._C._is_tracing():  # torch.jit.is_tracing() without its check for scripting (refused anyway)
         raise RuntimeError(
@@ -257,7 +267,7 @@ def _dispatch(x: Tensor, p: float, training: bool, inplace: bool, generator: tor
     elif torch.compiler.is_compiling():
         out = graph(x, p, _graph_seed(generator))
     elif _without_data(x):
-        out = graph(x, p, x.new_zeros((), dtype=torch.int64))
+        out = graph(x, p, _data_free_seed(x, generator))
     else:
         _refuse_functorch(x)
         _refuse_jit_trace()

@@ -54,7 +54,7 @@ class _Transformable:
             f"torch.jit.script cannot compile droplab's {type(self).__name__}: its kernel runs from Python. "
             "Use torch.compile or torch.export instead, or torch.jit.trace of the model in eval() mode; "
             "droplab.swap_dropout(model, reverse=True) puts torch's own dropout layers back in place of "
-            "droplab's Dropout, Dropout1d, Dropout2d and Dropout3d"
+            "droplab's Dropout, Dropout1d, Dropout2d, Dropout3d and AlphaDropout (DropPath has no torch equivalent)"
         )
 
     def _fx_node(self, x: Tensor) -> Proxy | None:
@@ -206,7 +206,10 @@ class AlphaDropout(_TorchSignature, nn.AlphaDropout):
     keeps torch's mask, so that recorded studies reproduce.)
     """
 
-    _function = staticmethod(F.alpha_dropout)
+    def forward(self, x: Tensor) -> Tensor:
+        if (node := self._fx_node(x)) is not None:
+            return node
+        return F.alpha_dropout(x, self.p, self.training)  # as torch's layer: never in place, whatever inplace says
 
 
 class DropPath(_Transformable, _NoiseLayer):

@@ -73,22 +73,24 @@ class _DropoutAdd(torch.autograd.Function):
         grad_x = grad_bias = None
         if need_x or need_bias:  # the same mask and scale on the gradient, differentiable again
             grad_x = functional.seeded_dropout(grad, ctx.p, ctx.seed)
-        if need_bias:
-            grad_bias = grad_x.sum(tuple(range(grad_x.dim() - 1)))
+        if need_bias:  # the sum over every dimension but the last (none for a 1-D x)
+            grad_bias = grad_x.reshape(-1, grad_x.shape[-1]).sum(0)
         return grad_x if need_x else None, grad_bias, grad if need_residual else None, None, None
 
 
 def _fusable(x: Tensor, bias: Tensor | None, residual: Tensor) -> bool:
     """Whether the kernel computes ``residual + dropout(x + bias)`` for these inputs, in eager mode."""
-    if not (x.dtype in _FUSED_DTYPES and residual.dtype == x.dtype and residual.shape == x.shape
-            and x.device == residual.device and (x.is_cpu or x.is_cuda) and x.is_contiguous()
-            and residual.is_contiguous() and x.dim() > 0):
-        return False
-    if bias is not None and not (bias.dim() == 1 and bias.numel() == x.shape[-1] and bias.dtype == x.dtype
-                                 and bias.device == x.device and bias.is_contiguous()):
+    if torch.compiler.is_compiling() or functional._without_data(x):
         return False
     tensors = (x, residual) if bias is None else (x, residual, bias)
-    if torch.compiler.is_compiling() or functional._without_data(x) or any(map(functional._has_tangent, tensors)):
+    if not (x.dtype in _FUSED_DTYPES and residual.dtype == x.dtype and residual.shape == x.shape
+            and x.device == residual.device and (x.is_cpu or x.is_cuda) and x.dim() > 0 and x.numel() > 0
+            and all(t.is_contiguous() and not t.is_neg() for t in tensors)):  # the kernel reads raw memory
+        return False
+    if bias is not None and not (bias.dim() == 1 and bias.numel() == x.shape[-1] and bias.dtype == x.dtype
+                                 and bias.device == x.device):
+        return False
+    if any(map(functional._has_tangent, tensors)):
         return False
     return not any(map(torch._C._functorch.is_functorch_wrapped_tensor, tensors))
 

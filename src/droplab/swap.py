@@ -67,8 +67,10 @@ def _unreachable(name: str, module: nn.Module, reverse: bool) -> str | None:
                 "inside its forward (F.multi_head_attention_forward), not through a module")  # fmt: skip
     if isinstance(module, nn.FeatureAlphaDropout):
         return f"{type(module).__name__}: droplab has no counter-based version of it; left as torch's"
-    if isinstance(module, nn.Dropout) and type(module) not in TO_DROPLAB and type(module) not in TO_TORCH:
-        return f"{type(module).__name__}, a subclass of torch's Dropout with its own forward: left as it is"
+    if (isinstance(module, nn.modules.dropout._DropoutNd) and type(module) not in TO_DROPLAB
+            and not isinstance(module, tuple(TO_TORCH))):
+        base = next(c for c in type(module).__mro__ if c.__module__ == nn.modules.dropout.__name__)
+        return f"{type(module).__name__}, a subclass of torch's {base.__name__}, not the class itself: left as it is"
     if type(module) in TO_DROPLAB or isinstance(module, tuple(TO_TORCH)):
         return None
     try:
@@ -76,7 +78,8 @@ def _unreachable(name: str, module: nn.Module, reverse: bool) -> str | None:
     except (OSError, TypeError):
         return None
     for child in dict.fromkeys(_READS_RATE.findall(source)):
-        if isinstance(getattr(module, child, None), tuple(TO_DROPLAB)):
+        calls = re.search(rf"\bself\.{child}\(", source)  # the layer itself runs too: it is swapped
+        if isinstance(getattr(module, child, None), tuple(TO_DROPLAB)) and not calls:
             return (f"{type(module).__name__}.forward reads the rate of its layer '{child}' (self.{child}.p) and "
                     "applies dropout itself (e.g. passes it to an attention function): the layer is swapped, "
                     "the dropout it stands for is not")  # fmt: skip

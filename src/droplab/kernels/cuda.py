@@ -13,6 +13,8 @@ arithmetic against the CPU kernel on machines without CUDA.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from .counter import GOLDEN, HALF, MASK64, MIX1, MIX2, threshold
@@ -91,12 +93,18 @@ def seeded_dropout_add(x: torch.Tensor, bias: torch.Tensor | None, residual: tor
     if n == 0:
         return out
     keep = torch.tensor([1.0 - p], dtype=x.dtype, device=x.device)
-    _dropout_add_kernel[(triton.cdiv(n, 2 * HALF),)](
-        x, x if bias is None else bias, residual, out, keep, n, 1 if bias is None else bias.numel(),
-        seed & MASK64, threshold(p) << 32, GOLDEN, MIX1, MIX2, HALF_=HALF, F64=x.dtype == torch.float64,
-        HAS_BIAS=bias is not None,
-    )
+    with _on(x):
+        _dropout_add_kernel[(triton.cdiv(n, 2 * HALF),)](
+            x, x if bias is None else bias, residual, out, keep, n, 1 if bias is None else bias.numel(),
+            seed & MASK64, threshold(p) << 32, GOLDEN, MIX1, MIX2, HALF_=HALF, F64=x.dtype == torch.float64,
+            HAS_BIAS=bias is not None,
+        )
     return out
+
+
+def _on(x: torch.Tensor):
+    """Launch on ``x``'s GPU, not the current one (the interpreter's CPU tensors: no device to choose)."""
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
 
 
 def _need_triton() -> None:
@@ -119,8 +127,9 @@ def seeded_dropout(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:  # pra
     compute = torch.float64 if x.dtype == torch.float64 else torch.float32
     keep = torch.tensor([1.0 - p], dtype=compute, device=x.device)
     grid = (triton.cdiv(n, 2 * HALF),)
-    _dropout_kernel[grid](
-        x, out, keep, n, seed & MASK64, threshold(p) << 32, GOLDEN, MIX1, MIX2, HALF_=HALF,
-        F64=compute == torch.float64,
-    )
+    with _on(x):
+        _dropout_kernel[grid](
+            x, out, keep, n, seed & MASK64, threshold(p) << 32, GOLDEN, MIX1, MIX2, HALF_=HALF,
+            F64=compute == torch.float64,
+        )
     return out
