@@ -227,3 +227,18 @@ def test_use_droplab_attention_refuses_what_is_not_a_transformers_model(monkeypa
     monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers now raises ImportError
     with pytest.raises(ImportError, match="needs transformers.*got a Linear"):
         use_droplab_attention(nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("name", ["bert", "llama"])
+def test_gradient_checkpointing_recomputes_the_same_masks(name):
+    """torch's checkpoint restores the global generator before recomputing: the same seeds, the same masks."""
+    plain = switched(MODELS[name]("sdpa")).train()
+    checkpointed = copy.deepcopy(plain)
+    checkpointed.activation_checkpointing_enable({"use_reentrant": False})
+    runs = []
+    for model in (plain, checkpointed):
+        torch.manual_seed(3)
+        out = output(model)
+        runs.append((out, loss_and_grads(out, model)))
+    assert torch.equal(runs[0][0], runs[1][0])
+    assert all(torch.equal(g, runs[1][1][n]) for n, g in runs[0][1].items())
