@@ -119,8 +119,8 @@ def use_droplab_attention(model: nn.Module) -> str:
     ``AttentionInterface`` and its ``sdpa_mask`` under the same name in ``AttentionMaskInterface`` (a
     bool mask, ``None`` where the causal flag does; without it a custom name gets no mask: padding would
     be ignored), then calls ``model.set_attn_implementation("droplab")``, which switches the model and
-    its sub-models. Once registered, ``from_config(config, attn_implementation="droplab")`` and
-    ``from_pretrained(..., attn_implementation="droplab")`` work too. Combine with
+    its sub-models. Once registered, the name works where transformers takes one (a config's
+    ``attn_implementation``, ``from_config(config, attn_implementation="droplab")``). Combine with
     :func:`droplab.swap_dropout` for the model's other dropout layers.
 
     Args:
