@@ -1,13 +1,17 @@
-"""Memory and time of one training step with torch's dropout and with droplab's after ``swap_dropout``.
+"""Memory and time of one training step with torch's dropout and with droplab's after ``swap_dropout``
+(and, for BERT, droplab's attention too: ``use_droplab_attention``).
 
 One step (forward, backward, an SGD step) of ``torch.nn.TransformerEncoder`` (d_model 256, 4
 heads, feed-forward 1024, 2 layers, dropout 0.1, batch 4 x 128 tokens) and, where transformers is
 installed, of a BERT of the same sizes (``BertForSequenceClassification`` from its config, eager
 attention). Per model, two copies with the same weights: torch's dropout, and droplab's after
-``droplab.swap_dropout``. In training, torch's ``TransformerEncoderLayer`` takes no fused fast path
-(that is eval's ``_transformer_encoder_layer_fwd``): its attention goes through
-``F.multi_head_attention_forward`` and ``scaled_dot_product_attention(dropout_p=0.1)``, which on
-CPU runs the math path and saves its scaled mask as a float tensor. It prints:
+``droplab.swap_dropout``; for BERT a third, ``droplab + attention``: ``swap_dropout`` and
+``droplab.hf.use_droplab_attention`` (transformers' attention function switched to droplab's
+``scaled_dot_product_attention``, which reaches the attention-probability dropout). In training,
+torch's ``TransformerEncoderLayer`` takes no fused fast path (that is eval's
+``_transformer_encoder_layer_fwd``): its attention goes through ``F.multi_head_attention_forward``
+and ``scaled_dot_product_attention(dropout_p=0.1)``, which on CPU runs the math path and saves its
+scaled mask as a float tensor. It prints:
 
 - bytes autograd saves for backward in the step's forward (``saved_tensors_hooks``; each storage
   once, the model's parameters not counted: they live anyway), and how many of them are dropout
@@ -18,10 +22,11 @@ CPU runs the math path and saves its scaled mask as a float tensor. It prints:
   ``native_dropout``'s mask, or whatever a dropout layer's own forward saves; it is attributed to
   the innermost module running when it is drawn;
 - the step's time per side (the median over interleaved rounds of each round's median step: the
-  two sides take steps alternately, each step timed), the ratio droplab / torch, and the range of
-  the rounds' own ratios (a wide one: the machine was busy; the load average is printed too);
+  sides take steps in turn, each step timed), the ratio of each droplab side to torch, and the range
+  of the rounds' own ratios (a wide one: the machine was busy; the load average is printed too);
 - the targets, met or not: droplab saves 0 mask bytes at the sites ``swap_dropout`` reaches, and
-  its step is no slower than torch's (ratio <= 1).
+  its step is no slower than torch's (ratio <= 1); with droplab's attention too, 0 mask bytes at
+  every site, and its step no slower than torch's.
 
     python benchmarks/swap_memory.py [--rounds 7] [--threads N] [--quick]
 """
@@ -43,10 +48,12 @@ from torch.nn.modules import module as module_hooks
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from droplab import SwapReport, swap_dropout
+from droplab.hf import use_droplab_attention
 from droplab.swap import TO_DROPLAB
 
 aten = torch.ops.aten
 REACHED = "dropout layers (swap reaches)"
+WITH_ATTENTION = "droplab + attention"
 BATCH, SEQ = 4, 128
 LAYERS = tuple(TO_DROPLAB)  # torch's dropout layers; droplab's subclass them
 
@@ -153,16 +160,21 @@ def bert(hidden: int = 256, layers: int = 2) -> tuple[nn.Module, Callable[[nn.Mo
     return model, lambda m: m(input_ids=ids, labels=labels).loss
 
 
-def sides(model: nn.Module) -> tuple[dict[str, nn.Module], SwapReport]:
-    """torch's dropout, and a copy with the same weights after swap_dropout; the swap's report."""
-    ours = copy.deepcopy(model)
-    return {"torch": model, "droplab": ours}, swap_dropout(ours)
+def sides(model: nn.Module, attention: bool = False) -> tuple[dict[str, nn.Module], SwapReport]:
+    """torch's dropout, and a copy with the same weights after swap_dropout (with ``attention``, a third
+    copy after swap_dropout and use_droplab_attention: a transformers model); the swap's report."""
+    models = {"torch": model, "droplab": copy.deepcopy(model)}
+    if attention:
+        models[WITH_ATTENTION] = copy.deepcopy(model)
+        swap_dropout(models[WITH_ATTENTION])
+        use_droplab_attention(models[WITH_ATTENTION])
+    return models, swap_dropout(models["droplab"])
 
 
 def step_times(models: dict[str, nn.Module], forward, rounds: int, target_s: float) -> dict[str, list[float]]:
     """Seconds per training step per side, the median of each round: ``rounds`` rounds of about
     ``target_s`` seconds, in which the sides take steps alternately (each step timed on its own,
-    the side that starts swapped each round), so that a machine's load hits both sides alike."""
+    the order reversed each round), so that a machine's load hits every side alike."""
     optimizers = {name: torch.optim.SGD(m.parameters(), lr=1e-4) for name, m in models.items()}
 
     def step(name):
@@ -201,28 +213,41 @@ def _cpu() -> str:
         return "CPU unknown"
 
 
-def report(label: str, model: nn.Module, forward, rounds: int, target_s: float) -> list[tuple[str, str, bool]]:
-    """Prints one model's table; returns its targets (text, value, met)."""
-    models, swapped = sides(model)
+def report(label: str, model: nn.Module, forward, rounds: int, target_s: float,
+           attention: bool = False) -> list[tuple[str, str, bool]]:  # fmt: skip
+    """Prints one model's table (with ``attention``, the side with droplab's attention too); returns its
+    targets (text, value, met)."""
+    models, swapped = sides(model, attention)
     saved = {name: saved_in_forward(m, forward) for name, m in models.items()}
     per_round = step_times(models, forward, rounds, target_s)
     times = {name: statistics.median(t) for name, t in per_round.items()}
-    ratios = [a / b for a, b in zip(per_round["droplab"], per_round["torch"])]
     print(f"\n{label}: {len(swapped.replaced)} dropout layer(s) swapped, "
           f"{len(swapped.unreachable)} site(s) not reached")
-    print(f"  {'':8s} {'saved MiB':>10s} {'masks MiB':>10s} {'mask share':>10s} {'step ms':>8s}")
+    width = max(map(len, models))
+    print(f"  {'':{width}s} {'saved MiB':>10s} {'masks MiB':>10s} {'mask share':>10s} {'step ms':>8s}")
     for name in models:
         s = saved[name]
-        print(f"  {name:8s} {s.total / 2**20:10.2f} {s.mask_bytes / 2**20:10.2f} {s.mask_bytes / s.total:10.1%} "
-              f"{times[name] * 1e3:8.1f}")  # fmt: skip
+        print(f"  {name:{width}s} {s.total / 2**20:10.2f} {s.mask_bytes / 2**20:10.2f} "
+              f"{s.mask_bytes / s.total:10.1%} {times[name] * 1e3:8.1f}")  # fmt: skip
         for where, n in sorted(s.masks.items()):
             print(f"    masks {where}: {n / 2**20:.2f} MiB")
-    ratio = times["droplab"] / times["torch"]
-    print(f"  step time droplab / torch: {ratio:.3f} (the rounds' own ratios: {min(ratios):.3f} to {max(ratios):.3f})")
+    ratio = {}
+    for name in list(models)[1:]:
+        ratio[name] = times[name] / times["torch"]
+        rounds_ratios = [a / b for a, b in zip(per_round[name], per_round["torch"])]
+        print(f"  step time {name} / torch: {ratio[name]:.3f} (the rounds' own ratios: {min(rounds_ratios):.3f} "
+              f"to {max(rounds_ratios):.3f})")  # fmt: skip
     reached = saved["droplab"].masks.get(REACHED, 0)
-    return [(f"{label}: droplab's mask bytes at the sites swap reaches = 0 (torch's: "
-             f"{saved['torch'].masks.get(REACHED, 0)})", f"{reached}", reached == 0),
-            (f"{label}: droplab's step time / torch's <= 1", f"{ratio:.3f}", ratio <= 1)]  # fmt: skip
+    targets = [(f"{label}: droplab's mask bytes at the sites swap reaches = 0 (torch's: "
+                f"{saved['torch'].masks.get(REACHED, 0)})", f"{reached}", reached == 0),
+               (f"{label}: droplab's step time / torch's <= 1", f"{ratio['droplab']:.3f}", ratio["droplab"] <= 1)]
+    if attention:
+        masks = saved[WITH_ATTENTION].mask_bytes
+        targets += [(f"{label}: {WITH_ATTENTION}: mask bytes = 0 at every site (torch's: "
+                     f"{saved['torch'].mask_bytes})", f"{masks}", masks == 0),
+                    (f"{label}: {WITH_ATTENTION}: step time / torch's <= 1", f"{ratio[WITH_ATTENTION]:.3f}",
+                     ratio[WITH_ATTENTION] <= 1)]
+    return targets  # fmt: skip
 
 
 def main() -> None:
@@ -245,7 +270,7 @@ def main() -> None:
         import transformers
 
         targets += report(f"BERT (transformers {transformers.__version__}, hidden 256, 2 layers, eager)", *hf,
-                          rounds, target)  # fmt: skip
+                          rounds, target, attention=True)  # fmt: skip
     print(f"\nload average (1 min) at the start and the end: {load:.2f}, {os.getloadavg()[0]:.2f}, on "
           f"{os.cpu_count()} cores (the end's includes this run)")
     print("\ntargets:")

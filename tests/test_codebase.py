@@ -222,7 +222,7 @@ LAYERS = [
     ("experiments", {"studies", "compare", "verdicts"}),
     ("training", {"train", "ensemble", "recipes"}),
     ("models", {"models"}),
-    ("layers", {"nn", "noise", "weights", "swap"}),
+    ("layers", {"nn", "noise", "weights", "swap", "hf"}),
     ("math", {"functional", "structured", "fused", "residual", "attention", "alpha"}),
     ("foundations", {"report", "studyfile", "stats", "plots", "progress", "interrupt", "threads", "memory",
                      "checkpoint", "rundir", "atomic", "data"}),

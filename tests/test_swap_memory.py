@@ -1,12 +1,15 @@
 """benchmarks/swap_memory.py's accounting, on tiny models (no timing): the bytes saved for backward
-that are dropout masks, by site kind, for torch's dropout and for droplab's after ``swap_dropout``."""
+that are dropout masks, by site kind, for torch's dropout and for droplab's after ``swap_dropout`` (and, on
+a BERT, ``use_droplab_attention`` too)."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -60,3 +63,26 @@ def test_a_layer_that_draws_its_mask_otherwise_is_counted_too():
     for impl, masks in (("reference", {bench.REACHED: 32 * 16 * 4}), ("fast", {})):  # reference: rand, then u > p
         model = nn.Sequential(nn.Linear(8, 16), dnn.Dropout(0.5, impl=impl), nn.Linear(16, 4)).train()
         assert bench.saved_in_forward(model, lambda m: m(x).sum()).masks == masks
+
+
+def test_with_droplabs_attention_too_a_bert_saves_no_mask_at_any_site():
+    if os.environ.get("DROPLAB_REQUIRE_TRANSFORMERS"):  # set by .ci/run: there it is installed
+        import transformers
+    else:
+        transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(num_hidden_layers=2, hidden_size=16, num_attention_heads=2, intermediate_size=32,
+                                     vocab_size=50, max_position_embeddings=16, attn_implementation="eager")
+    torch.manual_seed(0)
+    model = transformers.BertModel(config, add_pooling_layer=False).train()
+    ids = torch.randint(1, 50, (3, 5))
+    models, report = bench.sides(model, attention=True)
+    assert list(models) == ["torch", "droplab", bench.WITH_ATTENTION]
+    assert models[bench.WITH_ATTENTION].config._attn_implementation == "droplab"
+    saved = {name: bench.saved_in_forward(m, lambda m: m(input_ids=ids).last_hidden_state.sum())
+             for name, m in models.items()}  # fmt: skip
+    attention = "inside BertSelfAttention.forward (swap cannot reach)"
+    probs = 2 * 3 * 2 * 5 * 5 * 4  # per layer a float mask of (batch, heads, L, S)
+    assert saved["droplab"].masks == {attention: probs}
+    assert saved["torch"].masks[attention] == probs and saved["torch"].masks[bench.REACHED] > 0
+    assert saved[bench.WITH_ATTENTION].masks == {}
+    assert saved[bench.WITH_ATTENTION].total < saved["droplab"].total - probs  # the mask, and P and dropped P
