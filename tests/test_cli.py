@@ -339,6 +339,10 @@ def test_the_configuration_options_are_the_config_fields(command):
     assert (args.hidden, args.dropout, args.lr, args.epochs) == ([8, 4], [0.1, 0.2], 0.5, 3)
 
 
+VIT_FIELDS = ("vit_patch", "vit_width", "vit_depth", "vit_heads", "vit_attention_dropout", "vit_projection_dropout",
+              "vit_mlp_dropout", "vit_drop_path")  # fmt: skip
+
+
 def test_what_a_recipe_fixes_and_resume_may_change_come_from_the_fields():
     import dataclasses
 
@@ -348,9 +352,11 @@ def test_what_a_recipe_fixes_and_resume_may_change_come_from_the_fields():
     fields = dataclasses.fields(TrainConfig)
     assert {f.name for f in fields if f.metadata["recipe"]} == {
         "model", "hidden", "dropout", "dropout_impl", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
-        "noise", "norm", "input_dropout", "activation", "max_norm", "train_size", "schedule", "augment"}  # fmt: skip
+        "noise", "norm", "input_dropout", "activation", "max_norm", "train_size", "schedule", "augment",
+        *VIT_FIELDS}  # fmt: skip
     assert {f.name for f in fields if f.metadata["run_only"]} == {"threads", "checkpoint_every"}
     assert {f.name for f in fields if f.metadata["mlp"]} == {"noise", "norm", "input_dropout", "activation"}
+    assert {f.name for f in fields if f.metadata["vit"]} == set(VIT_FIELDS)
     from droplab.cli import build_parser
 
     args = build_parser().parse_args(["train", "--recipe", "best", "--seed", "3", "--epochs", "2",

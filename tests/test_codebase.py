@@ -221,7 +221,7 @@ LAYERS = [
     ("interface", {"cli", "__main__"}),
     ("experiments", {"studies", "compare", "verdicts"}),
     ("training", {"train", "ensemble", "recipes"}),
-    ("models", {"models"}),
+    ("models", {"models", "vit"}),
     ("layers", {"nn", "noise", "weights", "swap", "hf"}),
     ("math", {"functional", "structured", "fused", "residual", "attention", "alpha"}),
     ("foundations", {"report", "studyfile", "stats", "plots", "progress", "interrupt", "threads", "memory",

@@ -68,7 +68,7 @@ def test_bad_arguments():
         MLP((32, 16), (0.5,))
     with pytest.raises(ValueError, match="impl must be one of"):
         MLP(impl="numpy")
-    with pytest.raises(ValueError, match="model must be one of scratch, concise, plain, mlp; got 'big'"):
+    with pytest.raises(ValueError, match="model must be one of scratch, concise, plain, mlp, vit; got 'big'"):
         build_model("big", (8,), (0.5,))
     with pytest.raises(ValueError, match="between 0 and 1, but got 1.5"):
         DropoutMLPScratch(10, 8, 8, 1.5, 0.5)

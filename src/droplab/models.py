@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -24,11 +25,12 @@ from . import nn as dnn
 from .data import NUM_CLASSES as NUM_OUTPUTS
 from .data import NUM_INPUTS
 from .noise import NOISE_KINDS, DropConnectLinear, noise_layer
+from .vit import ViT
 
 __all__ = ["DropoutMLPScratch", "DropoutMLP", "MLP", "MODEL_NAMES", "NORMS", "ACTIVATIONS", "build_model",
            "noise_active"]  # fmt: skip
 
-MODEL_NAMES = ("scratch", "concise", "plain", "mlp")
+MODEL_NAMES = ("scratch", "concise", "plain", "mlp", "vit")
 
 
 def _check_lengths(hidden: Sequence[int], dropout: Sequence[float]) -> None:
@@ -241,8 +243,9 @@ def build_model(
     norm: str = "none",
     input_dropout: float = 0.0,
     activation: str = "relu",
+    vit: Mapping[str, Any] | None = None,
 ) -> nn.Module:
-    """The model the CLI calls ``name``: ``scratch``, ``concise``, ``plain`` or ``mlp``.
+    """The model the CLI calls ``name``: ``scratch``, ``concise``, ``plain``, ``mlp`` or ``vit``.
 
     With two hidden layers, ``scratch`` and ``concise`` are the lecture's classes; other depths
     use :class:`MLP`. ``plain`` ignores ``dropout``. ``mlp`` is the general :class:`MLP`, the
@@ -250,13 +253,18 @@ def build_model(
     one seed, all start from the same weights (their linear layers are created in the same
     order; SELU then redraws them LeCun-normal). ``dropout_impl`` picks the
     dropout function of ``scratch`` and ``mlp``: ``"fast"`` (default) or the lecture's
-    ``"reference"``.
+    ``"reference"``. ``vit`` is :class:`droplab.vit.ViT` with the keyword arguments ``vit``
+    (its own dropout sites; ``hidden``, ``dropout`` and ``dropout_impl`` are the MLPs').
     """
     if name not in MODEL_NAMES:
         raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}; got {name!r}")
     if name != "mlp" and (noise, norm, input_dropout, activation) != ("dropout", "none", 0.0, "relu"):
         raise ValueError(f"noise, norm, input_dropout and activation other than dropout, none, 0 and relu need model "
                          f"'mlp', got model {name!r}")  # fmt: skip
+    if name == "vit":
+        return ViT(**(vit or {}))
+    if vit:
+        raise ValueError(f"ViT options need model 'vit', got model {name!r}")
     if name == "plain":
         return MLP(hidden, [0.0] * len(hidden))
     _check_lengths(hidden, dropout)

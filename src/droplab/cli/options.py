@@ -53,7 +53,7 @@ def _default(f: dataclasses.Field) -> Any:
 def _argument(f: dataclasses.Field, hint: Any) -> dict[str, Any]:
     """``add_argument``'s keywords for field ``f`` of type ``hint``."""
     meta, default = f.metadata, _default(f)
-    text = ("model mlp only: " if meta["mlp"] else "") + meta["help"]
+    text = ("model mlp only: " if meta["mlp"] else "model vit only: " if meta["vit"] else "") + meta["help"]
     if default is not None:  # None: the help says what happens
         shown = " ".join(map(str, default)) if isinstance(default, list) else default
         text = text[:-1] + f"; default: {shown})" if text.endswith(")") else text + f" (default: {shown})"

@@ -94,7 +94,9 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
          f"{h['val_loss']:.4f}", f"{h['val_acc']:.4f}"]
         for h in result.history
     ]  # fmt: skip
-    print_table(console, rows, title=f"{cfg.model}: hidden {list(cfg.hidden)}, dropout {list(cfg.dropout)}")
+    shape = ", ".join(f"{k} {v}" for k, v in cfg.vit_options().items()) if cfg.model == "vit" else \
+        f"hidden {list(cfg.hidden)}, dropout {list(cfg.dropout)}"
+    print_table(console, rows, title=f"{cfg.model}: {shape}")
     console.print(
         f"test loss {s['test_loss']:.4f}, test acc {s['test_acc']:.4f}; "
         f"training {s['seconds']:.1f} s ({s['threads']} threads{', ' + s['precision'] if 'precision' in s else ''}), "

@@ -92,6 +92,7 @@ def _option(
     choices: tuple | None = None,
     recipe: bool = False,
     mlp: bool = False,
+    vit: bool = False,
     run_only: bool = False,
     metavar: str | None = None,
 ) -> Any:
@@ -101,8 +102,8 @@ def _option(
         valid: whether a value is accepted; ``accepted`` says which are, in :class:`ConfigError`.
         help: the option's help text; ``commands``: the commands that offer it (default: train
             and compare when it has help, else none: no option).
-        recipe: a recipe (``--recipe``) fixes it. mlp: only model ``mlp`` has it (another
-            value than the default needs that model). run_only: no part of what a run computes
+        recipe: a recipe (``--recipe``) fixes it. mlp, vit: only model ``mlp`` (``vit``) has it
+            (another value than the default needs that model). run_only: no part of what a run computes
             (how it runs: a checkpoint of another value goes on, ``--resume`` may change it).
 
     Raises:
@@ -113,7 +114,7 @@ def _option(
     elif commands and not help:
         raise ValueError(f"a field offered as an option by {', '.join(commands)} needs its help text")
     meta = dict(valid=valid, accepted=accepted, help=help, commands=commands, choices=choices, recipe=recipe,
-                mlp=mlp, run_only=run_only, metavar=metavar)  # fmt: skip
+                mlp=mlp, vit=vit, run_only=run_only, metavar=metavar)  # fmt: skip
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -128,6 +129,16 @@ def _int(default: int | None, low: int, high: float = math.inf, accepted: str = 
 
 def _flag(default: bool, help: str | None = None, **meta) -> Any:
     return _option(default, lambda v: isinstance(v, bool), "true or false", help, **meta)
+
+
+def _vit_rate(help: str) -> Any:
+    return _option(0.0, lambda v: _is_real(v) and 0.0 <= v <= 1.0, "a probability in [0, 1] (0: off)", help,
+                   metavar="P", commands=("train",), recipe=True, vit=True)  # fmt: skip
+
+
+def _vit_int(default: int, high: int, help: str, valid: Callable[[int], bool] = lambda v: True, accepted="") -> Any:
+    return _option(default, lambda v: _is_int(v) and 1 <= v <= high and valid(v), accepted or f"an integer from 1 to "
+                   f"{high:,}", help, metavar="N", commands=("train",), recipe=True, vit=True)  # fmt: skip
 
 
 _FLOAT32 = f"at most {FLOAT32_MAX:.4g}"
@@ -218,6 +229,17 @@ class TrainConfig:
     # validation images just before the epoch's final optimizer step (no effect on what the run computes)
     eval_before_last_step: bool = _flag(False)
 
+    # model "vit" only: the Vision Transformer's shape and its four dropout sites (see droplab.vit.ViT)
+    vit_patch: int = _vit_int(7, 28, "side of the square patches (a divisor of 28)", lambda v: 28 % v == 0,
+                              "a divisor of the image size 28: 1, 2, 4, 7, 14 or 28")  # fmt: skip
+    vit_width: int = _vit_int(64, 2**16, "size of a token (a multiple of the heads)")
+    vit_depth: int = _vit_int(4, 256, "encoder blocks")
+    vit_heads: int = _vit_int(4, 2**16, "attention heads")
+    vit_attention_dropout: float = _vit_rate("dropout on the attention probabilities")
+    vit_projection_dropout: float = _vit_rate("dropout on the attention's output projection")
+    vit_mlp_dropout: float = _vit_rate("dropout inside the MLP, after the GELU and on its output")
+    vit_drop_path: float = _vit_rate("stochastic depth of the last block, rising linearly from 0 in the first")
+
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden) if isinstance(self.hidden, list) else self.hidden
         self.dropout = tuple(self.dropout) if isinstance(self.dropout, list) else self.dropout
@@ -244,16 +266,28 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def vit_options(self) -> dict[str, Any]:  # droplab.vit.ViT's keyword arguments: the vit_ fields, unprefixed
+        return {f.name[4:]: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata["vit"]}
+
 
 def _one_probability_per_layer(cfg: TrainConfig) -> None:
-    if cfg.model != "plain" and len(cfg.dropout) != len(cfg.hidden):
+    if cfg.model not in ("plain", "vit") and len(cfg.dropout) != len(cfg.hidden):
         raise ConfigError("dropout", cfg.dropout, f"one probability per hidden layer ({len(cfg.hidden)})")
 
 
-def _mlp_options_need_mlp(cfg: TrainConfig) -> None:
-    mlp_only = [f for f in dataclasses.fields(cfg) if f.metadata["mlp"]]
-    if cfg.model != "mlp" and any(getattr(cfg, f.name) != f.default for f in mlp_only):
-        raise ConfigError("model", cfg.model, f"mlp when {' or '.join(f.name for f in mlp_only)} is set")
+def _model_options_need_their_model(cfg: TrainConfig) -> None:
+    for model in ("mlp", "vit"):
+        only = [f for f in dataclasses.fields(cfg) if f.metadata[model]]
+        if cfg.model != model and any(getattr(cfg, f.name) != f.default for f in only):
+            raise ConfigError("model", cfg.model, f"{model} when {' or '.join(f.name for f in only)} is set")
+
+
+def _vit_shape(cfg: TrainConfig) -> None:
+    for f in [f for f in dataclasses.fields(cfg) if f.name in ("hidden", "dropout", "dropout_impl")]:
+        if cfg.model == "vit" and getattr(cfg, f.name) != f.default:  # the MLPs' options: the ViT has its own
+            raise ConfigError(f.name, getattr(cfg, f.name), f"{f.default!r} with model vit (it has the vit_ options)")
+    if cfg.vit_width % cfg.vit_heads:
+        raise ConfigError("vit_width", cfg.vit_width, f"a multiple of vit_heads = {cfg.vit_heads}")
 
 
 def _finite_gaussian_noise(cfg: TrainConfig) -> None:
@@ -271,7 +305,8 @@ def _no_selection_on_the_test_set(cfg: TrainConfig) -> None:
 # how fields relate, checked in this order once every field is good on its own
 _RELATIONS: tuple[Callable[[TrainConfig], None], ...] = (
     _one_probability_per_layer,
-    _mlp_options_need_mlp,
+    _model_options_need_their_model,
+    _vit_shape,
     _finite_gaussian_noise,
     _no_selection_on_the_test_set,
 )

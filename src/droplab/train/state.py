@@ -101,7 +101,7 @@ class TrainState:
         ``cfg.seed``, the optimizer, the schedule, the generators of its own streams."""
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model, cfg.hidden, cfg.dropout, cfg.dropout_impl, cfg.noise, cfg.norm,
-                            cfg.input_dropout, cfg.activation)
+                            cfg.input_dropout, cfg.activation, vit=cfg.vit_options() if cfg.model == "vit" else None)
         optimizer = make_optimizer(cfg, model.parameters())
         scheduler = make_scheduler(cfg, optimizer, cfg.epochs * batches_per_epoch(cfg, n_train))
         shuffle, augment = generator(cfg.seed, SHUFFLE_STREAM), generator(cfg.seed, AUGMENT_STREAM)
