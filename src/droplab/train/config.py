@@ -1,4 +1,4 @@
-"""What determines a run: :class:`TrainConfig`, its validation, and the optimizer and schedule it builds.
+"""What determines a run: :class:`TrainConfig` and its validation.
 
 Each field of :class:`TrainConfig` carries what is known about it in its metadata: the values
 it accepts (a predicate, and the words :class:`ConfigError` says them in), its help text and
@@ -29,7 +29,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,13 +38,9 @@ from ..functional import IMPLEMENTATIONS as DROPOUT_IMPLS
 from ..models import ACTIVATIONS, MODEL_NAMES, NORMS
 from ..noise import NOISE_KINDS
 
-if TYPE_CHECKING:
-    from ..data import FashionMNIST
-
 __all__ = [
     "ConfigError", "TrainConfig", "RUN_ONLY", "OPTIMIZERS", "SCHEDULES", "SELECTIONS", "SPLITS", "with_defaults",
-    "make_optimizer", "make_scheduler", "batches_per_epoch", "evaluates", "evaluated_epochs", "evaluation_count",
-    "check_batch_size", "generator", "training_pool_size",
+    "batches_per_epoch", "evaluates", "evaluated_epochs", "evaluation_count", "generator",
 ]  # fmt: skip
 
 OPTIMIZERS = ("sgd", "adam")
@@ -329,22 +325,6 @@ def with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
     return {**_JSON_DEFAULTS, **json.loads(json.dumps(dict(config), default=list))}
 
 
-def training_pool_size(cfg: TrainConfig, data: FashionMNIST) -> int:
-    """The images a run's training set is drawn from: the training split's, or under ``split``
-    d2l also the validation split's (together, all the data's training images)."""
-    return len(data.train_x) + (len(data.val_x) if cfg.split == "d2l" else 0)
-
-
-def check_batch_size(cfg: TrainConfig, data: FashionMNIST) -> None:
-    """The checks that need the data: a training subset no larger than the training set, a
-    batch no larger than what is trained on."""
-    n_train = training_pool_size(cfg, data)
-    if cfg.train_size > n_train:
-        raise ConfigError("train_size", cfg.train_size, f"at most the {n_train} training images (0: all)")
-    if cfg.batch_size > (cfg.train_size or n_train):
-        raise ConfigError("batch_size", cfg.batch_size, f"at most the {cfg.train_size or n_train} training images")
-
-
 def batches_per_epoch(cfg: TrainConfig, n: int) -> int:
     """Optimizer steps an epoch on ``n`` images takes."""
     return n // cfg.batch_size if cfg.drop_last else math.ceil(n / cfg.batch_size)
@@ -382,19 +362,3 @@ def evaluation_count(epochs: int, eval_every: int = 1) -> int:
 def generator(seed: int, stream: int) -> torch.Generator:
     """A generator of its own for one stream of a run's draws (``*_STREAM``), seeded from the run's seed."""
     return torch.Generator().manual_seed((seed + stream) % 2**63)
-
-
-def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    """The optimizer ``cfg`` names, with its learning rate, momentum and weight decay."""
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
-def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps: int):
-    """The learning-rate schedule ``cfg`` names over ``steps`` optimizer steps; None for a constant rate."""
-    if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps)
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    return None
