@@ -5,6 +5,7 @@ after each, SGD with learning rate 0.1, batch 256, 10 epochs (as d2l runs it). D
 way through the modules:
 
 - :mod:`~droplab.train.config`: :class:`TrainConfig` and its validation;
+  :mod:`~droplab.train.dropout_schedule`: the dropout rates over a run (``dropout_schedule``);
 - :mod:`~droplab.train.state`: :class:`~droplab.train.state.TrainState`, where a run stands
   and what it trains with (the optimizer and learning-rate schedule it builds): a checkpoint's
   schema; :mod:`~droplab.train.checks`: the checks a checkpoint passes before a run goes on from it;

@@ -37,6 +37,7 @@ import torch
 from ..functional import IMPLEMENTATIONS as DROPOUT_IMPLS
 from ..models import ACTIVATIONS, MODEL_NAMES, NORMS
 from ..noise import NOISE_KINDS
+from .dropout_schedule import SCHEDULE_ACCEPTED, is_schedule, parse_schedule
 
 __all__ = [
     "ConfigError", "TrainConfig", "RUN_ONLY", "OPTIMIZERS", "SCHEDULES", "SELECTIONS", "SPLITS", "with_defaults",
@@ -201,6 +202,10 @@ class TrainConfig:
     eval_train_size: int = _int(0, 0, accepted="an integer >= 0 (0: all training images)")
     # learning rate: constant, onecycle or cosine (stepped per batch)
     schedule: str = _choice("constant", SCHEDULES, "learning-rate schedule", commands=("train",), recipe=True)
+    dropout_schedule: str = _option("constant", is_schedule, SCHEDULE_ACCEPTED, "dropout schedule, on every dropout "
+                                    "site's rate: constant; early:E, on for epochs 1 to E then off; late:E, off for "
+                                    "epochs 1 to E then on; linear:E, rising per step from 0 to the rates at the end "
+                                    "of epoch E", commands=("train",), metavar="SCHEDULE")  # fmt: skip
     track_activations: bool = _flag(False)  # per epoch: variance of each hidden layer's activations
     # > 0: shift each training image by up to this many pixels (random, per example)
     augment: int = _int(0, 0, 8, "an integer from 0 to 8 (pixels of random shift)",
@@ -292,6 +297,18 @@ def _finite_gaussian_noise(cfg: TrainConfig) -> None:
         raise ConfigError("dropout", cfg.dropout, accepted)
 
 
+def _dropout_schedule_fits_the_run(cfg: TrainConfig) -> None:
+    (kind, length), value = parse_schedule(cfg.dropout_schedule), cfg.dropout_schedule
+    most = cfg.epochs - (kind != "linear")  # early or late at E >= epochs: dropout on, or off, all along
+    if length > most:
+        raise ConfigError("dropout_schedule", value, f"{kind}:E with E from 1 to {most} for epochs = {cfg.epochs} "
+                          "(early or late at E >= epochs: dropout on, or off, all along)" if most else "constant or "
+                          "linear:1 for epochs = 1 (early and late need 2 epochs or more)")  # fmt: skip
+    if kind != "constant" and cfg.noise == "no-rescale-test-scaled":
+        raise ConfigError("dropout_schedule", value, "constant with noise no-rescale-test-scaled (its output in eval "
+                          "mode, (1 - p) h, would follow the schedule)")  # fmt: skip
+
+
 def _no_selection_on_the_test_set(cfg: TrainConfig) -> None:
     if cfg.split == "d2l" and cfg.select != "last":  # d2l's "validation" metrics are the test set's
         raise ConfigError("select", cfg.select, "last when split is d2l (its validation metrics are measured on the "
@@ -305,6 +322,7 @@ _RELATIONS: tuple[Callable[[TrainConfig], None], ...] = (
     _vit_shape,
     _finite_gaussian_noise,
     _no_selection_on_the_test_set,
+    _dropout_schedule_fits_the_run,
 )
 
 RUN_ONLY = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["run_only"])
