@@ -44,6 +44,8 @@ def _check_lengths(hidden: Sequence[int], dropout: Sequence[float]) -> None:
 class DropoutMLPScratch(nn.Module):
     """Two hidden layers; dropout written out in ``forward``, active only while training."""
 
+    rate_attributes = ("dropout_1", "dropout_2")  # its dropout rates (droplab.train.dropout_schedule scales them)
+
     def __init__(
         self,
         num_outputs: int,

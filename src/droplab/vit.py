@@ -68,6 +68,8 @@ def check_vit_shape(patch: int, width: int, heads: int, image: int = IMAGE_SHAPE
 class _Attention(nn.Module):
     """Multi-head self-attention: one linear layer for queries, keys and values, droplab's SDPA."""
 
+    rate_attributes = ("p",)  # its dropout rate (droplab.train.dropout_schedule scales it)
+
     def __init__(self, width: int, heads: int, p: float) -> None:
         super().__init__()
         self.heads, self.p = heads, check_probability(p)
@@ -83,6 +85,8 @@ class _Attention(nn.Module):
 
 class _Block(nn.Module):
     """A pre-LayerNorm encoder block: attention, then an MLP, each on a residual branch."""
+
+    rate_attributes = ("projection_dropout", "mlp_dropout")  # the rates of its fused dropout-adds
 
     def __init__(self, width: int, heads: int, mlp_ratio: float, attention_dropout: float,
                  projection_dropout: float, mlp_dropout: float, drop_path: float) -> None:  # fmt: skip

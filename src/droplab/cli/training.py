@@ -96,7 +96,8 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     ]  # fmt: skip
     shape = ", ".join(f"{k} {v}" for k, v in cfg.vit_options().items()) if cfg.model == "vit" else \
         f"hidden {list(cfg.hidden)}, dropout {list(cfg.dropout)}"
-    print_table(console, rows, title=f"{cfg.model}: {shape}")
+    schedule = f", dropout schedule {cfg.dropout_schedule}" if cfg.dropout_schedule != "constant" else ""
+    print_table(console, rows, title=f"{cfg.model}: {shape}{schedule}")
     console.print(
         f"test loss {s['test_loss']:.4f}, test acc {s['test_acc']:.4f}; "
         f"training {s['seconds']:.1f} s ({s['threads']} threads{', ' + s['precision'] if 'precision' in s else ''}), "

@@ -4,15 +4,15 @@ The lecture's run is the default :class:`TrainConfig`: two hidden layers of 256,
 after each, SGD with learning rate 0.1, batch 256, 10 epochs (as d2l runs it). Data flows one
 way through the modules:
 
-- :mod:`~droplab.train.config`: :class:`TrainConfig` and its validation; the optimizer and
-  schedule it builds;
+- :mod:`~droplab.train.config`: :class:`TrainConfig` and its validation;
+  :mod:`~droplab.train.dropout_schedule`: the dropout rates over a run (``dropout_schedule``);
 - :mod:`~droplab.train.state`: :class:`~droplab.train.state.TrainState`, where a run stands
-  and what it trains with: a checkpoint's schema; :mod:`~droplab.train.checks`: the checks a
-  checkpoint passes before a run goes on from it;
+  and what it trains with (the optimizer and learning-rate schedule it builds): a checkpoint's
+  schema; :mod:`~droplab.train.checks`: the checks a checkpoint passes before a run goes on from it;
 - :mod:`~droplab.train.loop`: :func:`fit`, the loop; :mod:`~droplab.train.selection`: the
   epoch a run ends with (the last, or the one best on validation);
 - :mod:`~droplab.train.metrics`: evaluation, activation statistics, a run's summary;
-- :mod:`~droplab.train.resources`: the memory and disk a run needs;
+- :mod:`~droplab.train.resources`: the images, memory and disk a run needs;
 - :mod:`~droplab.train.directory`: a run directory's lifecycle, :func:`run` and :func:`resume`.
 
 Examples::
@@ -37,14 +37,13 @@ from .config import (
     ConfigError,
     TrainConfig,
     batches_per_epoch,
-    check_batch_size,
     evaluated_epochs,
     with_defaults,
 )
 from .directory import DataMismatch, check_same_data, resume, run, run_config, run_data, write_run
 from .loop import Diverged, RunResult, fit, shift_images
 from .metrics import METRICS, activation_variances, evaluate
-from .resources import check_memory
+from .resources import check_batch_size, check_memory
 from .state import CheckpointWriteError, TrainState
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""What determines a run: :class:`TrainConfig`, its validation, and the optimizer and schedule it builds.
+"""What determines a run: :class:`TrainConfig` and its validation.
 
 Each field of :class:`TrainConfig` carries what is known about it in its metadata: the values
 it accepts (a predicate, and the words :class:`ConfigError` says them in), its help text and
@@ -29,7 +29,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,14 +37,11 @@ import torch
 from ..functional import IMPLEMENTATIONS as DROPOUT_IMPLS
 from ..models import ACTIVATIONS, MODEL_NAMES, NORMS
 from ..noise import NOISE_KINDS
-
-if TYPE_CHECKING:
-    from ..data import FashionMNIST
+from .dropout_schedule import SCHEDULE_ACCEPTED, is_schedule, parse_schedule
 
 __all__ = [
     "ConfigError", "TrainConfig", "RUN_ONLY", "OPTIMIZERS", "SCHEDULES", "SELECTIONS", "SPLITS", "with_defaults",
-    "make_optimizer", "make_scheduler", "batches_per_epoch", "evaluates", "evaluated_epochs", "evaluation_count",
-    "check_batch_size", "generator", "training_pool_size",
+    "batches_per_epoch", "evaluates", "evaluated_epochs", "evaluation_count", "generator",
 ]  # fmt: skip
 
 OPTIMIZERS = ("sgd", "adam")
@@ -205,6 +202,10 @@ class TrainConfig:
     eval_train_size: int = _int(0, 0, accepted="an integer >= 0 (0: all training images)")
     # learning rate: constant, onecycle or cosine (stepped per batch)
     schedule: str = _choice("constant", SCHEDULES, "learning-rate schedule", commands=("train",), recipe=True)
+    dropout_schedule: str = _option("constant", is_schedule, SCHEDULE_ACCEPTED, "dropout schedule, on every dropout "
+                                    "site's rate: constant; early:E, on for epochs 1 to E then off; late:E, off for "
+                                    "epochs 1 to E then on; linear:E, rising per step from 0 to the rates at the end "
+                                    "of epoch E", commands=("train",), metavar="SCHEDULE")  # fmt: skip
     track_activations: bool = _flag(False)  # per epoch: variance of each hidden layer's activations
     # > 0: shift each training image by up to this many pixels (random, per example)
     augment: int = _int(0, 0, 8, "an integer from 0 to 8 (pixels of random shift)",
@@ -296,6 +297,18 @@ def _finite_gaussian_noise(cfg: TrainConfig) -> None:
         raise ConfigError("dropout", cfg.dropout, accepted)
 
 
+def _dropout_schedule_fits_the_run(cfg: TrainConfig) -> None:
+    (kind, length), value = parse_schedule(cfg.dropout_schedule), cfg.dropout_schedule
+    most = cfg.epochs - (kind != "linear")  # early or late at E >= epochs: dropout on, or off, all along
+    if length > most:
+        raise ConfigError("dropout_schedule", value, f"{kind}:E with E from 1 to {most} for epochs = {cfg.epochs} "
+                          "(early or late at E >= epochs: dropout on, or off, all along)" if most else "constant or "
+                          "linear:1 for epochs = 1 (early and late need 2 epochs or more)")  # fmt: skip
+    if kind != "constant" and cfg.noise == "no-rescale-test-scaled":
+        raise ConfigError("dropout_schedule", value, "constant with noise no-rescale-test-scaled (its output in eval "
+                          "mode, (1 - p) h, would follow the schedule)")  # fmt: skip
+
+
 def _no_selection_on_the_test_set(cfg: TrainConfig) -> None:
     if cfg.split == "d2l" and cfg.select != "last":  # d2l's "validation" metrics are the test set's
         raise ConfigError("select", cfg.select, "last when split is d2l (its validation metrics are measured on the "
@@ -309,6 +322,7 @@ _RELATIONS: tuple[Callable[[TrainConfig], None], ...] = (
     _vit_shape,
     _finite_gaussian_noise,
     _no_selection_on_the_test_set,
+    _dropout_schedule_fits_the_run,
 )
 
 RUN_ONLY = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["run_only"])
@@ -327,22 +341,6 @@ def with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
         (3, [8], 0.1)
     """
     return {**_JSON_DEFAULTS, **json.loads(json.dumps(dict(config), default=list))}
-
-
-def training_pool_size(cfg: TrainConfig, data: FashionMNIST) -> int:
-    """The images a run's training set is drawn from: the training split's, or under ``split``
-    d2l also the validation split's (together, all the data's training images)."""
-    return len(data.train_x) + (len(data.val_x) if cfg.split == "d2l" else 0)
-
-
-def check_batch_size(cfg: TrainConfig, data: FashionMNIST) -> None:
-    """The checks that need the data: a training subset no larger than the training set, a
-    batch no larger than what is trained on."""
-    n_train = training_pool_size(cfg, data)
-    if cfg.train_size > n_train:
-        raise ConfigError("train_size", cfg.train_size, f"at most the {n_train} training images (0: all)")
-    if cfg.batch_size > (cfg.train_size or n_train):
-        raise ConfigError("batch_size", cfg.batch_size, f"at most the {cfg.train_size or n_train} training images")
 
 
 def batches_per_epoch(cfg: TrainConfig, n: int) -> int:
@@ -382,19 +380,3 @@ def evaluation_count(epochs: int, eval_every: int = 1) -> int:
 def generator(seed: int, stream: int) -> torch.Generator:
     """A generator of its own for one stream of a run's draws (``*_STREAM``), seeded from the run's seed."""
     return torch.Generator().manual_seed((seed + stream) % 2**63)
-
-
-def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    """The optimizer ``cfg`` names, with its learning rate, momentum and weight decay."""
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
-def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps: int):
-    """The learning-rate schedule ``cfg`` names over ``steps`` optimizer steps; None for a constant rate."""
-    if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps)
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    return None

@@ -23,10 +23,10 @@ from ..checkpoint import load as load_checkpoint
 from ..data import DataError, FashionMNIST
 from ..interrupt import Interrupted, StopRequest
 from ..progress import TrainProgress
-from .config import RUN_ONLY, TrainConfig, batches_per_epoch, training_pool_size
+from .config import RUN_ONLY, TrainConfig, batches_per_epoch
 from .loop import Diverged, RunResult, fit
 from .metrics import METRICS
-from .resources import check_disk, check_run
+from .resources import check_disk, check_run, training_pool_size
 
 __all__ = ["DataMismatch", "run", "resume", "run_config", "run_data", "check_same_data", "write_run"]
 

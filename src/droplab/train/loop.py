@@ -1,6 +1,7 @@
 """The training loop: :func:`fit`, and the pieces of a step beside it.
 
-Per epoch: the minibatches in an order drawn from the run's shuffling generator, a metrics
+Per epoch: the minibatches in an order drawn from the run's shuffling generator, each step at
+the dropout rates of the run's schedule (:mod:`droplab.train.dropout_schedule`), a metrics
 row every ``eval_every`` epochs and after the last (:mod:`droplab.train.metrics`), and a
 checkpoint (:class:`~droplab.train.state.TrainState`). The same seed and thread count give
 the same numbers bit for bit: the model's initial weights and the dropout masks come from
@@ -27,7 +28,8 @@ from ..interrupt import Interrupted, StopRequest
 from ..kernels import cpu as cpu_kernel
 from ..noise import max_norm_
 from ..threads import use_threads
-from .config import SUBSET_STREAM, TrainConfig, evaluates, generator
+from .config import SUBSET_STREAM, TrainConfig, batches_per_epoch, evaluates, generator
+from .dropout_schedule import DropoutSchedule
 from .metrics import before_last_step, metrics_row, summarize
 from .precision import autocast, resolve
 from .resources import check_run
@@ -97,6 +99,7 @@ def fit(cfg: TrainConfig, data: FashionMNIST, on_batch: Callable[[float], None] 
         TrainState.from_checkpoint(resume, cfg, n, threads, data.digest)  # fmt: skip
     saver, start = Checkpointer(checkpoint, checkpoint_interval), time.perf_counter() - state.seconds
     written = written_out(state.model, precision[0])  # the step without autograd, where the model allows
+    dropout = DropoutSchedule(cfg.dropout_schedule, state.model, batches_per_epoch(cfg, n))  # the rates per step
 
     for epoch in range(state.epoch, cfg.epochs + 1):
         # --- the epoch's steps, from where the run stands
@@ -110,6 +113,7 @@ def fit(cfg: TrainConfig, data: FashionMNIST, on_batch: Callable[[float], None] 
                 measured = before_last_step(state.model, cfg, val, precision[0])
             idx = state.order[i : i + cfg.batch_size]
             x, y = train_x.index_select(0, idx), train_y.index_select(0, idx)  # 4x faster than x[idx]
+            dropout.at(epoch, state.step)  # a function of where the run stands: the same on resume
             loss = train_step(state, x, y, precision[0], written)
             state.loss_sum, state.next_i = state.loss_sum + loss * len(idx), i + cfg.batch_size
             if on_batch is not None:
@@ -137,8 +141,9 @@ def fit(cfg: TrainConfig, data: FashionMNIST, on_batch: Callable[[float], None] 
         if stopping:
             raise Interrupted(stop.signum, f"after epoch {epoch}")
 
-    # --- the summary: the selected epoch's weights, the test set evaluated once on them, the run's provenance
+    # --- the summary: the selected epoch's weights, configured dropout rates, the test set once on them, provenance
     seconds, chosen = time.perf_counter() - start, select_final(state)
+    dropout.restore()
     summary, test_correct = summarize(cfg, data, state.model, chosen, seconds, threads, threads_note, precision)
     return RunResult(state.history, summary, state.model, test_correct=test_correct)
 

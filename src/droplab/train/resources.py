@@ -1,4 +1,5 @@
-"""What a run needs of the machine, memory and disk, checked against what it has before any work."""
+"""What a run needs of the data and the machine (images enough for its batches, memory and disk), checked
+against what they have before any work."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from .. import rundir
 from ..data import NUM_CLASSES as NUM_OUTPUTS
 from ..data import NUM_INPUTS, FashionMNIST
 from ..memory import available_bytes, run_bytes
-from .config import ConfigError, TrainConfig, check_batch_size, training_pool_size
+from .config import ConfigError, TrainConfig
 
-__all__ = ["check_run", "check_memory", "check_disk", "checkpoint_bytes", "optimizer_buffers"]
+__all__ = ["check_run", "check_batch_size", "training_pool_size", "check_memory", "check_disk", "checkpoint_bytes",
+           "optimizer_buffers"]
 
 
 def check_run(cfg: TrainConfig, data: FashionMNIST) -> None:
@@ -20,6 +22,22 @@ def check_run(cfg: TrainConfig, data: FashionMNIST) -> None:
     cfg.validate()
     check_batch_size(cfg, data)
     check_memory(cfg, data)
+
+
+def training_pool_size(cfg: TrainConfig, data: FashionMNIST) -> int:
+    """The images a run's training set is drawn from: the training split's, or under ``split``
+    d2l also the validation split's (together, all the data's training images)."""
+    return len(data.train_x) + (len(data.val_x) if cfg.split == "d2l" else 0)
+
+
+def check_batch_size(cfg: TrainConfig, data: FashionMNIST) -> None:
+    """The checks that need the data: a training subset no larger than the training set, a
+    batch no larger than what is trained on."""
+    n_train = training_pool_size(cfg, data)
+    if cfg.train_size > n_train:
+        raise ConfigError("train_size", cfg.train_size, f"at most the {n_train} training images (0: all)")
+    if cfg.batch_size > (cfg.train_size or n_train):
+        raise ConfigError("batch_size", cfg.batch_size, f"at most the {cfg.train_size or n_train} training images")
 
 
 def optimizer_buffers(cfg: TrainConfig) -> int:

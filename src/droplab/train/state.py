@@ -1,4 +1,5 @@
-"""Where a run stands and what it trains with (:class:`TrainState`), as a checkpoint holds it.
+"""Where a run stands and what it trains with (:class:`TrainState`), as a checkpoint holds it; the
+optimizer and learning-rate schedule a configuration builds.
 
 :class:`TrainState` is the checkpoint's schema: its fields, in order, are the checkpoint's
 (written once, here). :meth:`TrainState.to_checkpoint` turns it into plain values and tensors
@@ -30,11 +31,25 @@ from .config import (
     TrainConfig,
     batches_per_epoch,
     generator,
-    make_optimizer,
-    make_scheduler,
 )
 
-__all__ = ["TrainState", "FIELDS", "CheckpointWriteError", "recorded_threads"]
+__all__ = ["TrainState", "FIELDS", "CheckpointWriteError", "recorded_threads", "make_optimizer", "make_scheduler"]
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    """The optimizer ``cfg`` names, with its learning rate, momentum and weight decay."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps: int):
+    """The learning-rate schedule ``cfg`` names over ``steps`` optimizer steps; None for a constant rate."""
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    return None
 
 
 class CheckpointWriteError(OSError):
