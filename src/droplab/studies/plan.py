@@ -61,10 +61,30 @@ def check_size(configurations: int, seeds: int, limit: int = MAX_RUNS, tuning: i
     return runs
 
 
+def image_macs(train: Mapping[str, Any]) -> int:
+    """Multiply-adds of one image's forward pass through a run's matrix products: the MLP's weights, or
+    the ViT's patch embedding, per block its q, k, v, projection and MLP (ratio 2) on every token and
+    its two attention products, and the head.
+
+    Examples::
+
+        >>> image_macs({"hidden": (256, 256)})
+        268800
+        >>> image_macs({"model": "vit", "vit_patch": 7, "vit_width": 32, "vit_depth": 2})
+        320320
+    """
+    if train.get("model") != "vit":
+        dims = [NUM_INPUTS, *train["hidden"], NUM_CLASSES]
+        return sum(a * b for a, b in zip(dims, dims[1:]))
+    width, patch = train["vit_width"], train["vit_patch"]
+    tokens = (28 // patch) ** 2
+    block = tokens * 8 * width * width + 2 * tokens * tokens * width
+    return tokens * patch * patch * width + train["vit_depth"] * block + width * NUM_CLASSES
+
+
 def run_flops(train: Mapping[str, Any], n_train: int, n_val: int, n_test: int) -> tuple[float, int]:
     """Floating-point operations of one run's matrix products, and its optimizer steps."""
-    dims = [NUM_INPUTS, *train["hidden"], NUM_CLASSES]
-    params = sum(a * b for a, b in zip(dims, dims[1:]))
+    params = image_macs(train)
     used = train.get("train_size") or n_train
     epochs, every, batch = train["epochs"], train.get("eval_every", 1), train["batch_size"]
     evals = evaluation_count(epochs, every)
