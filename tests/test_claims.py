@@ -53,7 +53,16 @@ RECOMPUTE: dict[tuple[str, str], Callable[[dict], list[float]]] = {
     **RECOMPUTE_B,
     **{(s, h.text): f for (s, start), f in RECOMPUTE_A.items()
        for h in STUDIES[s].hypotheses if h.text.startswith(start)},  # fmt: skip
+    # --- schedules: each model's crossover, [early − late] underfitting − [early − late] overfitting
+    **{("schedules", h.text): (lambda s, m=m: _crossover(s, m))
+       for h, m in ((STUDIES["schedules"].hypotheses[3], "vit"), (STUDIES["schedules"].hypotheses[5], "mlp"))},
 }
+
+
+def _crossover(study: dict, model: str) -> list[float]:
+    acc = {v: [100.0 * r["summary"]["test_acc"] for r in study["variants"][f"{model} {v}"]["per_seed"]]
+           for v in ("under early", "under late", "over early", "over late")}  # fmt: skip
+    return [a - b - c + d for a, b, c, d in zip(*acc.values())]
 
 
 def generic(study: dict, claim: dict) -> tuple[str, str, str] | None:
