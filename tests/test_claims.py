@@ -56,7 +56,15 @@ RECOMPUTE: dict[tuple[str, str], Callable[[dict], list[float]]] = {
     # --- schedules: each model's crossover, [early − late] underfitting − [early − late] overfitting
     **{("schedules", h.text): (lambda s, m=m: _crossover(s, m))
        for h, m in ((STUDIES["schedules"].hypotheses[3], "vit"), (STUDIES["schedules"].hypotheses[5], "mlp"))},
+    # --- transformer: LayerNorm's contrast, [MLP 0.3 − MLP 0] − [MLP+LayerNorm 0.3 − MLP+LayerNorm 0]
+    ("transformer", STUDIES["transformer"].hypotheses[3].text): lambda s: _contrast(
+        s, {"mlp 0.3": 1, "mlp 0": -1, "mlp+layernorm 0.3": -1, "mlp+layernorm 0": 1}),
 }
+
+
+def _contrast(study: dict, weights: dict[str, float]) -> list[float]:
+    acc = [[100.0 * r["summary"]["test_acc"] for r in study["variants"][v]["per_seed"]] for v in weights]
+    return [sum(w * x for w, x in zip(weights.values(), xs)) for xs in zip(*acc)]
 
 
 def _crossover(study: dict, model: str) -> list[float]:
