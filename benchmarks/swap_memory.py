@@ -96,22 +96,24 @@ def _site(stack: list[nn.Module]) -> str:
     return f"inside {type(inner).__name__}.forward (swap cannot reach)"
 
 
-def saved_in_forward(model: nn.Module, forward: Callable[[nn.Module], torch.Tensor]) -> Saved:
+def saved_in_forward(model: nn.Module, forward: Callable[[nn.Module], torch.Tensor],
+                     site: Callable[[list[nn.Module]], str] = _site) -> Saved:  # fmt: skip
     """What autograd saves for backward while ``forward(model)`` runs, masks by site kind; then
     runs backward, to free it. Besides the storages dropout ops draw masks into, whatever a dropout
     layer's own forward saves counts as its mask (a layer that draws it otherwise: ``rand`` and a
-    comparison, as droplab's ``impl="reference"``)."""
+    comparison, as droplab's ``impl="reference"``). ``site`` names a mask's site kind from the stack
+    of modules running when it is drawn or saved (innermost last)."""
     stack: list[nn.Module] = []
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     saved: dict[int, torch.Tensor] = {}
-    in_layers: set[int] = set()
+    in_layers: dict[int, str] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         ptr = t.untyped_storage().data_ptr()
         if ptr not in params:
             saved.setdefault(ptr, t)
             if stack and isinstance(stack[-1], LAYERS):
-                in_layers.add(ptr)
+                in_layers.setdefault(ptr, site(stack))
         return t
 
     def leave(module, args, output) -> None:  # returns None: the output is kept
@@ -121,13 +123,13 @@ def saved_in_forward(model: nn.Module, forward: Callable[[nn.Module], torch.Tens
                module_hooks.register_module_forward_hook(leave)]  # fmt: skip
     try:
         hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
-        with MaskRecorder(lambda: _site(stack)) as recorder, hooks:
+        with MaskRecorder(lambda: site(stack)) as recorder, hooks:
             loss = forward(model)
     finally:
         for h in handles:
             h.remove()
     result = Saved(total=sum(t.untyped_storage().nbytes() for t in saved.values()))
-    sites = {ptr: where for ptr, (_, where) in recorder.masks.items()} | dict.fromkeys(in_layers, REACHED)
+    sites = {ptr: where for ptr, (_, where) in recorder.masks.items()} | in_layers
     for ptr, where in sites.items():
         if ptr in saved:
             result.masks[where] = result.masks.get(where, 0) + saved[ptr].untyped_storage().nbytes()

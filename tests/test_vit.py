@@ -9,7 +9,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import droplab.vit as vit_module
 from droplab import checkpoint as ckpt
 from droplab import nn as dnn
 from droplab.cli import main
@@ -89,12 +88,11 @@ def test_gradients_reach_every_parameter():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
-def _torch_copy(model: ViT, monkeypatch) -> None:
-    """``model``'s dropout sites made torch's: nn.Dropout in the MLP, SDPA's dropout_p, F.dropout on the residuals."""
-    for block in model.blocks:
-        block.mlp[2] = torch.nn.Dropout(block.mlp[2].p)
-    monkeypatch.setattr(vit_module, "scaled_dot_product_attention", F.scaled_dot_product_attention)
-    monkeypatch.setattr(vit_module, "dropout_add", lambda x, r, p, training: r + F.dropout(x, p, training))
+def _torch_copy(model: ViT, **rates) -> ViT:
+    """``model`` with torch's dropout at each site (``impl="torch"``), its weights copied."""
+    twin = ViT(**SMALL, **rates, impl="torch").train(model.training)
+    twin.load_state_dict(model.state_dict())
+    return twin
 
 
 def _saved(model, x) -> list[torch.Tensor]:
@@ -109,18 +107,63 @@ def _is_mask(t: torch.Tensor, p: float) -> bool:
                                      and bool(torch.isin(t, torch.tensor([0.0, 1.0, 1 / (1 - p)])).all()))
 
 
-def test_no_dropout_mask_is_saved_for_backward(monkeypatch):
+def test_no_dropout_mask_is_saved_for_backward():
     """droplab's sites save no mask; torch's save one at each site, and droplab saves fewer bytes."""
     p, x = 0.25, torch.rand(32, 784)
-    model = make(**{s: p for s in SITES if s != "drop_path"}).train()
+    rates = {s: p for s in SITES if s != "drop_path"}
+    model = make(**rates).train()
     activation = 32 * 16 * 16  # batch x tokens x width: the smallest activation dropped
     ours = [t for t in _saved(model, x) if t.numel() >= activation]
     assert not [t for t in ours if _is_mask(t, p)]
-    droplab_bytes = saved_bytes(model, x)
-    _torch_copy(model, monkeypatch)
-    theirs = [t for t in _saved(model, x) if t.numel() >= activation and _is_mask(t, p)]
-    assert len(theirs) == 4 * 2  # per block: attention probabilities, projection, MLP inside and output
-    assert droplab_bytes < saved_bytes(model, x)
+    theirs = _torch_copy(model, **rates)
+    masks = [t for t in _saved(theirs, x) if t.numel() >= activation and _is_mask(t, p)]
+    assert len(masks) == 4 * 2  # per block: attention probabilities, projection, MLP inside and output
+    assert saved_bytes(model, x) < saved_bytes(theirs, x)
+
+
+def test_torchs_drop_path_saves_one_draw_per_sample():
+    p, x = 0.5, torch.rand(32, 784)
+    theirs = _torch_copy(make(drop_path=p), drop_path=p).train()  # block 0 at rate 0, block 1 at p
+    assert [t.shape for t in _saved(theirs, x) if t.shape == (32, 1, 1) and _is_mask(t, p)] == [(32, 1, 1)] * 2
+    assert not [t for t in _saved(make(drop_path=p).train(), x) if t.shape == (32, 1, 1)]
+
+
+def test_the_torch_impl_is_torchs_dropout_at_every_site():
+    model = _torch_copy(make(), **{s: 0.1 for s in SITES})
+    assert not [m for m in model.modules() if isinstance(m, (dnn.Dropout, dnn.DropPath))]
+    assert all(type(b.mlp[2]) is torch.nn.Dropout and b.attn.impl == b.proj_drop.impl == b.mlp_drop.impl == "torch"
+               for b in model.blocks)  # fmt: skip
+    assert [b.drop_path.p for b in model.blocks] == [0.0, 0.1]
+
+
+def test_the_impls_agree_exactly_in_eval():
+    rates = {s: 0.3 for s in SITES}
+    x = torch.rand(6, 784)
+    ours = make(**rates).eval()
+    assert torch.equal(_torch_copy(ours, **rates)(x), ours(x))
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_the_impls_agree_in_distribution_in_training(site):
+    """At each site alone (rate 0.5), 300 draws of the output per impl (8 images, each repeated 300
+    times in one batch: every sample draws its own masks): the same mean (within 5 standard errors,
+    each of the 8 x 10 logits) and about the same spread."""
+    x, draws = torch.rand(8, 784, generator=torch.Generator().manual_seed(0)).repeat(300, 1), 300
+    ours = make(**{site: 0.5}).train()
+    theirs = _torch_copy(ours, **{site: 0.5})
+    with torch.no_grad():
+        a, b = forward(ours, x, 1).view(draws, 8, 10), forward(theirs, x, 2).view(draws, 8, 10)
+    assert ours(x[:8]).shape == theirs(x[:8]).shape == (8, 10)
+    error = ((a.var(0) + b.var(0)) / draws).sqrt()
+    assert ((a.mean(0) - b.mean(0)).abs() / error).max() < 5
+    assert 0.7 < (b.var(0).mean() / a.var(0).mean()).item() < 1.4
+    assert b.var(0).mean() > 1e-4  # torch's copy drops too
+
+
+@pytest.mark.parametrize("impl", ["jax", "Torch", ""])
+def test_an_unknown_impl_is_refused_naming_it(impl):
+    with pytest.raises(ValueError, match=f"ViT impl must be 'droplab' or 'torch'; got '{impl}'"):
+        ViT(impl=impl)
 
 
 def test_build_model_makes_the_vit_and_refuses_its_options_elsewhere():

@@ -29,11 +29,18 @@ first, then the fused pass applies the elementwise mask and adds the residual. M
 instead of a class token: one token less, and as good on small ViTs (Beyer, Zhai & Kolesnikov,
 "Better plain ViT baselines for ImageNet-1k", 2022); no dropout on the embedding (timm's
 ``pos_drop``, off by default there too).
+
+``ViT(impl="torch")`` is the same network with torch's dropout at the four sites, each saving its
+mask for backward, as timm's ViT (for ``benchmarks/transformer_memory.py``): SDPA's ``dropout_p``
+(:func:`torch.nn.functional.scaled_dot_product_attention`), ``residual + F.dropout(x)``,
+:class:`torch.nn.Dropout` and timm's ``drop_path`` (one ``bernoulli_`` draw per sample). Its
+parameters and their names are droplab's: a ``state_dict`` loads into either.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import nn as dnn
@@ -44,6 +51,8 @@ from .functional import check_probability
 from .residual import dropout_add
 
 __all__ = ["ViT", "check_vit_shape"]
+
+IMPLS = ("droplab", "torch")
 
 
 def check_vit_shape(patch: int, width: int, heads: int, image: int = IMAGE_SHAPE[0]) -> None:
@@ -65,44 +74,92 @@ def check_vit_shape(patch: int, width: int, heads: int, image: int = IMAGE_SHAPE
         raise ValueError(f"width = {width} must be a multiple of heads = {heads}")
 
 
-class _Attention(nn.Module):
-    """Multi-head self-attention: one linear layer for queries, keys and values, droplab's SDPA."""
+class _TorchDropPath(nn.Module):
+    """timm's ``DropPath`` with torch's RNG: a ``bernoulli_`` draw per sample, scaled by ``1 / keep``,
+    multiplied in (the draw saved for backward); the identity at rate 0 and in eval."""
 
     rate_attributes = ("p",)  # its dropout rate (droplab.train.dropout_schedule scales it)
 
-    def __init__(self, width: int, heads: int, p: float) -> None:
+    def __init__(self, p: float) -> None:
         super().__init__()
-        self.heads, self.p = heads, check_probability(p)
+        self.p = check_probability(p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * (mask.div_(keep) if keep > 0.0 else mask)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class _ResidualDropout(nn.Module):
+    """``residual + dropout(x, p)``: droplab's fused :func:`~droplab.functional.dropout_add`, or torch's
+    ``residual + F.dropout(x, p)``."""
+
+    rate_attributes = ("p",)  # its dropout rate (droplab.train.dropout_schedule scales it)
+
+    def __init__(self, p: float, impl: str) -> None:
+        super().__init__()
+        self.p, self.impl = check_probability(p), impl
+
+    def forward(self, x: Tensor, residual: Tensor) -> Tensor:
+        if self.impl == "torch":
+            return residual + F.dropout(x, self.p, self.training)
+        return dropout_add(x, residual, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class _Attention(nn.Module):
+    """Multi-head self-attention: one linear layer for queries, keys and values, droplab's SDPA
+    (torch's with ``impl="torch"``)."""
+
+    rate_attributes = ("p",)  # its dropout rate (droplab.train.dropout_schedule scales it)
+
+    def __init__(self, width: int, heads: int, p: float, impl: str) -> None:
+        super().__init__()
+        self.heads, self.p, self.impl = heads, check_probability(p), impl
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
 
     def forward(self, x: Tensor) -> Tensor:
         n, tokens, width = x.shape
         q, k, v = self.qkv(x).view(n, tokens, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
-        a = scaled_dot_product_attention(q, k, v, dropout_p=self.p if self.training else 0.0)
+        sdpa = F.scaled_dot_product_attention if self.impl == "torch" else scaled_dot_product_attention
+        a = sdpa(q, k, v, dropout_p=self.p if self.training else 0.0)
         return self.proj(a.transpose(1, 2).reshape(n, tokens, width))
 
 
 class _Block(nn.Module):
     """A pre-LayerNorm encoder block: attention, then an MLP, each on a residual branch."""
 
-    rate_attributes = ("projection_dropout", "mlp_dropout")  # the rates of its fused dropout-adds
-
     def __init__(self, width: int, heads: int, mlp_ratio: float, attention_dropout: float,
-                 projection_dropout: float, mlp_dropout: float, drop_path: float) -> None:  # fmt: skip
+                 projection_dropout: float, mlp_dropout: float, drop_path: float, impl: str) -> None:  # fmt: skip
         super().__init__()
-        self.projection_dropout = check_probability(projection_dropout)
-        self.mlp_dropout = check_probability(mlp_dropout)
         hidden = int(width * mlp_ratio)
-        self.norm1, self.attn = nn.LayerNorm(width), _Attention(width, heads, attention_dropout)
+        self.norm1, self.attn = nn.LayerNorm(width), _Attention(width, heads, attention_dropout, impl)
         self.norm2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), dnn.Dropout(mlp_dropout),
-                                 nn.Linear(hidden, width))  # fmt: skip
-        self.drop_path = dnn.DropPath(drop_path)
+        dropout, path = (nn.Dropout, _TorchDropPath) if impl == "torch" else (dnn.Dropout, dnn.DropPath)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), dropout(mlp_dropout), nn.Linear(hidden, width))
+        self.drop_path = path(drop_path)
+        self.proj_drop = _ResidualDropout(projection_dropout, impl)
+        self.mlp_drop = _ResidualDropout(mlp_dropout, impl)
+
+    @property
+    def projection_dropout(self) -> float:  # the rate in effect (a dropout schedule may scale it)
+        return self.proj_drop.p
+
+    @property
+    def mlp_dropout(self) -> float:
+        return self.mlp_drop.p
 
     def forward(self, x: Tensor) -> Tensor:
-        x = dropout_add(self.drop_path(self.attn(self.norm1(x))), x, self.projection_dropout, self.training)
-        return dropout_add(self.drop_path(self.mlp(self.norm2(x))), x, self.mlp_dropout, self.training)
+        x = self.proj_drop(self.drop_path(self.attn(self.norm1(x))), x)
+        return self.mlp_drop(self.drop_path(self.mlp(self.norm2(x))), x)
 
 
 class ViT(nn.Module):
@@ -119,6 +176,8 @@ class ViT(nn.Module):
         mlp_dropout: rate after the MLP's GELU and on its output, before the residual add.
         drop_path: stochastic depth of the last block's branches; block ``i`` of ``depth`` uses
             ``drop_path * i / (depth - 1)`` (0 in the first; a single block: ``drop_path``).
+        impl: ``"droplab"`` (default): droplab's dropout at the four sites, no mask saved;
+            ``"torch"``: torch's, as timm's ViT (see the module's doc).
 
     Shape:
         - Input: :math:`(N, \text{image}^2)` (flattened, as droplab's data) or
@@ -140,9 +199,11 @@ class ViT(nn.Module):
 
     def __init__(self, patch: int = 7, width: int = 64, depth: int = 4, heads: int = 4, mlp_ratio: float = 2,
                  classes: int = NUM_OUTPUTS, image: int = IMAGE_SHAPE[0], attention_dropout: float = 0.0,
-                 projection_dropout: float = 0.0, mlp_dropout: float = 0.0,
-                 drop_path: float = 0.0) -> None:  # fmt: skip
+                 projection_dropout: float = 0.0, mlp_dropout: float = 0.0, drop_path: float = 0.0,
+                 impl: str = "droplab") -> None:  # fmt: skip
         super().__init__()
+        if impl not in IMPLS:
+            raise ValueError(f"ViT impl must be 'droplab' or 'torch'; got {impl!r}")
         check_vit_shape(patch, width, heads, image)
         if depth < 1:
             raise ValueError(f"depth = {depth} must be at least 1")
@@ -154,7 +215,7 @@ class ViT(nn.Module):
         nn.init.trunc_normal_(self.position, std=0.02)
         rates = [drop_path * i / (depth - 1) if depth > 1 else drop_path for i in range(depth)]
         self.blocks = nn.ModuleList(
-            _Block(width, heads, mlp_ratio, attention_dropout, projection_dropout, mlp_dropout, r) for r in rates
+            _Block(width, heads, mlp_ratio, attention_dropout, projection_dropout, mlp_dropout, r, impl) for r in rates
         )
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, classes)
