@@ -56,8 +56,9 @@ underfitting ViT run 37 s and 64 s (two timings of the same run), an overfitting
 run 2 s (underfitting) and 23–36 s (overfitting: 192 small steps; 4 of its epochs took 1.2 s when
 profiled, so most of that was the load). At about 45 s a ViT run that is about 50–60 minutes here, over
 the 30 minutes asked for; a quiet machine should be faster, but that was not measured. The engine's
-estimate (``droplab study schedules --plan``: about 30 min) counts every run as an MLP's matrix products
-and says nothing about the ViT's steps.
+estimate (``droplab study schedules --plan``) counts the ViT's matrix products and its measured overhead
+over the MLP's (:data:`droplab.studies.plan.MODEL_OVERHEAD`), but on the transformer study it still came
+out several times too low for the ViT: read it as a floor.
 
 The quick setting (tests, CI): 2 epochs (E = 1), on 300 images in batches of 64 (underfitting) and 100
 in batches of 25 (overfitting), a ViT of width 16 and depth 1; the claims keep the full setting's words.
