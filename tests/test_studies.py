@@ -317,9 +317,9 @@ def test_the_catalog_registers_its_studies_in_order():
     assert list(STUDIES) == [
         "headline", "lecture-replay", "layer-rates", "long-training", "activation-variance", "ensemble",
         "weight-decay", "dropconnect", "noise", "data-size", "normalization", "regularizers", "no-rescale",
-        "best-recipe",
+        "best-recipe", "transformer", "schedules",
     ]  # fmt: skip
-    assert [s.order for s in STUDIES.values()] == [10, 15, *range(20, 140, 10)]  # each catalog study says its place
+    assert [s.order for s in STUDIES.values()] == [10, 15, *range(20, 160, 10)]  # each catalog study says its place
     assert "mc" in PROBES
     assert PROBES["mc"].run.__module__ == "droplab.studies.catalog.ensemble"  # the probe lives with its study
     from droplab.studies import engine
