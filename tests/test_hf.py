@@ -16,24 +16,17 @@ The tests skip only where transformers cannot be imported (and fail instead wher
 from __future__ import annotations
 
 import copy
-import os
 
-import pytest
 import torch
+from optional import import_or_skip
+from test_swap import ReferenceDropout  # x * mask / (1 - p), the mask droplab draws; p readable
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-try:
-    import transformers
-except Exception as err:  # not installed, or broken
-    if os.environ.get("DROPLAB_REQUIRE_TRANSFORMERS"):  # set by .ci/run: there it is installed, so this is a defect
-        raise
-    pytest.skip(f"transformers cannot be imported here ({err}); pip install 'droplab[test]' runs these tests",
-                allow_module_level=True)  # fmt: skip
-
 from droplab import nn as dnn
 from droplab import swap_dropout
-from droplab.functional import draw_seed, keep_mask
+
+transformers = import_or_skip("transformers", "pip install 'droplab[test]'")
 
 LAYERS = 2
 
@@ -113,20 +106,6 @@ def test_train_outputs_are_reproducible_for_a_seed_and_differ_between_seeds():
         torch.manual_seed(seed)
         outs.append(model(**x).logits)
     assert torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])
-
-
-class ReferenceDropout(nn.Module):
-    """``x * mask / (1 - p)`` with the mask droplab's layer draws for the same generator state
-    (``keep_mask`` of the seed it draws); ``p`` readable, as ``BertSelfAttention`` reads it."""
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x):
-        if not self.training:
-            return x
-        return x * keep_mask(draw_seed(), x.shape, self.p).to(x.dtype) / (1 - self.p)
 
 
 def test_gradients_equal_the_reference_composition_with_the_same_masks():

@@ -13,23 +13,17 @@ The tests skip only where transformers cannot be imported (and fail instead wher
 from __future__ import annotations
 
 import copy
-import os
 import sys
 
 import pytest
 import torch
+from optional import import_or_skip
 from torch import nn
-
-try:
-    import transformers
-except Exception as err:  # not installed, or broken
-    if os.environ.get("DROPLAB_REQUIRE_TRANSFORMERS"):  # set by .ci/run: there it is installed, so this is a defect
-        raise
-    pytest.skip(f"transformers cannot be imported here ({err}); pip install 'droplab[test]' runs these tests",
-                allow_module_level=True)  # fmt: skip
 
 import droplab.functional as DF
 from droplab.hf import NAME, attention_forward, use_droplab_attention
+
+transformers = import_or_skip("transformers", "pip install 'droplab[test]'")
 
 BATCH, SEQ, HEADS = 3, 20, 4  # SEQ is not the head size (16): q, k, v are not L x S
 P = 0.25
