@@ -244,6 +244,6 @@ def test_the_data_shapes_are_defined_once_in_data_and_imported_from_it():
             if isinstance(node, ast.ImportFrom):
                 imported.setdefault(str(path.relative_to(root)), set()).add(node.module)
     assert sorted(defined) == ["data.py: IMAGE_SHAPE", "data.py: NUM_CLASSES", "data.py: NUM_INPUTS"]
-    for module in ("models.py", "memory.py", "train/resources.py", "studies/plan.py"):
+    for module in ("models.py", "memory.py", "train/resources.py", "train/timing.py"):
         assert "data" in imported[module], module
     assert "models" not in imported["memory.py"]

@@ -106,7 +106,7 @@ def test_the_plan_is_printed_before_the_runs(tiny_dir, tmp_path):
     lines = []
     study(tiny_dir, tmp_path / "s", tmp_path / "store", lines)
     assert lines[0].startswith("headline (runs): 2 configurations x 1 seeds = 2 runs (0 already in")
-    assert "of training to go (a rough figure from this machine's matrix-product rate" in lines[0]
+    assert "of training to go (one step of each of its 2 kinds of run timed on this machine)" in lines[0]
     assert lines[1].startswith("  [1/2]")
     lines.clear()
     study(tiny_dir, tmp_path / "s2", tmp_path / "store", lines)

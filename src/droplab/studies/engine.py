@@ -81,11 +81,11 @@ def run_study(
     ``seeds``: confirmation seeds per variant (None: the study's). ``protocol``: the fair protocol
     by default (:mod:`.protocol`). ``backend``: where the jobs run (:mod:`.backends`; None: here),
     the same results for the same threads per run. ``store`` defaults to ``out/runs``.
-    ``plan_only``: log the plan and its estimated time, train nothing, write nothing.
-    ``progress``: called with the study's :class:`~.backends.Tally` as it changes.
+    ``plan_only``: log the plan and its estimate (a study at its defaults logs it first, with its budget),
+    train nothing, write nothing. ``progress``: called with the study's :class:`~.backends.Tally` as it changes.
 
     Returns:
-        ``study.json``'s content (with ``plan_only``: ``{"study", "runs", "seconds"}``, the estimate).
+        ``study.json``'s content (with ``plan_only``: the estimate, ``{"study", "runs", "seconds", "at_most"}``).
 
     Raises:
         StudyArgumentError: ``seeds`` or ``epochs`` not an integer >= 1.
@@ -100,13 +100,13 @@ def run_study(
         protocol = dataclasses.replace(protocol, name=study.protocol)
     seeds = study.seeds if seeds is None else seeds
     _check_arguments(seeds=seeds, epochs=epochs)
-    variants = study.variants(quick)
-    grid, tune_seeds = protocol.grid(study, quick), protocol.tuning_seeds(quick)
+    variants, grid, tune_seeds = study.variants(quick), protocol.grid(study, quick), protocol.tuning_seeds(quick)
     tuning_grid = len(variants) * len(grid) * len(tune_seeds)
     check_size(len(variants), seeds, max_runs, tuning_grid + protocol.widened_runs(len(variants), grid, quick))
     out, data = Path(out), load_fashion_mnist(data_dir, val_size=val_size, verify=verify)
-    if plan_only:
-        return _estimate(study, protocol, variants, grid, tune_seeds, seeds, epochs, quick, data, val_size, log)
+    if plan_only or _budget(study, 0.0, seeds, epochs, quick):  # a study's budget is printed with its estimate
+        if (estimate := _estimate(study, protocol, variants, seeds, epochs, quick, data, log)) and plan_only:
+            return estimate
     (backend := backend or Local()).connect()  # an unreachable cluster, Ray missing: an error before any write
     # 2. the study's directory, held until the study ends, and the store of runs
     with rundir.claimed(out, "study", study.name):
@@ -175,9 +175,10 @@ class _Stage:
         return plan
 
 
-def _estimate(study, protocol, variants, grid, tune_seeds, seeds, epochs, quick, data, val_size, log) -> dict:
+def _estimate(study, protocol, variants, seeds, epochs, quick, data, log) -> dict:
     """The plan of both stages and about how long its runs take (the confirmation runs at the grid's
     middle rate: their cost does not depend on it); nothing trained or written."""
+    grid, tune_seeds = protocol.grid(study, quick), protocol.tuning_seeds(quick)
     stage = _Stage(study, protocol, epochs, quick, data, None, Local(), log)
     plan = stage.plan([protocol.tuned(v, lr) for v in variants for lr in grid], tune_seeds) if protocol.fair else {}
     middle = grid[len(grid) // 2]
@@ -186,10 +187,21 @@ def _estimate(study, protocol, variants, grid, tune_seeds, seeds, epochs, quick,
     seconds, basis = estimate_seconds((job for _, job in plan.values()), [], len(data.train_x), len(data.val_x),
                                       len(data.test_x))  # fmt: skip
     wider = protocol.widened_runs(len(variants), grid, quick)
-    more = f", and up to {wider} more tuning runs if the grid widens" if wider else ""
+    at_most = seconds * (1 + wider / len(plan))  # a widening run costs about what the planned ones do on average
+    more = f", and up to {wider} more tuning runs if the grid widens (then up to {format_seconds(at_most)})" \
+        if wider else ""  # fmt: skip
     log(f"{study.name}: {len(plan)} runs ({len(variants)} configurations; {protocol.regime(study, seeds, quick)}); "
-        f"about {format_seconds(seconds)} of training ({basis}){more}")  # fmt: skip
-    return {"study": study.name, "runs": len(plan), "seconds": seconds}
+        f"about {format_seconds(seconds)} of training ({basis}){more}{_budget(study, at_most, seeds, epochs, quick)}")
+    return {"study": study.name, "runs": len(plan), "seconds": seconds, "at_most": at_most}
+
+
+def _budget(study: Study, seconds: float, seeds: int, epochs: int | None, quick: bool) -> str:
+    """The study's declared budget and whether ``seconds`` (the most the estimate allows) fits it; ``""``
+    where it declares none or does not run at its defaults."""
+    if study.budget_minutes is None or quick or seeds != study.seeds or epochs is not None:
+        return ""
+    fits = "fits" if seconds <= 60 * study.budget_minutes else "is over it"
+    return f"; its budget at its defaults: {study.budget_minutes:g} min on 2 cores, which this estimate {fits}"
 
 
 def _tune(stage: _Stage, variants: list[Variant], grid: tuple[float, ...], seeds: list[int]) -> tuple[dict, dict]:

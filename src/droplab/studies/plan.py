@@ -2,35 +2,27 @@
 
 A study of V configurations over S seeds is V x S training runs. Before any is planned in
 detail, :func:`check_size` refuses plans over a limit (a million seeds is a typo, not a
-study). :func:`estimate_seconds` then puts a rough figure on the runs to train: the
-arithmetic of each run (its matrix products: forward and backward over the training images,
-forward over the evaluation images) at a rate taken from runs this store already holds, or,
-in an empty store, from a matrix product timed on this machine, with the trainer's measured
-overhead over its matrix products.
+study). :func:`estimate_seconds` then puts a figure on the runs to train: each run's steps
+and evaluated images, at the speed of one step and one evaluation pass of its kind of run timed
+on this machine, scaled by how long the runs this store already holds took against the same
+estimate of them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import torch
+from ..train.config import TrainConfig, evaluation_count
+from ..train.timing import time_step
 
-from ..data import NUM_CLASSES, NUM_INPUTS
-from ..train.config import evaluation_count
-
-__all__ = ["MAX_RUNS", "PlanError", "check_size", "run_flops", "estimate_seconds", "format_seconds"]
+__all__ = ["MAX_RUNS", "PlanError", "check_size", "run_steps", "estimate_seconds", "format_seconds"]
 
 MAX_RUNS = 10_000  # more runs than this in one study call is refused unless the caller raises the limit
-OVERHEAD = 1.5  # the trainer's time over its matrix products' (the headline study's runs: half the estimate at 3.0)
-STEP_SECONDS = 2e-4  # fixed cost of one optimizer step (Python, autograd, the optimizer)
-# The ViT's time over its matrix products', relative to the MLP's: its many small operations (LayerNorm, softmax,
-# GELU, reshapes on 16 tokens). Measured: 3 epochs on 5,000 images (the transformer study's ViT and MLP), the
-# ViT's time over this estimate was 3.6x the MLP's (the better of two pairs of runs, a 2-core AMD EPYC under load).
-MODEL_OVERHEAD = {"vit": 3.6}
+EPOCH_SECONDS = 0.05  # a run's cost per epoch beyond its steps and evaluations (the shuffle, the checkpoint)
 
 
 class PlanError(ValueError):
@@ -65,52 +57,43 @@ def check_size(configurations: int, seeds: int, limit: int = MAX_RUNS, tuning: i
     return runs
 
 
-def image_macs(train: Mapping[str, Any]) -> int:
-    """Multiply-adds of one image's forward pass through a run's matrix products: the MLP's weights, or
-    the ViT's patch embedding, per block its q, k, v, projection and MLP (ratio 2) on every token and
-    its two attention products, and the head.
+# What a run's step costs depends on these fields only: runs that share them share one timing
+_COST_FIELDS = ("model", "hidden", "dropout", "dropout_impl", "noise", "norm", "input_dropout", "activation",
+                "batch_size", "optimizer", "momentum", "max_norm", "augment", "precision", "threads", "eval_batch_size",
+                "vit_patch", "vit_width", "vit_depth", "vit_heads", "vit_attention_dropout", "vit_projection_dropout",
+                "vit_mlp_dropout", "vit_drop_path")  # fmt: skip
+
+
+def run_steps(train: Mapping[str, Any], n_train: int, n_val: int, n_test: int) -> tuple[int, int]:
+    """One run's optimizer steps, and the images its evaluations pass forward (the training images
+    the train-set metrics measure and the validation images at every evaluated epoch, the test set once).
 
     Examples::
 
-        >>> image_macs({"hidden": (256, 256)})
-        268800
-        >>> image_macs({"model": "vit", "vit_patch": 7, "vit_width": 32, "vit_depth": 2})
-        320320
+        >>> run_steps({"epochs": 10, "batch_size": 256}, 55_000, 5_000, 10_000)
+        (2150, 610000)
     """
-    if train.get("model") != "vit":
-        dims = [NUM_INPUTS, *train["hidden"], NUM_CLASSES]
-        return sum(a * b for a, b in zip(dims, dims[1:]))
-    width, patch = train["vit_width"], train["vit_patch"]
-    tokens = (28 // patch) ** 2
-    block = tokens * 8 * width * width + 2 * tokens * tokens * width
-    return tokens * patch * patch * width + train["vit_depth"] * block + width * NUM_CLASSES
-
-
-def run_flops(train: Mapping[str, Any], n_train: int, n_val: int, n_test: int) -> tuple[float, int]:
-    """Floating-point operations of one run's matrix products, and its optimizer steps."""
-    params = image_macs(train)
     used = train.get("train_size") or n_train
-    epochs, every, batch = train["epochs"], train.get("eval_every", 1), train["batch_size"]
-    evals = evaluation_count(epochs, every)
+    epochs, batch = train["epochs"], train["batch_size"]
+    evals = evaluation_count(epochs, train.get("eval_every", 1))
     eval_images = min(train.get("eval_train_size") or used, used) + n_val
-    flops = 6 * params * used * epochs + 2 * params * (eval_images * evals + n_test)
     steps = used // batch if train.get("drop_last") else math.ceil(used / batch)
-    return float(flops), epochs * steps
+    return epochs * steps, eval_images * evals + n_test
 
 
-def _matmul_rate() -> float:
-    """This machine's float32 matrix-product rate (FLOP/s) on the lecture's layer, with torch's
-    threads: the best of five 20 ms timings (on a shared machine, the others measure the load)."""
-    a, b = torch.rand(256, NUM_INPUTS), torch.rand(NUM_INPUTS, 256)
-    torch.mm(a, b)
-    best = 0.0
-    for _ in range(5):
-        reps, start = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < 0.02:
-            torch.mm(a, b)
-            reps += 1
-        best = max(best, 2 * 256 * NUM_INPUTS * 256 * reps / elapsed)
-    return best
+class _Timings:
+    """Seconds of a step and of evaluating an image for each kind of run, timed once per kind on
+    this machine (:func:`droplab.train.timing.time_step`)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[float, float]] = {}
+
+    def __call__(self, train: Mapping[str, Any]) -> tuple[float, float]:
+        key = repr([train.get(name) for name in _COST_FIELDS])
+        if key not in self.seen:
+            fields = {f.name for f in dataclasses.fields(TrainConfig)}
+            self.seen[key] = time_step(TrainConfig(**{k: v for k, v in train.items() if k in fields}))
+        return self.seen[key]
 
 
 def estimate_seconds(
@@ -118,23 +101,27 @@ def estimate_seconds(
 ) -> tuple[float, str]:
     """About how long training ``todo`` (jobs) takes, and what the figure rests on.
 
-    ``stored``: finished records in the store; where there are some that trained to the end (not
-    diverged), their seconds per unit of work calibrate the estimate, else a timed matrix product does.
+    Each kind of run (its model, batch size, optimizer, threads: what a step costs) has one
+    training step and one evaluation pass timed on this machine; a run is its steps and its
+    evaluated images at those rates, plus :data:`EPOCH_SECONDS` an epoch. ``stored``: finished
+    records in the store; where there are some that trained to the end (not diverged), the median
+    of their measured seconds over this estimate of them scales the figure (the machine's load,
+    the data's handling), else it stands as timed.
     """
+    timings = _Timings()
 
-    def work(train: Mapping[str, Any], rate: float) -> float:
-        flops, steps = run_flops(train, n_train, n_val, n_test)
-        return OVERHEAD * MODEL_OVERHEAD.get(train.get("model"), 1.0) * flops / rate + STEP_SECONDS * steps
+    def work(train: Mapping[str, Any]) -> float:
+        steps, images = run_steps(train, n_train, n_val, n_test)
+        step, image = timings(train)
+        return step * steps + image * images + EPOCH_SECONDS * train["epochs"]
 
-    rate = _matmul_rate()
-    todo = list(todo)
-    ratios = [r["summary"]["seconds"] / work(r["job"]["train"], rate) for r in stored
+    total = sum(work(job["train"]) for job in todo)
+    kinds = len(timings.seen)
+    ratios = [r["summary"]["seconds"] / work(r["job"]["train"]) for r in stored
               if "summary" in r]  # a diverged run stopped early: its time says nothing of a whole run's
     if ratios:
-        scale, basis = statistics.median(ratios), f"from the {len(ratios)} runs already in the store"
-    else:
-        scale, basis = 1.0, f"a rough figure from this machine's matrix-product rate ({rate / 1e9:.0f} GFLOP/s)"
-    return scale * sum(work(job["train"], rate) for job in todo), basis
+        return statistics.median(ratios) * total, f"from the {len(ratios)} runs already in the store"
+    return total, f"one step of each of its {kinds} kinds of run timed on this machine"
 
 
 def format_seconds(seconds: float) -> str:

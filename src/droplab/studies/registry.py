@@ -96,6 +96,8 @@ class Study:
             lecture's own code), whatever is asked; ``None``: the one asked.
         in_all: whether ``droplab study all`` runs it (a study too long for the suite's budget
             runs on its own, by name).
+        budget_minutes: the wall time its default setting is sized to fit, training on 2 cores;
+            a run at its defaults prints it beside the plan's estimate first. ``None``: none declared.
     """
 
     name: str
@@ -113,6 +115,7 @@ class Study:
     lr_grid: tuple[float, ...] = (0.03, 0.1, 0.3)
     protocol: str | None = None
     in_all: bool = True
+    budget_minutes: float | None = None
 
     def __post_init__(self) -> None:
         texts = [h.text for h in self.hypotheses]

@@ -49,16 +49,11 @@ a contrast of four, as in the other studies); each names its regime:
 - underfitting: the MLP's early dropout 0.5 raises test accuracy over no dropout;
 - the MLP's crossover, as the ViT's.
 
-Budget: 16 variants x (2 rates x 2 tuning seeds + 4 confirmation seeds) = 128 runs, and up to 64 more
-if every grid widens twice (each widening step: 2 runs a variant). Not measured as a whole. Single runs
-timed on this 2-core machine while it was shared (load about 4 on 2 cores), 2 threads, lr 0.003: an
-underfitting ViT run 37 s and 64 s (two timings of the same run), an overfitting one 41 s and 48 s, an MLP
-run 2 s (underfitting) and 23–36 s (overfitting: 192 small steps; 4 of its epochs took 1.2 s when
-profiled, so most of that was the load). At about 45 s a ViT run that is about 50–60 minutes here, over
-the 30 minutes asked for; a quiet machine should be faster, but that was not measured. The engine's
-estimate (``droplab study schedules --plan``) counts the ViT's matrix products and its measured overhead
-over the MLP's (:data:`droplab.studies.plan.MODEL_OVERHEAD`), but on the transformer study it still came
-out several times too low for the ViT: read it as a floor.
+Budget: 30 minutes on 2 cores at its defaults. 16 variants x (2 rates x 2 tuning seeds + 4 confirmation
+seeds) = 128 runs, and up to 64 more if every grid widens twice (each widening step: 2 runs a variant).
+The full run (docs/studies.md) trained 166 runs in 1,013 s of wall time on a 2-core AMD EPYC shared with
+the test suite. Before it runs, the engine prints its estimate from one step of each kind of run timed
+on this machine (:func:`droplab.train.timing.time_step`), and whether it fits this budget.
 
 The quick setting (tests, CI): 2 epochs (E = 1), on 300 images in batches of 64 (underfitting) and 100
 in batches of 25 (overfitting), a ViT of width 16 and depth 1; the claims keep the full setting's words.
@@ -154,6 +149,7 @@ def crossover(model: str) -> dict[str, float]:
     regime="ViT width 32, depth 2 (rate 0.1 at 3 sites), MLP 256-256 (0.5), Adam; early/late switch at "
     "a sixth of the run",
     in_all=False,  # too long for the suite's budget: run by name
+    budget_minutes=30,
 )
 def analyze(r: Results) -> Analysis:
     claims = [

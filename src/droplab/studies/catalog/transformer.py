@@ -96,6 +96,7 @@ def variants(quick: bool) -> list[Variant]:
     lr_grid=(1e-3, 3e-3),
     regime="5,000 training images; ViT width 32, depth 2, Adam; MLP 256-256 (± LayerNorm) with Adam",
     in_all=False,  # too long for the suite's budget: run by name (the engine prints its estimate first)
+    budget_minutes=30,
 )
 def analyze(r: Results) -> Analysis:
     about, notes = _about(r)
