@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from droplab.data import load_fashion_mnist
-from droplab.train import ConfigError, TrainConfig, evaluate, fit
+from droplab.train import ConfigError, TrainConfig, activation_variances, evaluate, fit
+from droplab.vit import ViT
 
 
 @pytest.fixture
@@ -113,17 +114,46 @@ def test_training_subset_is_seeded_and_used(tiny):
         fit(small(train_size=40), tiny)
 
 
-def test_activation_tracking_measures_without_changing_the_run(tiny):
-    plain = fit(small(model="mlp"), tiny)
-    tracked = fit(small(model="mlp", track_activations=True), tiny)
+VIT_SMALL = dict(model="vit", hidden=(256, 256), vit_width=8, vit_depth=2, vit_heads=2, vit_mlp_dropout=0.5)
+
+
+@pytest.mark.parametrize("model", [dict(model="mlp"), dict(model="scratch"), VIT_SMALL], ids=["mlp", "scratch", "vit"])
+def test_activation_tracking_measures_without_changing_the_run(tiny, model):
+    plain = fit(small(**model), tiny)
+    tracked = fit(small(**model, track_activations=True), tiny)
     keys = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "train_loss_eval")
     assert [{k: h[k] for k in keys} for h in plain.history] == [{k: h[k] for k in keys} for h in tracked.history]
-    for row in tracked.history:
+    for row in tracked.history:  # two hidden layers: the MLPs' two, the ViT's two blocks' MLP hidden layers
+        assert {k for k in row if k.startswith("act_var")} == {"act_var_1", "act_var_2", "act_var_train_1",
+                                                               "act_var_train_2"}  # fmt: skip
         for i in (1, 2):
             assert row[f"act_var_{i}"] > 0 and row[f"act_var_train_{i}"] > 0
     # dropout adds variance: what the next layer sees in training varies more than in eval
     last = tracked.history[-1]
-    assert last["act_var_train_1"] > last["act_var_1"]
+    assert last["act_var_train_1"] > last["act_var_1"] and last["act_var_train_2"] > last["act_var_2"]
+
+
+def test_the_vit_tracks_each_blocks_mlp_hidden_layer():
+    model = ViT(width=8, depth=3, heads=2, mlp_dropout=0.5)
+    x = torch.rand(16, 784, generator=torch.Generator().manual_seed(0))
+    gelu, dropped = [], []
+    hooks = [b.mlp[1].register_forward_hook(lambda m, i, o: gelu.append(o)) for b in model.blocks]
+    hooks += [b.mlp[2].register_forward_hook(lambda m, i, o: dropped.append(o)) for b in model.blocks]
+    torch.manual_seed(1)
+    values = activation_variances(model, x)
+    torch.manual_seed(1)  # the training pass again, on the same masks: what the MLP's dropout put out
+    model(x)
+    for h in hooks:
+        h.remove()
+
+    def variance(o):  # per unit over the 16 images and 16 tokens
+        return o.flatten(0, 1).var(dim=0).mean().item()
+
+    assert [values[f"act_var_{k}"] for k in (1, 2, 3)] == [variance(o) for o in gelu[:3]]  # the eval pass
+    assert [values[f"act_var_train_{k}"] for k in (1, 2, 3)] == [variance(o) for o in dropped[-3:]]
+    assert model.training  # its mode restored
+    with pytest.raises(ValueError, match="Linear has no hidden layer whose activations could be tracked"):
+        activation_variances(torch.nn.Linear(784, 10), torch.rand(2, 784))
 
 
 def test_evaluating_every_k_epochs_changes_only_which_rows_are_kept(tiny):

@@ -220,6 +220,11 @@ class ViT(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, classes)
 
+    def hidden_readers(self) -> list[nn.Linear]:
+        """The layer that reads each block's MLP hidden activations (its GELU outputs, after the MLP's
+        dropout in training): what :func:`droplab.train.metrics.activation_variances` measures."""
+        return [block.mlp[3] for block in self.blocks]
+
     def patches(self, x: Tensor) -> Tensor:
         """The images ``x`` as rows of flattened patches, :math:`(N, \\text{tokens}, \\text{patch}^2)`,
         in row-major order of the patches."""

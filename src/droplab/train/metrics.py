@@ -69,35 +69,53 @@ def evaluate_each(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size
 
 
 @torch.no_grad()
+def hidden_readers(model: nn.Module) -> list[nn.Linear]:
+    """The linear layer that reads each hidden layer's activations, in order: the model's own
+    ``hidden_readers()`` where it has one (:class:`droplab.vit.ViT`: each block's MLP output layer),
+    else every linear layer after the first (an MLP's, whatever computes its activations)."""
+    if callable(readers := getattr(model, "hidden_readers", None)):
+        return list(readers())
+    return [m for m in model.modules() if isinstance(m, nn.Linear)][1:]
+
+
 def activation_variances(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
-    """Variance of each hidden layer's activations on ``x``: per unit over the examples, then
-    averaged over the units. ``act_var_<i>``: the ReLU (or SELU) outputs of hidden layer i in eval mode;
-    ``act_var_train_<i>``: what the next layer receives in training mode (after dropout or
-    other noise). Training-mode noise is drawn on a forked generator, so measuring does not
-    change the run; batch-norm layers stay in eval mode for it.
+    """Variance of each hidden layer's activations on ``x``: per unit over the examples (and a
+    ViT's tokens), then averaged over the units. ``act_var_<i>``: hidden layer i's activations in
+    eval mode, its ReLU, SELU or GELU module's outputs (where the model has no such module, what the
+    next layer reads); ``act_var_train_<i>``: what the next layer (:func:`hidden_readers`) reads in
+    training mode, after dropout or other noise. Training-mode noise is drawn on a forked
+    generator, so measuring does not change the run; batch-norm layers stay in eval mode for it.
+
+    Raises:
+        ValueError: the model has no hidden layer to measure.
     """
-    relus = [m for m in model.modules() if isinstance(m, (nn.ReLU, nn.SELU))]  # the hidden layers' activations
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)][1:]  # those after a hidden layer
+    readers = hidden_readers(model)
+    if not readers:
+        raise ValueError(f"{type(model).__name__} has no hidden layer whose activations could be tracked")
+    activations = [m for m in model.modules() if isinstance(m, (nn.ReLU, nn.SELU, nn.GELU))]
     seen: dict[str, torch.Tensor] = {}
-    hooks = [r.register_forward_hook(lambda m, i, o, k=k: seen.__setitem__(f"relu{k}", o)) for k, r in enumerate(relus)]
-    for k, lin in enumerate(linears):
-        hooks.append(lin.register_forward_pre_hook(lambda m, i, k=k: seen.__setitem__(f"in{k}", i[0])))
+    hooks = [r.register_forward_pre_hook(lambda m, i, k=k: seen.__setitem__(f"in{k}", i[0])) for k, r in
+             enumerate(readers)]  # fmt: skip
+    if len(activations) == len(readers):
+        hooks += [a.register_forward_hook(lambda m, i, o, k=k: seen.__setitem__(f"out{k}", o)) for k, a in
+                  enumerate(activations)]  # fmt: skip
+
+    def variances(prefix: str, kind: str) -> dict[str, float]:
+        values = [seen.get(f"{kind}{k}", seen[f"in{k}"]) for k in range(len(readers))]
+        return {f"{prefix}{k + 1}": v.flatten(0, -2).var(dim=0).mean().item() for k, v in enumerate(values)}
+
     was_training = model.training
-    out: dict[str, float] = {}
     try:
         model.eval()
         model(x)
-        for k in range(len(relus)):
-            out[f"act_var_{k + 1}"] = seen[f"relu{k}"].var(dim=0).mean().item()
+        out = variances("act_var_", "out")
         with torch.random.fork_rng(devices=[]), noise_active(model):
             model(x)
-        for k in range(len(relus)):
-            out[f"act_var_train_{k + 1}"] = seen[f"in{k}"].var(dim=0).mean().item()
+        return out | variances("act_var_train_", "in")
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
-    return out
 
 
 def metrics_row(
