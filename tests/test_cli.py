@@ -178,6 +178,9 @@ def test_other_bad_arguments(args, message, capsys, tmp_path):
         (["--resume", "/nonexistent/run"], "--resume /nonexistent/run: /nonexistent/run is not a droplab run"),
         (["--resume", "r", "--lr", "0.5"], "--resume r goes on with the run's own configuration; --lr cannot"),
         (["--resume", "r", "--out", "x"], "--out cannot be combined with it"),
+        # typed at its default value, an option is still asked for: refused, not silently dropped
+        (["--resume", "r", "--epochs", "10"], "--resume r goes on with the run's own configuration; --epochs cannot"),
+        (["--resume", "r", "--select", "last"], "--select cannot be combined"),
         (["--resume", "r", "--threads", "0"], "--threads 0: invalid, expected an integer >= 1"),
     ],
 )
@@ -257,7 +260,8 @@ def test_compare_two_seeds_writes_json_figure_and_summary(tiny_dir, tmp_path, ca
     [
         (["--recipe", "best", "--lr", "0.3"], "--recipe best sets the training options itself; --lr cannot"),
         (["--recipe", "best", "--hidden", "8"], "--hidden cannot be combined"),
-        (["--recipe", "bestest"], "--recipe bestest: recipe must be one of lecture, best; got 'bestest'"),
+        (["--recipe", "best", "--momentum", "0"], "--recipe best sets the training options itself; --momentum cannot"),
+        (["--recipe", "bestest"], "--recipe bestest: recipe must be one of lecture, best, vit; got 'bestest'"),
         (["--augment", "9"], "--augment 9: invalid, expected an integer from 0 to 8"),
         (["--max-norm", "-1"], "--max-norm -1.0: invalid, expected a number >= 0 and at most 3.403e+38 (0: off)"),
         (["--train-size", "-1"], "--train-size -1: invalid, expected an integer >= 0"),
@@ -277,6 +281,15 @@ def test_recipe_run_records_the_recipe_config(tiny_dir, tmp_path, capsys):
     assert code == 0, err
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["hidden"], cfg["dropout"], cfg["epochs"], cfg["seed"]) == ([1024, 1024], [0.1, 0.3], 1, 4)
+    out = tmp_path / "vit"
+    code, _, err = run_cli(["train", "--recipe", "vit", "--epochs", "1", "--data-dir", str(tiny_dir), "--no-verify",
+                            "--val-size", "100", "--select", "last", "--out", str(out)], capsys)  # fmt: skip
+    assert code == 0, err
+    cfg = json.loads((out / "config.json").read_text())
+    sites = [cfg[f"vit_{site}"] for site in ("attention_dropout", "projection_dropout", "mlp_dropout", "drop_path")]
+    assert (cfg["model"], cfg["vit_width"], cfg["vit_depth"], sites, cfg["optimizer"], cfg["lr"]) == \
+        ("vit", 64, 4, [0.1] * 4, "adam", 0.003)  # fmt: skip
+    assert cfg["select"] == "last"  # an option the recipe leaves open, given
 
 
 def test_threads_beyond_the_cores_are_capped_with_a_note_and_the_count_used_recorded(tiny_dir, tmp_path, capsys):

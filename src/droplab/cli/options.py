@@ -50,6 +50,28 @@ def _default(f: dataclasses.Field) -> Any:
     return list(f.default) if isinstance(f.default, tuple) else f.default
 
 
+class _Given(argparse.Action):
+    """Stores the option's value and notes it as given (``args.given``): an option typed with its
+    default value is still asked for, and a recipe or a resumed run must not drop it silently."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.__dict__.setdefault("given", set()).add(self.dest)
+
+
+class _GivenFlag(argparse.BooleanOptionalAction):
+    """``--name`` / ``--no-name``, noted as given like :class:`_Given`."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        namespace.__dict__.setdefault("given", set()).add(self.dest)
+
+
+def _is_given(args: argparse.Namespace, name: str, default: Any) -> bool:
+    """Whether option ``name`` was typed (or, where that was not noted, differs from ``default``)."""
+    return name in getattr(args, "given", ()) or getattr(args, name) != default
+
+
 def _argument(f: dataclasses.Field, hint: Any) -> dict[str, Any]:
     """``add_argument``'s keywords for field ``f`` of type ``hint``."""
     meta, default = f.metadata, _default(f)
@@ -61,14 +83,14 @@ def _argument(f: dataclasses.Field, hint: Any) -> dict[str, Any]:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):  # int | None, Optional[int]
         hint = next(t for t in typing.get_args(hint) if t is not type(None))
     if hint is bool:  # --name / --no-name: a value typed after it would be read as text, "False" as true
-        return kw | {"action": argparse.BooleanOptionalAction}
+        return kw | {"action": _GivenFlag}
     if typing.get_origin(hint) is tuple:  # several values: tuple[int, ...]
         kw["nargs"], hint = "+", typing.get_args(hint)[0]
     if meta["choices"]:
         kw["choices"] = meta["choices"]
     else:
         kw["type"] = hint
-    return kw | {"metavar": meta["metavar"]}
+    return kw | {"metavar": meta["metavar"], "action": _Given}
 
 
 def add_options(parser: argparse.ArgumentParser, command: str) -> None:
@@ -90,8 +112,8 @@ def check_options(args: argparse.Namespace, fields: list[dataclasses.Field] | No
 
 
 def _given(args: argparse.Namespace, fixed: bool) -> list[dataclasses.Field]:
-    """The fields a recipe fixes (``fixed``) or leaves open whose options differ from their defaults."""
-    return [f for f in _fields(args.command) if f.metadata["recipe"] == fixed and getattr(args, f.name) != _default(f)]
+    """The fields a recipe fixes (``fixed``) or leaves open whose options were given."""
+    return [f for f in _fields(args.command) if f.metadata["recipe"] == fixed and _is_given(args, f.name, _default(f))]
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -127,7 +149,7 @@ def resume_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, Any]
     fields = _fields(args.command)
     fixed = [(f.name, _default(f)) for f in fields if not f.metadata["run_only"]]
     fixed += [(name, kw.get("default", False)) for name, (kw, _, resumable) in RUN_OPTIONS.items() if not resumable]
-    changed = [flag(name) for name, default in fixed if getattr(args, name) != default]
+    changed = [flag(name) for name, default in fixed if _is_given(args, name, default)]
     run_only = [f for f in fields if f.metadata["run_only"]]
     if changed:
         allowed = [flag(f.name) for f in run_only]
@@ -140,4 +162,4 @@ def resume_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, Any]
         cfg = run_config(args.resume)
     except RunDirError as err:
         raise UsageError(f"--resume {args.resume}: {err}") from None
-    return cfg, {f.name: getattr(args, f.name) for f in run_only if getattr(args, f.name) != _default(f)}
+    return cfg, {f.name: getattr(args, f.name) for f in run_only if _is_given(args, f.name, _default(f))}
