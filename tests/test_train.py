@@ -232,7 +232,7 @@ def test_recipes_are_valid_and_documented():
     assert best.seed == 3 and best.hidden == (1024, 1024) and best.augment == 1 and best.max_norm == 3.0
     assert recipes.RECIPES["best"].seed == 0  # the stored recipe is not changed
     assert recipes.recipe("lecture") == TrainConfig()
-    with pytest.raises(ValueError, match="recipe must be one of lecture, best; got 'fast'"):
+    with pytest.raises(ValueError, match="recipe must be one of lecture, best, vit; got 'fast'"):
         recipes.recipe("fast")
     assert "chosen on the validation split only" in " ".join(recipes.__doc__.split())
 
