@@ -8,8 +8,10 @@ import torch
 
 from droplab.studies import STUDIES, engine, run_study
 from droplab.studies import plan as plan_module
+from droplab.studies.backends import Local
 from droplab.studies.plan import EPOCH_SECONDS, estimate_seconds, run_steps
 from droplab.studies.protocol import Protocol
+from droplab.threads import usable_cores
 from droplab.train import TrainConfig
 from droplab.train.timing import time_step
 
@@ -52,6 +54,21 @@ def test_each_kind_of_run_is_timed_once(timed):
     assert [c.hidden for c in timed] == [(16,), (32,)]
 
 
+def test_a_stored_records_lists_are_the_same_kind_and_what_changes_a_steps_cost_is_another(timed):
+    stored = {"job": {"train": {**MLP, "hidden": [16], "dropout": [0.5]}}, "summary": {"seconds": 1.0}}  # JSON
+    estimate_seconds([{"train": MLP}], [stored], *SIZES)
+    assert len(timed) == 1
+    timed.clear()
+    others = [{**MLP, "schedule": "onecycle"}, {**MLP, "weight_decay": 1e-4}, {**MLP, "batch_size": 50}]
+    estimate_seconds([{"train": t} for t in others], [], *SIZES)
+    assert len(timed) == 3
+
+
+def test_a_d2l_run_trains_on_the_validation_images_and_validates_on_the_test_set():
+    d2l = {**MLP, "split": "d2l"}
+    assert run_steps(d2l, *SIZES) == (3 * 12, 3 * (1_200 + 300) + 300)
+
+
 def test_the_store_scales_the_estimate(timed):
     alone, _ = estimate_seconds([{"train": MLP}], [], *SIZES)
     slower = {"job": {"train": MLP}, "summary": {"seconds": 3 * alone}}
@@ -60,16 +77,23 @@ def test_the_store_scales_the_estimate(timed):
     assert scaled == pytest.approx(3 * alone) and basis == "from the 1 runs already in the store"
 
 
-@pytest.mark.parametrize("train", [MLP, VIT], ids=["mlp", "vit"])
+ONE_CYCLE = {**MLP, "schedule": "onecycle", "epochs": 1}  # a schedule built for as few steps as a run has
+
+
+@pytest.mark.parametrize("train", [MLP, VIT, ONE_CYCLE], ids=["mlp", "vit", "one-cycle, 1 epoch"])
 def test_timing_a_step_changes_nothing_the_caller_trains(train):
+    threads = torch.get_num_threads()
     torch.set_num_threads(2)
-    torch.manual_seed(7)
-    expected = torch.rand(3)
-    torch.manual_seed(7)
-    step, image = time_step(TrainConfig(**train))
-    assert torch.equal(torch.rand(3), expected)  # the global generator where it stood
-    assert torch.get_num_threads() == 2  # the run's 1 thread was for the timing only
-    assert 0 < image < step
+    try:
+        torch.manual_seed(7)
+        expected = torch.rand(3)
+        torch.manual_seed(7)
+        step, image = time_step(TrainConfig(**train))
+        assert torch.equal(torch.rand(3), expected)  # the global generator where it stood
+        assert torch.get_num_threads() == 2  # the run's 1 thread was for the timing only
+        assert 0 < image < step
+    finally:
+        torch.set_num_threads(threads)
 
 
 def plan_line(study, tiny_dir, tmp_path, **options):
@@ -82,11 +106,15 @@ def plan_line(study, tiny_dir, tmp_path, **options):
 @pytest.mark.parametrize("name", ["transformer", "schedules"])
 def test_a_study_with_a_budget_prints_whether_its_estimate_fits(name, tiny_dir, tmp_path, timed, monkeypatch):
     line = plan_line(STUDIES[name], tiny_dir, tmp_path)
-    assert line.endswith("; its budget at its defaults: 30 min on 2 cores, which this estimate fits")
+    assert line.endswith(f"; its budget at its defaults: 30 min on 2 cores; this estimate, timed on this machine "
+                         f"({usable_cores()} cores), fits it")
     monkeypatch.setattr(plan_module, "time_step", lambda cfg: (60.0, 1.0))  # a minute a step: hours
-    assert plan_line(STUDIES[name], tiny_dir, tmp_path).endswith("which this estimate is over it")
-    for other in ({"quick": True}, {"seeds": 2}, {"epochs": 3}):  # not its defaults: its budget says nothing
-        assert "budget" not in plan_line(STUDIES[name], tiny_dir, tmp_path, **other)
+    assert plan_line(STUDIES[name], tiny_dir, tmp_path).endswith("), is over it")
+    others = ({"quick": True}, {"seeds": 2}, {"epochs": 3}, {"backend": Local(threads=1)},
+              *({"protocol": p} for p in (Protocol(tune_seeds=3), Protocol(widen=0), Protocol(lr_grid=(1e-3,)),
+                                          Protocol("lecture"))))  # fmt: skip
+    for other in others:  # not its defaults: its budget says nothing
+        assert "its budget at its defaults" not in plan_line(STUDIES[name], tiny_dir, tmp_path, **other)
 
 
 def test_the_budget_counts_the_runs_a_widened_grid_may_add(tiny_dir, tmp_path, monkeypatch):
@@ -99,13 +127,12 @@ def test_the_budget_counts_the_runs_a_widened_grid_may_add(tiny_dir, tmp_path, m
 
 
 def test_a_study_run_at_its_defaults_prints_its_budget_first(tiny_dir, tmp_path, timed):
-    budgeted = dataclasses.replace(STUDIES["headline"], budget_minutes=30, seeds=1)
+    budgeted = dataclasses.replace(STUDIES["headline"], budget_minutes=30, seeds=1, lr_grid=(0.05, 0.1), max_epochs=2)
     lines = []
-    run_study(budgeted, tiny_dir, tmp_path / "o", verify=False, val_size=100, log=lines.append,
-              protocol=Protocol("lecture"))  # fmt: skip
-    assert lines[0].startswith("headline: 2 runs") and lines[0].endswith("which this estimate fits")
-    assert lines[1].startswith("headline (runs): 2 configurations x 1 seeds = 2 runs")
+    run_study(budgeted, tiny_dir, tmp_path / "o", verify=False, val_size=100, log=lines.append)
+    assert lines[0].startswith("headline: 10 runs") and lines[0].endswith("), fits it")  # 2 x (2 rates x 2 + 1)
+    assert lines[1].startswith("headline (tuning): 4 configurations x 2 seeds = 8 runs")
     lines.clear()
-    run_study(STUDIES["headline"], tiny_dir, tmp_path / "o2", verify=False, val_size=100, log=lines.append,
-              protocol=Protocol("lecture"), seeds=1, quick=True)  # fmt: skip
-    assert lines[0].startswith("headline (runs)")  # no budget declared: the stage's plan comes first
+    run_study(budgeted, tiny_dir, tmp_path / "o2", verify=False, val_size=100, log=lines.append,
+              protocol=Protocol("lecture"))  # fmt: skip
+    assert lines[0].startswith("headline (runs)")  # not at its defaults: the stage's plan comes first

@@ -150,6 +150,7 @@ def test_the_vit_tracks_each_blocks_mlp_hidden_layer():
         return o.flatten(0, 1).var(dim=0).mean().item()
 
     assert [values[f"act_var_{k}"] for k in (1, 2, 3)] == [variance(o) for o in gelu[:3]]  # the eval pass
+    assert not any(o.requires_grad for o in gelu[:6])  # measured without building a graph
     assert [values[f"act_var_train_{k}"] for k in (1, 2, 3)] == [variance(o) for o in dropped[-3:]]
     assert model.training  # its mode restored
     with pytest.raises(ValueError, match="Linear has no hidden layer whose activations could be tracked"):

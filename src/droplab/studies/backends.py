@@ -141,6 +141,11 @@ class Local:
     def threads(self) -> int:
         return use_threads(self._threads)[0]
 
+    @property
+    def default_threads(self) -> bool:
+        """Whether it runs with torch's default threads (no ``threads`` given)."""
+        return self._threads is None
+
     def connect(self) -> None:
         pass  # nothing to reach
 

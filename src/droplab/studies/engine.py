@@ -32,6 +32,7 @@ from typing import Any
 
 from .. import __version__, atomic, rundir
 from ..data import FashionMNIST, load_fashion_mnist
+from ..threads import usable_cores
 from ..verdicts import Claim, adjust
 from .backends import Local, Tally, train
 from .jobs import config_key, job_config
@@ -104,8 +105,8 @@ def run_study(
     tuning_grid = len(variants) * len(grid) * len(tune_seeds)
     check_size(len(variants), seeds, max_runs, tuning_grid + protocol.widened_runs(len(variants), grid, quick))
     out, data = Path(out), load_fashion_mnist(data_dir, val_size=val_size, verify=verify)
-    if plan_only or _budget(study, 0.0, seeds, epochs, quick):  # a study's budget is printed with its estimate
-        if (estimate := _estimate(study, protocol, variants, seeds, epochs, quick, data, log)) and plan_only:
+    if plan_only or _at_defaults(study, protocol, seeds, epochs, quick, backend):  # its budget, with its estimate
+        if (estimate := _estimate(study, protocol, variants, seeds, epochs, quick, data, log, backend)) and plan_only:
             return estimate
     (backend := backend or Local()).connect()  # an unreachable cluster, Ray missing: an error before any write
     # 2. the study's directory, held until the study ends, and the store of runs
@@ -175,7 +176,7 @@ class _Stage:
         return plan
 
 
-def _estimate(study, protocol, variants, seeds, epochs, quick, data, log) -> dict:
+def _estimate(study, protocol, variants, seeds, epochs, quick, data, log, backend=None) -> dict:
     """The plan of both stages and about how long its runs take (the confirmation runs at the grid's
     middle rate: their cost does not depend on it); nothing trained or written."""
     grid, tune_seeds = protocol.grid(study, quick), protocol.tuning_seeds(quick)
@@ -191,17 +192,24 @@ def _estimate(study, protocol, variants, seeds, epochs, quick, data, log) -> dic
     more = f", and up to {wider} more tuning runs if the grid widens (then up to {format_seconds(at_most)})" \
         if wider else ""  # fmt: skip
     log(f"{study.name}: {len(plan)} runs ({len(variants)} configurations; {protocol.regime(study, seeds, quick)}); "
-        f"about {format_seconds(seconds)} of training ({basis}){more}{_budget(study, at_most, seeds, epochs, quick)}")
+        f"about {format_seconds(seconds)} of training ({basis}){more}"
+        f"{_budget(study, at_most) if _at_defaults(study, protocol, seeds, epochs, quick, backend) else ''}")
     return {"study": study.name, "runs": len(plan), "seconds": seconds, "at_most": at_most}
 
 
-def _budget(study: Study, seconds: float, seeds: int, epochs: int | None, quick: bool) -> str:
-    """The study's declared budget and whether ``seconds`` (the most the estimate allows) fits it; ``""``
-    where it declares none or does not run at its defaults."""
-    if study.budget_minutes is None or quick or seeds != study.seeds or epochs is not None:
-        return ""
-    fits = "fits" if seconds <= 60 * study.budget_minutes else "is over it"
-    return f"; its budget at its defaults: {study.budget_minutes:g} min on 2 cores, which this estimate {fits}"
+def _at_defaults(study: Study, protocol: Protocol, seeds: int, epochs: int | None, quick: bool, backend) -> bool:
+    """Whether ``study`` declares a budget and runs as it was sized: its seeds and epochs, the default
+    protocol and backend (this process, with its default threads)."""
+    local = backend is None or (isinstance(backend, Local) and backend.default_threads)
+    return (study.budget_minutes is not None and not quick and seeds == study.seeds and epochs is None
+            and protocol == Protocol() and local)  # fmt: skip
+
+
+def _budget(study: Study, seconds: float) -> str:
+    """The study's declared budget, and whether ``seconds`` (the most the estimate allows) fits it."""
+    fits = "fits it" if seconds <= 60 * study.budget_minutes else "is over it"
+    return (f"; its budget at its defaults: {study.budget_minutes:g} min on 2 cores; this estimate, timed on this "
+            f"machine ({usable_cores()} cores), {fits}")
 
 
 def _tune(stage: _Stage, variants: list[Variant], grid: tuple[float, ...], seeds: list[int]) -> tuple[dict, dict]:

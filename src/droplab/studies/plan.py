@@ -22,7 +22,11 @@ from ..train.timing import time_step
 __all__ = ["MAX_RUNS", "PlanError", "check_size", "run_steps", "estimate_seconds", "format_seconds"]
 
 MAX_RUNS = 10_000  # more runs than this in one study call is refused unless the caller raises the limit
-EPOCH_SECONDS = 0.05  # a run's cost per epoch beyond its steps and evaluations (the shuffle, the checkpoint)
+# A run's cost per epoch beyond its steps and evaluations (the shuffle, the rows it keeps): not measured, small
+# beside an epoch of steps. How far the whole estimate is off, measured on a quiet 2-core AMD EPYC (docs/studies.md):
+# the transformer study printed 6 min, up to 9 if its grids widened, and took 6.5 min with its grids widened; the
+# schedules study printed 7 min, up to 10, and took 4.4 min.
+EPOCH_SECONDS = 0.05
 
 
 class PlanError(ValueError):
@@ -59,7 +63,8 @@ def check_size(configurations: int, seeds: int, limit: int = MAX_RUNS, tuning: i
 
 # What a run's step costs depends on these fields only: runs that share them share one timing
 _COST_FIELDS = ("model", "hidden", "dropout", "dropout_impl", "noise", "norm", "input_dropout", "activation",
-                "batch_size", "optimizer", "momentum", "max_norm", "augment", "precision", "threads", "eval_batch_size",
+                "batch_size", "optimizer", "momentum", "weight_decay", "schedule", "max_norm", "augment", "precision",
+                "threads", "eval_batch_size",
                 "vit_patch", "vit_width", "vit_depth", "vit_heads", "vit_attention_dropout", "vit_projection_dropout",
                 "vit_mlp_dropout", "vit_drop_path")  # fmt: skip
 
@@ -67,18 +72,26 @@ _COST_FIELDS = ("model", "hidden", "dropout", "dropout_impl", "noise", "norm", "
 def run_steps(train: Mapping[str, Any], n_train: int, n_val: int, n_test: int) -> tuple[int, int]:
     """One run's optimizer steps, and the images its evaluations pass forward (the training images
     the train-set metrics measure and the validation images at every evaluated epoch, the test set once).
+    Under ``split`` d2l a run trains on the validation images too and validates on the test set.
 
     Examples::
 
         >>> run_steps({"epochs": 10, "batch_size": 256}, 55_000, 5_000, 10_000)
         (2150, 610000)
     """
+    if train.get("split") == "d2l":
+        n_train, n_val = n_train + n_val, n_test
     used = train.get("train_size") or n_train
     epochs, batch = train["epochs"], train["batch_size"]
     evals = evaluation_count(epochs, train.get("eval_every", 1))
     eval_images = min(train.get("eval_train_size") or used, used) + n_val
     steps = used // batch if train.get("drop_last") else math.ceil(used / batch)
     return epochs * steps, eval_images * evals + n_test
+
+
+def _plain(value: Any) -> Any:
+    """A field's value as a key: a list (from a stored record's JSON) as the tuple a planned job holds."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 class _Timings:
@@ -89,7 +102,7 @@ class _Timings:
         self.seen: dict[str, tuple[float, float]] = {}
 
     def __call__(self, train: Mapping[str, Any]) -> tuple[float, float]:
-        key = repr([train.get(name) for name in _COST_FIELDS])
+        key = repr([_plain(train.get(name)) for name in _COST_FIELDS])
         if key not in self.seen:
             fields = {f.name for f in dataclasses.fields(TrainConfig)}
             self.seen[key] = time_step(TrainConfig(**{k: v for k, v in train.items() if k in fields}))

@@ -68,7 +68,6 @@ def evaluate_each(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size
     return loss_sum / len(x), correct / len(x), torch.cat(right).numpy()
 
 
-@torch.no_grad()
 def hidden_readers(model: nn.Module) -> list[nn.Linear]:
     """The linear layer that reads each hidden layer's activations, in order: the model's own
     ``hidden_readers()`` where it has one (:class:`droplab.vit.ViT`: each block's MLP output layer),
@@ -78,6 +77,7 @@ def hidden_readers(model: nn.Module) -> list[nn.Linear]:
     return [m for m in model.modules() if isinstance(m, nn.Linear)][1:]
 
 
+@torch.no_grad()
 def activation_variances(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     """Variance of each hidden layer's activations on ``x``: per unit over the examples (and a
     ViT's tokens), then averaged over the units. ``act_var_<i>``: hidden layer i's activations in

@@ -61,7 +61,8 @@ def time_step(cfg: TrainConfig, repeats: int = 3) -> tuple[float, float]:
         with torch.random.fork_rng(devices=[]):
             threads, _ = use_threads(cfg.threads)
             precision = resolve(cfg.precision)[0]
-            state = TrainState.start(cfg, cfg.batch_size, threads, "")
+            # as many images as the timed steps take: a one-cycle schedule is built for that many steps at least
+            state = TrainState.start(cfg, cfg.batch_size * (repeats + 1), threads, "")
             written = written_out(state.model, precision)
             g = torch.Generator().manual_seed(0)
             x = torch.rand(cfg.batch_size, NUM_INPUTS, generator=g)

@@ -52,8 +52,9 @@ a contrast of four, as in the other studies); each names its regime:
 Budget: 30 minutes on 2 cores at its defaults. 16 variants x (2 rates x 2 tuning seeds + 4 confirmation
 seeds) = 128 runs, and up to 64 more if every grid widens twice (each widening step: 2 runs a variant).
 The full run (docs/studies.md) trained 166 runs in 263 s of wall time on a quiet 2-core AMD EPYC
-(1,013 s with the cores shared with the test suite). Before it runs, the engine prints its estimate from one step of each kind of run timed
-on this machine (:func:`droplab.train.timing.time_step`), and whether it fits this budget.
+(1,013 s with the cores shared with the test suite). Before it runs at its defaults, the engine prints
+its estimate from one step of each kind of run timed on this machine
+(:func:`droplab.train.timing.time_step`), and whether that fits this budget.
 
 The quick setting (tests, CI): 2 epochs (E = 1), on 300 images in batches of 64 (underfitting) and 100
 in batches of 25 (overfitting), a ViT of width 16 and depth 1; the claims keep the full setting's words.
