@@ -181,6 +181,7 @@ def test_other_bad_arguments(args, message, capsys, tmp_path):
         # typed at its default value, an option is still asked for: refused, not silently dropped
         (["--resume", "r", "--epochs", "10"], "--resume r goes on with the run's own configuration; --epochs cannot"),
         (["--resume", "r", "--select", "last"], "--select cannot be combined"),
+        (["--resume", "r", "--runs-root", "runs"], "--runs-root cannot be combined"),
         (["--resume", "r", "--threads", "0"], "--threads 0: invalid, expected an integer >= 1"),
     ],
 )

@@ -99,8 +99,8 @@ def add_options(parser: argparse.ArgumentParser, command: str) -> None:
     for f in _fields(command):
         parser.add_argument(flag(f.name), **_argument(f, hints[f.name]))
     for name, (keywords, commands, _) in RUN_OPTIONS.items():
-        if command in commands:
-            parser.add_argument(flag(name), **keywords)
+        if command in commands:  # a value typed is noted as given (the flags without one are given when true)
+            parser.add_argument(flag(name), **({"action": _Given} | keywords))
 
 
 def check_options(args: argparse.Namespace, fields: list[dataclasses.Field] | None = None) -> None:
