@@ -56,7 +56,7 @@ class _Given(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
         setattr(namespace, self.dest, values)
-        namespace.__dict__.setdefault("given", set()).add(self.dest)
+        _note_given(namespace, self.dest)
 
 
 class _GivenFlag(argparse.BooleanOptionalAction):
@@ -64,7 +64,11 @@ class _GivenFlag(argparse.BooleanOptionalAction):
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
         super().__call__(parser, namespace, values, option_string)
-        namespace.__dict__.setdefault("given", set()).add(self.dest)
+        _note_given(namespace, self.dest)
+
+
+def _note_given(namespace: argparse.Namespace, name: str) -> None:
+    namespace.__dict__.setdefault("given", set()).add(name)
 
 
 def _is_given(args: argparse.Namespace, name: str, default: Any) -> bool:

@@ -105,8 +105,8 @@ def run_study(
     tuning_grid = len(variants) * len(grid) * len(tune_seeds)
     check_size(len(variants), seeds, max_runs, tuning_grid + protocol.widened_runs(len(variants), grid, quick))
     out, data = Path(out), load_fashion_mnist(data_dir, val_size=val_size, verify=verify)
-    if plan_only or _at_defaults(study, protocol, seeds, epochs, quick, backend):  # its budget, with its estimate
-        if (estimate := _estimate(study, protocol, variants, seeds, epochs, quick, data, log, backend)) and plan_only:
+    if (budget := _at_defaults(study, protocol, seeds, epochs, quick, backend)) or plan_only:  # with its estimate
+        if (estimate := _estimate(study, protocol, variants, seeds, epochs, quick, data, log, budget)) and plan_only:
             return estimate
     (backend := backend or Local()).connect()  # an unreachable cluster, Ray missing: an error before any write
     # 2. the study's directory, held until the study ends, and the store of runs
@@ -176,9 +176,10 @@ class _Stage:
         return plan
 
 
-def _estimate(study, protocol, variants, seeds, epochs, quick, data, log, backend=None) -> dict:
+def _estimate(study, protocol, variants, seeds, epochs, quick, data, log, budget: bool = False) -> dict:
     """The plan of both stages and about how long its runs take (the confirmation runs at the grid's
-    middle rate: their cost does not depend on it); nothing trained or written."""
+    middle rate: their cost does not depend on it), with the study's budget where ``budget``;
+    nothing trained or written."""
     grid, tune_seeds = protocol.grid(study, quick), protocol.tuning_seeds(quick)
     stage = _Stage(study, protocol, epochs, quick, data, None, Local(), log)
     plan = stage.plan([protocol.tuned(v, lr) for v in variants for lr in grid], tune_seeds) if protocol.fair else {}
@@ -193,7 +194,7 @@ def _estimate(study, protocol, variants, seeds, epochs, quick, data, log, backen
         if wider else ""  # fmt: skip
     log(f"{study.name}: {len(plan)} runs ({len(variants)} configurations; {protocol.regime(study, seeds, quick)}); "
         f"about {format_seconds(seconds)} of training ({basis}){more}"
-        f"{_budget(study, at_most) if _at_defaults(study, protocol, seeds, epochs, quick, backend) else ''}")
+        f"{_budget(study, at_most) if budget else ''}")
     return {"study": study.name, "runs": len(plan), "seconds": seconds, "at_most": at_most}
 
 

@@ -11,12 +11,11 @@ estimate of them.
 from __future__ import annotations
 
 import dataclasses
-import math
 import statistics
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..train.config import TrainConfig, evaluation_count
+from ..train.config import TrainConfig, batches_per_epoch, evaluation_count
 from ..train.timing import time_step
 
 __all__ = ["MAX_RUNS", "PlanError", "check_size", "run_steps", "estimate_seconds", "format_seconds"]
@@ -61,6 +60,7 @@ def check_size(configurations: int, seeds: int, limit: int = MAX_RUNS, tuning: i
     return runs
 
 
+_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 # What a run's step costs depends on these fields only: runs that share them share one timing
 _COST_FIELDS = ("model", "hidden", "dropout", "dropout_impl", "noise", "norm", "input_dropout", "activation",
                 "batch_size", "optimizer", "momentum", "weight_decay", "schedule", "max_norm", "augment", "precision",
@@ -79,14 +79,18 @@ def run_steps(train: Mapping[str, Any], n_train: int, n_val: int, n_test: int) -
         >>> run_steps({"epochs": 10, "batch_size": 256}, 55_000, 5_000, 10_000)
         (2150, 610000)
     """
-    if train.get("split") == "d2l":
+    cfg = _config(train)
+    if cfg.split == "d2l":
         n_train, n_val = n_train + n_val, n_test
-    used = train.get("train_size") or n_train
-    epochs, batch = train["epochs"], train["batch_size"]
-    evals = evaluation_count(epochs, train.get("eval_every", 1))
-    eval_images = min(train.get("eval_train_size") or used, used) + n_val
-    steps = used // batch if train.get("drop_last") else math.ceil(used / batch)
-    return epochs * steps, eval_images * evals + n_test
+    used = cfg.train_size or n_train
+    evaluated = (min(cfg.eval_train_size or used, used) + n_val) * evaluation_count(cfg.epochs, cfg.eval_every)
+    return cfg.epochs * batches_per_epoch(cfg, used), evaluated + n_test
+
+
+def _config(train: Mapping[str, Any]) -> TrainConfig:
+    """A job's training configuration (a mapping, perhaps from a stored record's JSON) as a
+    :class:`TrainConfig`, the fields it leaves out at their defaults."""
+    return TrainConfig(**{k: v for k, v in train.items() if k in _FIELDS})
 
 
 def _plain(value: Any) -> Any:
@@ -104,8 +108,7 @@ class _Timings:
     def __call__(self, train: Mapping[str, Any]) -> tuple[float, float]:
         key = repr([_plain(train.get(name)) for name in _COST_FIELDS])
         if key not in self.seen:
-            fields = {f.name for f in dataclasses.fields(TrainConfig)}
-            self.seen[key] = time_step(TrainConfig(**{k: v for k, v in train.items() if k in fields}))
+            self.seen[key] = time_step(_config(train))
         return self.seen[key]
 
 
