@@ -90,7 +90,10 @@ def is_schedule(schedule: object) -> bool:
 def schedule_factor(schedule: str, epoch: int, step: int, steps_per_epoch: int) -> float:
     """The factor of the configured rates for the step of ``epoch`` (from 1) taken after ``step``
     steps of the run, ``steps_per_epoch`` steps an epoch (see the module's doc)."""
-    kind, length = parse_schedule(schedule)
+    return _factor(*parse_schedule(schedule), epoch, step, steps_per_epoch)
+
+
+def _factor(kind: str, length: int, epoch: int, step: int, steps_per_epoch: int) -> float:
     if kind == "early":
         return 1.0 if epoch <= length else 0.0
     if kind == "late":
@@ -142,14 +145,14 @@ class DropoutSchedule:
     the factor changes), :meth:`restore` gives the configured rates back. ``constant`` touches nothing."""
 
     def __init__(self, schedule: str, model: nn.Module, steps_per_epoch: int) -> None:
-        self.schedule, self.steps_per_epoch, self.factor = schedule, steps_per_epoch, None
+        self.parsed, self.steps_per_epoch, self.factor = parse_schedule(schedule), steps_per_epoch, None
         self.sites = dropout_sites(model) if schedule != "constant" else []
 
     def at(self, epoch: int, step: int) -> None:
         """The rates of the step of ``epoch`` taken after ``step`` steps of the run."""
         if not self.sites:
             return
-        factor = schedule_factor(self.schedule, epoch, step, self.steps_per_epoch)
+        factor = _factor(*self.parsed, epoch, step, self.steps_per_epoch)  # parsed once, not every step
         if factor != self.factor:
             _set_rates(self.sites, factor)
             self.factor = factor
